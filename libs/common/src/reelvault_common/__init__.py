@@ -1,0 +1,1 @@
+"""What every reelvault service shares: event contracts, topology, settings, storage, provider protocol."""

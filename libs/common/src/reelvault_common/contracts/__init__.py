@@ -1,0 +1,1 @@
+"""Public contracts: the lifecycle events on JetStream and the catalog's request/reply API."""

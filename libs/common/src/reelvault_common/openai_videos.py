@@ -1,0 +1,244 @@
+"""Client of the OpenAI Videos API (Sora 2) protocol, as documented in docs/openai-videos-api.md.
+
+The generator creates and follows jobs with it; the archiver downloads content with it. It
+speaks to any compatible base URL (the local simulator by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+VideoJobStatus = Literal["queued", "in_progress", "completed", "failed", "expired", "canceled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "expired", "canceled"})
+ContentVariant = Literal["video", "thumbnail", "spritesheet"]
+VARIANT_MEDIA_TYPES: dict[str, str] = {
+    "video": "video/mp4",
+    "thumbnail": "image/webp",
+    "spritesheet": "image/jpeg",
+}
+
+
+class VideoJobError(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    code: str | None = None
+    message: str | None = None
+
+
+class VideoJob(BaseModel):
+    """The Video object. Unknown fields are ignored; status is kept as a plain string so a new
+    status from the provider is seen (and treated as non-terminal) rather than a decode error."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    object: str = "video"
+    model: str
+    status: str
+    progress: int | None = 0
+    created_at: int
+    completed_at: int | None = None
+    expires_at: int | None = None
+    prompt: str | None = None
+    size: str
+    seconds: str
+    remixed_from_video_id: str | None = None
+    error: VideoJobError | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class VideoList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    object: str = "list"
+    data: list[VideoJob]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class ProviderError(Exception):
+    """A non-2xx reply (with the OpenAI error envelope when there is one) or a transport failure."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.code = code
+        self.param = param
+        self.retry_after_s = retry_after_s
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying (as the official SDK does): transport failures, 408, 409, 429, 5xx."""
+        return self.status is None or self.status in (408, 409, 429) or self.status >= 500
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code or self.type or ''}: {self.message}".strip()
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    if (seconds := headers.get("retry-after")) is not None:
+        try:
+            return float(seconds)
+        except ValueError:
+            return None
+    return None
+
+
+def error_from_response(response: httpx.Response, body: bytes | None = None) -> ProviderError:
+    raw = response.content if body is None else body
+    envelope: dict[str, Any] = {}
+    try:
+        parsed = httpx.Response(200, content=raw).json()
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            envelope = parsed["error"]
+    except ValueError:
+        pass
+    message = str(envelope.get("message") or raw[:200].decode(errors="replace") or response.reason_phrase)
+    return ProviderError(
+        message,
+        status=response.status_code,
+        type=envelope.get("type"),
+        code=envelope.get("code"),
+        param=envelope.get("param"),
+        retry_after_s=retry_after_seconds(response.headers),
+    )
+
+
+class ReferenceUpload(BaseModel):
+    filename: str
+    content: bytes
+    content_type: str
+
+
+class VideosClient:
+    """Async client of ``/v1/videos``. One instance per process; ``aclose`` when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            follow_redirects=True,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def content_url(self, video_id: str, variant: ContentVariant = "video") -> str:
+        suffix = "" if variant == "video" else f"?variant={variant}"
+        return f"{self.base_url}/videos/{video_id}/content{suffix}"
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    async def create(
+        self,
+        *,
+        prompt: str,
+        model: str,
+        seconds: str,
+        size: str,
+        input_reference: ReferenceUpload | None = None,
+    ) -> VideoJob:
+        # Always multipart, as the official SDK sends it.
+        parts: list[tuple[str, tuple[str | None, bytes | str] | tuple[str, bytes, str]]] = [
+            ("prompt", (None, prompt)),
+            ("model", (None, model)),
+            ("seconds", (None, seconds)),
+            ("size", (None, size)),
+        ]
+        if input_reference is not None:
+            parts.append(
+                (
+                    "input_reference",
+                    (input_reference.filename, input_reference.content, input_reference.content_type),
+                )
+            )
+        response = await self._send("POST", "/videos", files=parts)
+        return VideoJob.model_validate_json(response.content)
+
+    async def retrieve(self, video_id: str) -> tuple[VideoJob, float | None]:
+        """The job and the server's suggested wait before the next poll (seconds), if any."""
+        response = await self._send("GET", f"/videos/{video_id}")
+        poll_after = response.headers.get("openai-poll-after-ms")
+        wait = float(poll_after) / 1000 if poll_after and poll_after.isdigit() else None
+        return VideoJob.model_validate_json(response.content), wait
+
+    async def list(
+        self, *, limit: int = 20, order: Literal["asc", "desc"] = "desc", after: str | None = None
+    ) -> VideoList:
+        params: dict[str, str | int] = {"limit": limit, "order": order}
+        if after:
+            params["after"] = after
+        response = await self._send("GET", "/videos", params=params)
+        return VideoList.model_validate_json(response.content)
+
+    async def delete(self, video_id: str) -> None:
+        await self._send("DELETE", f"/videos/{video_id}")
+
+    @asynccontextmanager
+    async def stream_content(
+        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1024 * 1024
+    ) -> AsyncIterator[tuple[httpx.Headers, AsyncIterator[bytes]]]:
+        """Open the content download; yields its headers and a chunk iterator (never buffered).
+
+        A body cut short raises ``ProviderError`` (transient) instead of ending quietly.
+        """
+        params = {} if variant == "video" else {"variant": variant}
+        request = self._http.build_request("GET", f"/videos/{video_id}/content", params=params)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
+        try:
+            if response.status_code >= 400:
+                body = await response.aread()
+                raise error_from_response(response, body)
+
+            async def chunks() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in response.aiter_bytes(chunk_size):
+                        yield chunk
+                except httpx.HTTPError as exc:  # includes a body shorter than Content-Length
+                    raise ProviderError(f"download broke off: {exc!r}", status=None) from exc
+
+            yield response.headers, chunks()
+        finally:
+            await response.aclose()

@@ -1,0 +1,33 @@
+"""Object storage behind one interface: the filesystem (embedded default) and Supabase."""
+
+from reelvault_common.storage.interface import (
+    BucketNotFound,
+    BucketRulesMismatch,
+    BucketSpec,
+    InvalidKey,
+    MimeTypeNotAllowed,
+    ObjectConflict,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStorage,
+    PayloadTooLarge,
+    StorageError,
+    TransientStorageError,
+    Unauthorized,
+)
+
+__all__ = [
+    "BucketNotFound",
+    "BucketRulesMismatch",
+    "BucketSpec",
+    "InvalidKey",
+    "MimeTypeNotAllowed",
+    "ObjectConflict",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStorage",
+    "PayloadTooLarge",
+    "StorageError",
+    "TransientStorageError",
+    "Unauthorized",
+]

@@ -1,0 +1,170 @@
+"""Names of everything on the broker, derived from one namespace, and their reconciliation.
+
+One stream holds the whole video lifecycle. Each consumer is a durable pull consumer named
+after its service and purpose, so replicas share work and a restart resumes where it stopped.
+nats-py does not update an existing durable by itself, so ``ensure_consumer`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from reelvault_common.contracts.events import EVENT_TYPES, event_type_name
+from reelvault_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerPolicy:
+    """Delivery rules of one durable consumer."""
+
+    durable: str
+    filter_subjects: tuple[str, ...]
+    ack_wait_s: float = 60.0
+    # -1: unlimited (the generator's poll consumer re-delivers until a deadline it checks itself).
+    max_deliver: int = 20
+    # Waits before later redeliveries after an ack timeout (a crashed or stuck handler); naks
+    # set their own delay. The server takes backoff[0] as ack_wait, so ack_wait leads the list.
+    backoff_s: tuple[float, ...] = (120.0, 300.0)
+    max_ack_pending: int = 1000
+
+    def to_config(self) -> ConsumerConfig:
+        backoff: list[float] | None = None
+        if self.backoff_s:
+            backoff = [self.ack_wait_s, *self.backoff_s]
+            if self.max_deliver != -1:
+                # The server requires max_deliver > len(backoff).
+                backoff = backoff[: max(self.max_deliver - 1, 0)]
+            if len(backoff) < 2:
+                backoff = None
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            backoff=backoff,
+            max_ack_pending=self.max_ack_pending,
+            filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
+            filter_subjects=list(self.filter_subjects) if len(self.filter_subjects) > 1 else None,
+        )
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    stream_replicas: int = 1
+    stream_max_age_s: float = 30 * 86400
+    duplicate_window_s: float = 600
+    _subjects: dict[str, str] = field(default_factory=dict, init=False, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> Topology:
+        return cls(
+            namespace=settings.namespace,
+            stream_replicas=settings.stream_replicas,
+            stream_max_age_s=settings.stream_max_age_days * 86400,
+            duplicate_window_s=settings.stream_duplicate_window_s,
+        )
+
+    # --- the lifecycle stream -------------------------------------------------------------
+    @property
+    def stream(self) -> str:
+        return self.namespace.upper().replace("-", "_") + "_VIDEOS"
+
+    def subject(self, event_type: str) -> str:
+        """``video.completed`` -> ``<namespace>.video.completed``."""
+        return f"{self.namespace}.{event_type}"
+
+    def subject_for(self, event_cls: type) -> str:
+        return self.subject(event_type_name(event_cls))
+
+    @property
+    def stream_subjects(self) -> list[str]:
+        return [self.subject(event_type_name(cls)) for cls in EVENT_TYPES]
+
+    def stream_config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.stream,
+            subjects=self.stream_subjects,
+            retention=RetentionPolicy.LIMITS,
+            max_age=self.stream_max_age_s,
+            duplicate_window=self.duplicate_window_s,
+            storage=StorageType.FILE,
+            num_replicas=self.stream_replicas,
+            discard=DiscardPolicy.OLD,
+        )
+
+    def durable(self, service: str, purpose: str) -> str:
+        return f"{self.namespace}-{service}-{purpose}"
+
+    # --- catalog request/reply ------------------------------------------------------------
+    @property
+    def rpc_get(self) -> str:
+        return f"{self.namespace}.catalog.get"
+
+    @property
+    def rpc_list(self) -> str:
+        return f"{self.namespace}.catalog.list"
+
+    @property
+    def rpc_stats(self) -> str:
+        return f"{self.namespace}.catalog.stats"
+
+    @property
+    def rpc_ping(self) -> str:
+        return f"{self.namespace}.catalog.ping"
+
+    @property
+    def rpc_queue(self) -> str:
+        return f"{self.namespace}-catalog"
+
+    # --- key/value buckets ----------------------------------------------------------------
+    def kv_bucket(self, service: str, purpose: str) -> str:
+        return f"{self.namespace}_{service}_{purpose}".replace("-", "_")
+
+
+async def ensure_stream(js: JetStreamContext, topology: Topology) -> None:
+    """Create the lifecycle stream, or bring an existing one in line with the topology."""
+    config = topology.stream_config()
+    try:
+        await js.stream_info(topology.stream)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("created stream %s", topology.stream)
+        return
+    await js.update_stream(config)
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, policy: ConsumerPolicy) -> None:
+    """Create the durable consumer or update it in place (the server keeps its position)."""
+    config = policy.to_config()
+    try:
+        info = await js.consumer_info(stream, policy.durable)
+    except NotFoundError:
+        await js.add_consumer(stream, config)
+        log.info("created consumer %s on %s", policy.durable, stream)
+        return
+    current = info.config
+    wanted = (config.ack_wait, config.max_deliver, config.backoff, config.max_ack_pending,
+              config.filter_subject, config.filter_subjects)
+    have = (current.ack_wait, current.max_deliver, current.backoff, current.max_ack_pending,
+            current.filter_subject, current.filter_subjects)
+    if wanted != have:
+        await js.add_consumer(stream, config)  # same name: the server updates it
+        log.info("updated consumer %s on %s", policy.durable, stream)

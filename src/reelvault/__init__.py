@@ -1,0 +1,1 @@
+"""reelvault command line: run the whole system on embedded defaults."""
