@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import nats
 from faststream import AckPolicy
-from faststream.nats import NatsBroker, NatsMessage, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import PubAck
 from pydantic import BaseModel
 
@@ -66,7 +66,10 @@ def durable_subscriber(
     """A durable pull subscriber on the lifecycle stream; handlers settle messages themselves."""
     return broker.subscriber(  # type: ignore[no-any-return]
         policy.filter_subjects[0],
-        stream=topology.stream,
+        # declare=False: the stream belongs to ``prepare_topology``. A declaring JStream makes
+        # FastStream "update" it on start with its own defaults, which silently reset the
+        # duplicate window (600 s -> 120 s) and max_age (-> unlimited).
+        stream=JStream(topology.stream, declare=False),
         durable=policy.durable,
         config=policy.to_config(),
         pull_sub=PullSub(batch_size=max(1, max_workers), timeout=1.0),

@@ -1,0 +1,83 @@
+"""Generator configuration, from the environment (``REELVAULT_*`` plus the well-known
+``NATS_URL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field, SecretStr, model_validator
+
+from reelvault_common.settings import ProviderSettings, ServiceSettings, StorageSettings
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
+    """One flat settings object: it is also the ``ProviderSettings`` and ``StorageSettings`` the
+    shared helpers take (``open_storage(settings)``)."""
+
+    # Who holds a ledger claim (logs and the KV entry; never used for decisions).
+    instance_id: str = Field(default_factory=_default_instance_id)
+    provider_name: str = "openai"
+
+    # --- creating jobs --------------------------------------------------------------------
+    # Hard bound on one create call (upload included). A claim older than this plus
+    # ``claim_margin_s`` belongs to an owner that died mid-create: it is recovered.
+    create_timeout_s: float = Field(default=60.0, gt=0)
+    claim_margin_s: float = Field(default=30.0, ge=0)
+    # Recovery lists provider jobs created since ``claimed_at - recovery_margin_s`` (clock
+    # skew between us and the provider) and no later than the end of the create window.
+    recovery_margin_s: float = Field(default=60.0, ge=0)
+    recovery_max_pages: int = Field(default=20, ge=1)
+    # Retries of a create the provider refused for now (429/5xx) when it gave no retry-after.
+    create_retry_base_s: float = Field(default=1.0, gt=0)
+    create_retry_max_s: float = Field(default=60.0, gt=0)
+    # Waiting for a fixed configuration problem (401: bad key) before trying again.
+    unauthorized_retry_s: float = Field(default=60.0, gt=0)
+    # Uploaded reference images larger than this are refused (the images bucket allows 10 MB).
+    reference_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
+    # --- following jobs -------------------------------------------------------------------
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    poll_max_interval_s: float = Field(default=15.0, gt=0)
+    poll_backoff_factor: float = Field(default=1.5, ge=1.0)
+    poll_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # The provider's ``openai-poll-after-ms`` is honoured up to this (a sane upper bound).
+    poll_after_max_s: float = Field(default=120.0, gt=0)
+    poll_retry_base_s: float = Field(default=1.0, gt=0)
+    job_deadline_s: float = Field(default=3600.0, gt=0)
+    # Jobs followed at once per consumer (a nak'd poll message counts until it is acked).
+    poll_max_ack_pending: int = Field(default=10000, ge=1)
+
+    # --- consumers ------------------------------------------------------------------------
+    requests_max_workers: int = Field(default=4, ge=1, le=256)
+    poll_max_workers: int = Field(default=16, ge=1, le=256)
+    ack_wait_s: float = Field(default=120.0, gt=0)
+
+    # --- provider webhooks (issue 3) ------------------------------------------------------
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    # 0: an ephemeral port (tests); None: no webhook endpoint.
+    webhook_port: int | None = Field(default=None, ge=0, le=65535)
+    webhook_tolerance_s: float = Field(default=300.0, gt=0)
+    webhook_dedupe_ttl_s: float = Field(default=72 * 3600.0, gt=0)
+
+    # --- shared request budget (issue 3) --------------------------------------------------
+    # Requests per minute to the provider, shared by every replica; None: unlimited.
+    provider_rpm: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneratorSettings:
+        if self.poll_max_interval_s < self.poll_interval_s:
+            raise ValueError("poll_max_interval_s must be >= poll_interval_s")
+        if self.create_retry_max_s < self.create_retry_base_s:
+            raise ValueError("create_retry_max_s must be >= create_retry_base_s")
+        return self
+
+    @property
+    def claim_stale_after_s(self) -> float:
+        return self.create_timeout_s + self.claim_margin_s
