@@ -154,6 +154,34 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def dead_letters(args: argparse.Namespace) -> int:
+    """List or replay dead letters of the namespace configured in the environment."""
+    import asyncio
+
+    from reelvault_common.deadletter import list_dead_letters, replay_dead_letters
+    from reelvault_common.settings import ServiceSettings
+    from reelvault_common.topology import Topology
+
+    settings = ServiceSettings()
+    topology = Topology.from_settings(settings)
+    if args.action == "list":
+        letters = asyncio.run(list_dead_letters(settings.nats_url, topology))
+        for stored in letters:
+            letter = stored.letter
+            print(f"{stored.sequence}\t{letter.dead_at:%Y-%m-%d %H:%M:%S}\t{letter.consumer}\t"
+                  f"{letter.subject}\tvideo={letter.video_id}\tdeliveries={letter.deliveries}\t"
+                  f"{letter.error}")
+        print(f"{len(letters)} dead letter(s) in {topology.dead_letter_stream}")
+        return 0
+    if not args.all and not args.seq:
+        print("reelvault: replay needs --seq N [N ...] or --all", file=sys.stderr)
+        return 2
+    chosen = None if args.all else list(args.seq)
+    replayed = asyncio.run(replay_dead_letters(settings.nats_url, topology, chosen))
+    print(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelvault", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=15.0, help="seconds to stop before SIGKILL")
     run.add_argument("--ready-timeout", type=float, default=90.0)
     run.set_defaults(handler=up)
+    letters = commands.add_parser("dead-letters", help="list or replay dead-lettered messages")
+    letters.add_argument("action", choices=["list", "replay"])
+    letters.add_argument("--seq", type=int, nargs="*", default=[], help="sequences to replay")
+    letters.add_argument("--all", action="store_true", help="replay every dead letter")
+    letters.set_defaults(handler=dead_letters)
     return parser
 
 

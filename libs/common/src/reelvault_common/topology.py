@@ -110,6 +110,14 @@ class Topology:
             discard=DiscardPolicy.OLD,
         )
 
+    @property
+    def dead_letter_stream(self) -> str:
+        return self.namespace.upper().replace("-", "_") + "_DEAD_LETTERS"
+
+    @property
+    def dead_letter_subject(self) -> str:
+        return f"{self.namespace}.deadletter"
+
     def durable(self, service: str, purpose: str) -> str:
         return f"{self.namespace}-{service}-{purpose}"
 

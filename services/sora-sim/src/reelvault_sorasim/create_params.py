@@ -26,9 +26,6 @@ from urllib.parse import urlsplit
 
 import anyio
 from PIL import Image, UnidentifiedImageError
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
-
 from reelvault_common.video_spec import (
     DEFAULT_MODEL,
     DEFAULT_SECONDS,
@@ -37,6 +34,9 @@ from reelvault_common.video_spec import (
     check_video_spec,
     parse_size,
 )
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
 from reelvault_sorasim.errors import (
     ApiError,
     bad_request,
@@ -53,7 +53,9 @@ MAX_REFERENCE_BYTES = 50 * 1024 * 1024
 _CREATE_FIELDS = {"prompt", "model", "seconds", "size", "input_reference"}
 _REFERENCE_FIELDS = {"image_url", "file_id"}
 _BRACKET = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.S)
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.S
+)
 
 ImageFetcher = Callable[[str], Awaitable[tuple[bytes, str | None]]]
 
@@ -126,7 +128,11 @@ def nest_form_fields(items: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in items:
         match = _BRACKET.match(key)
-        path = [key] if match is None else [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        path = (
+            [key]
+            if match is None
+            else [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        )
         node = out
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -190,9 +196,7 @@ async def validate_create(body: dict[str, Any], *, fetch_image: ImageFetcher) ->
     return CreateParams(prompt, model, seconds, size, reference)
 
 
-async def _reference(
-    value: object, size: str, fetch_image: ImageFetcher
-) -> ReferenceImage | None:
+async def _reference(value: object, size: str, fetch_image: ImageFetcher) -> ReferenceImage | None:
     if value is None:
         return None
     if isinstance(value, Upload):

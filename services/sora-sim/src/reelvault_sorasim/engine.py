@@ -14,15 +14,15 @@ import logging
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-
 from reelvault_common.video_spec import parse_size
+
 from reelvault_sorasim import render
 from reelvault_sorasim.create_params import (
     MAX_REFERENCE_BYTES,
@@ -82,6 +82,8 @@ class Simulator:
         self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
         self._data_dir: Path | None = None
         self._swept: set[str] = set()
+        # Authenticated /v1 calls per route, faulted ones included (admin listing).
+        self.calls: dict[str, int] = {}
 
     # -- lifecycle --
 

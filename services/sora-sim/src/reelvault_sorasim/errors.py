@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from reelvault_common.video_spec import quote_choices
+from starlette.responses import JSONResponse
 
 INVALID_REQUEST = "invalid_request_error"
 

@@ -110,9 +110,7 @@ class ContentCut:
 
 
 class FaultPolicy:
-    def __init__(
-        self, settings: FaultSettings, *, seed: int, clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, settings: FaultSettings, *, seed: int, clock: Callable[[], float]) -> None:
         self.settings = settings
         self._clock = clock
         self._seed = seed
@@ -173,16 +171,24 @@ class FaultPolicy:
         s = self.settings
         draws = [self._jobs.random() for _ in range(4)]
         gauss = self._jobs.gauss(0.0, 1.0)
-        duration = _spread(generation_s, s.generation_distribution, s.generation_spread, draws[0], gauss)
+        duration = _spread(
+            generation_s, s.generation_distribution, s.generation_spread, draws[0], gauss
+        )
         rule = self._take("create", _JOB_KINDS)
         if rule is not None:
             if rule.kind == "slow_job":
                 self._hit("slow_job")
-                slow = rule.generation_s if rule.generation_s is not None else duration * s.slow_job_factor
+                slow = (
+                    rule.generation_s
+                    if rule.generation_s is not None
+                    else duration * s.slow_job_factor
+                )
                 return JobPlan(slow, "completed", None)
             if rule.kind == "job_failed":
                 self._hit("job_failed")
-                error = JobError(rule.code or s.job_failed_code, rule.message or s.job_failed_message)
+                error = JobError(
+                    rule.code or s.job_failed_code, rule.message or s.job_failed_message
+                )
                 return JobPlan(duration, "failed", error)
             self._hit("job_expired")
             return JobPlan(duration, "expired", _expired_error(rule.code, rule.message))
@@ -204,9 +210,13 @@ class FaultPolicy:
         rule = self._take("content", _CONTENT_KINDS)
         if rule is not None:
             if rule.kind == "content_error":
-                return self._fail("content_error", server_error(rule.status or s.content_error_status))
+                return self._fail(
+                    "content_error", server_error(rule.status or s.content_error_status)
+                )
             self._hit("content_cut")
-            fraction = rule.cut_fraction if rule.cut_fraction is not None else s.content_cut_fraction
+            fraction = (
+                rule.cut_fraction if rule.cut_fraction is not None else s.content_cut_fraction
+            )
             return ContentCut(rule.cut_after_bytes, fraction)
         if draw_error < s.content_error_rate:
             return self._fail("content_error", server_error(s.content_error_status))
@@ -232,7 +242,11 @@ class FaultPolicy:
 
     def _request_error(self, rule: FaultRule, model: str | None) -> ApiError:
         if rule.kind == "rate_limit":
-            wait = rule.retry_after_s if rule.retry_after_s is not None else self.settings.retry_after_s
+            wait = (
+                rule.retry_after_s
+                if rule.retry_after_s is not None
+                else self.settings.retry_after_s
+            )
             limit = self.settings.rate_limit_rpm or 25
             return self._fail("rate_limit", rate_limited(limit, 0, wait, model, rule.message))
         if rule.kind == "quota":
@@ -257,7 +271,9 @@ def _spread(base: float, distribution: str, spread: float, uniform: float, gauss
 
 
 def _expired_error(code: str | None, message: str | None) -> JobError:
-    return JobError(code or "video_expired", message or "The video expired before it was retrieved.")
+    return JobError(
+        code or "video_expired", message or "The video expired before it was retrieved."
+    )
 
 
 def rate_limited(

@@ -154,7 +154,6 @@ class JobStore:
         # Its own stream: ids do not change when fault settings draw other random numbers.
         self._ids = random.Random(f"{seed}:ids")
         self._jobs: dict[str, Job] = {}
-        self.create_calls = 0
 
     def new_id(self) -> str:
         while True:

@@ -124,14 +124,14 @@ def _encode_video(spec: RenderSpec, first: Image.Image, path: Path) -> list[Imag
         stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "30"}
         time_base = Fraction(1, spec.fps)
         # RGB -> yuv420p conversion is the costly step: do it once, then edit the planes.
-        base = av.VideoFrame.from_image(first).reformat(format="yuv420p")
+        base = _to_yuv(first)
         planes = [bytes(plane) for plane in base.planes]
         for index in range(frames):
             if index in sample_at:
                 tile = bar.draw_rgb(first, index)
                 tile.thumbnail((SPRITE_TILE_MAX_PX, SPRITE_TILE_MAX_PX))
                 sprites.append(tile)
-            frame = base if index == 0 else bar.draw_yuv(base, planes, index)
+            frame = base if index == 0 else bar.draw_yuv(first, base, planes, index)
             frame.pts = index
             frame.time_base = time_base
             out.mux(stream.encode(frame))
@@ -164,14 +164,14 @@ class _Bar:
             ImageDraw.Draw(image).rectangle(box, fill=(235,) * 3)
         return image
 
-    def draw_yuv(self, base: av.VideoFrame, planes: list[bytes], index: int) -> av.VideoFrame:
+    def draw_yuv(
+        self, first: Image.Image, base: av.VideoFrame, planes: list[bytes], index: int
+    ) -> av.VideoFrame:
         frame = av.VideoFrame(base.width, base.height, "yuv420p")
         x = self.x(index)
         for k, (plane, source) in enumerate(zip(frame.planes, base.planes, strict=True)):
             if plane.line_size != source.line_size:  # never seen; stay correct if it happens
-                return av.VideoFrame.from_image(self.draw_rgb(base.to_image(), index)).reformat(
-                    format="yuv420p"
-                )
+                return _to_yuv(self.draw_rgb(first, index))
             shift = 0 if k == 0 else 1  # chroma planes are half width and half height
             data = bytearray(planes[k])
             start, width = x >> shift, self.width >> shift
@@ -180,8 +180,13 @@ class _Bar:
             for row in range(source.height):
                 offset = row * stride + start
                 data[offset : offset + width] = fill
-            plane.update(data)
+            plane.update(bytes(data))
         return frame
+
+
+def _to_yuv(image: Image.Image) -> av.VideoFrame:
+    frame: av.VideoFrame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
+    return frame.reformat(format="yuv420p")
 
 
 def _sample_indexes(frames: int, wanted: int) -> set[int]:

@@ -125,7 +125,9 @@ class WebhookDispatcher:
                 "content-type": "application/json",
                 "webhook-id": delivery.webhook_id,
                 "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(self.secret, delivery.webhook_id, timestamp, delivery.body),
+                "webhook-signature": sign(
+                    self.secret, delivery.webhook_id, timestamp, delivery.body
+                ),
                 "user-agent": "reelvault-sora-sim/webhooks",
             }
             try:

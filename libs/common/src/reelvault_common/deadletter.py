@@ -1,0 +1,154 @@
+"""Dead letters: a message that keeps failing ends here instead of being retried forever.
+
+On its last allowed delivery (the consumer's ``max_deliver``) a failing message is copied, with
+its original subject, payload, headers and the last error, to the namespace's dead-letter
+stream; the video is marked failed (``code="dead_lettered"``) and the original is terminated.
+``reelvault dead-letters`` lists them and replays them onto their original subject.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+import nats
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from reelvault_common.contracts.events import utcnow
+from reelvault_common.topology import Topology
+
+DEAD_LETTER_MAX_AGE_S = 30 * 86400
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    consumer: str
+    subject: str
+    stream_sequence: int
+    deliveries: int
+    payload_b64: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    error: str
+    video_id: uuid.UUID | None = None
+    dead_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def payload(self) -> bytes:
+        return base64.b64decode(self.payload_b64)
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        consumer: str,
+        subject: str,
+        stream_sequence: int,
+        deliveries: int,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        error: str,
+        video_id: uuid.UUID | None,
+    ) -> DeadLetter:
+        return cls(
+            consumer=consumer,
+            subject=subject,
+            stream_sequence=stream_sequence,
+            deliveries=deliveries,
+            payload_b64=base64.b64encode(payload).decode(),
+            headers=dict(headers or {}),
+            error=error[:4000],
+            video_id=video_id,
+        )
+
+
+def dead_letter_stream_config(topology: Topology) -> StreamConfig:
+    return StreamConfig(
+        name=topology.dead_letter_stream,
+        subjects=[topology.dead_letter_subject],
+        retention=RetentionPolicy.LIMITS,
+        max_age=DEAD_LETTER_MAX_AGE_S,
+        storage=StorageType.FILE,
+        num_replicas=topology.stream_replicas,
+        duplicate_window=topology.duplicate_window_s,
+    )
+
+
+async def ensure_dead_letter_stream(js: JetStreamContext, topology: Topology) -> None:
+    config = dead_letter_stream_config(topology)
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+        return
+    await js.update_stream(config)
+
+
+async def publish_dead_letter(js: JetStreamContext, topology: Topology, letter: DeadLetter) -> None:
+    # One dead letter per (consumer, stream sequence): a crash after this publish and before
+    # the term is deduplicated when the message comes back.
+    await js.publish(
+        topology.dead_letter_subject,
+        letter.model_dump_json().encode(),
+        stream=topology.dead_letter_stream,
+        headers={"Nats-Msg-Id": f"dl:{letter.consumer}:{letter.stream_sequence}"},
+    )
+
+
+class StoredDeadLetter(BaseModel):
+    sequence: int
+    letter: DeadLetter
+    stored_at: datetime | None = None
+
+
+async def list_dead_letters(nats_url: str, topology: Topology, limit: int = 1000) -> list[StoredDeadLetter]:
+    nc = await nats.connect(nats_url, connect_timeout=5)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(topology.dead_letter_stream)
+        except NotFoundError:
+            return []
+        letters: list[StoredDeadLetter] = []
+        seq = info.state.first_seq
+        while seq and seq <= info.state.last_seq and len(letters) < limit:
+            try:
+                raw = await js.get_msg(topology.dead_letter_stream, seq)
+            except NotFoundError:
+                seq += 1
+                continue
+            letters.append(StoredDeadLetter(sequence=seq, letter=DeadLetter.model_validate_json(raw.data or b"")))
+            seq += 1
+        return letters
+    finally:
+        await nc.close()
+
+
+async def replay_dead_letters(
+    nats_url: str, topology: Topology, sequences: list[int] | None = None
+) -> list[int]:
+    """Publish each chosen dead letter's payload to its original subject (with a fresh
+    ``Nats-Msg-Id``, so the duplicate window lets it through) and delete it from the
+    dead-letter stream. Returns the sequences replayed."""
+    chosen = [
+        stored for stored in await list_dead_letters(nats_url, topology)
+        if sequences is None or stored.sequence in sequences
+    ]
+    nc = await nats.connect(nats_url, connect_timeout=5)
+    replayed: list[int] = []
+    try:
+        js = nc.jetstream()
+        for stored in chosen:
+            headers = {k: v for k, v in stored.letter.headers.items() if not k.startswith("Nats-")}
+            headers["Nats-Msg-Id"] = f"replay:{uuid.uuid4()}"
+            headers["Reelvault-Replay-Of"] = str(stored.sequence)
+            await js.publish(stored.letter.subject, stored.letter.payload, stream=topology.stream, headers=headers)
+            await js.delete_msg(topology.dead_letter_stream, stored.sequence)
+            replayed.append(stored.sequence)
+        return replayed
+    finally:
+        await nc.close()

@@ -1,0 +1,134 @@
+"""Bootstrap: wire settings, storage, provider client, broker and handlers together."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage as MessageParam
+from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted
+from reelvault_common.lifecycle import wait_for_stop_signal
+from reelvault_common.logs import configure_logging
+from reelvault_common.messaging import (
+    EventPublisher,
+    durable_subscriber,
+    make_broker,
+    prepare_topology,
+)
+from reelvault_common.openai_videos import VideosClient
+from reelvault_common.storage.factory import open_storage
+from reelvault_common.storage.interface import ObjectStorage
+from reelvault_common.storage.layout import Buckets
+from reelvault_common.topology import ConsumerPolicy, Topology
+
+from reelvault_archiver.copier import VideoCopier
+from reelvault_archiver.decisions import RetryPolicy
+from reelvault_archiver.handlers import ArchiveHandlers
+from reelvault_archiver.settings import ArchiverSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "archiver"
+
+
+def consumer_policies(settings: ArchiverSettings, topology: Topology) -> tuple[ConsumerPolicy, ...]:
+    """``video.completed`` and ``video.archive.requested``, each on its own durable.
+
+    ``max_deliver`` is unlimited: the archiver itself decides when to stop (the source's
+    ``expires_at``, or an attempt budget when there is none), so the server never drops a
+    message silently."""
+
+    def policy(purpose: str, event_cls: type) -> ConsumerPolicy:
+        return ConsumerPolicy(
+            durable=topology.durable(SERVICE, purpose),
+            filter_subjects=(topology.subject_for(event_cls),),
+            ack_wait_s=settings.ack_wait_s,
+            max_deliver=-1,
+        )
+
+    return (policy("completed", VideoCompleted), policy("rearchive", VideoArchiveRequested))
+
+
+def retry_policy(settings: ArchiverSettings) -> RetryPolicy:
+    return RetryPolicy(
+        base_delay_s=settings.retry_base_delay_s,
+        max_delay_s=settings.retry_max_delay_s,
+        not_found_attempts=settings.not_found_attempts,
+        verification_attempts=settings.verification_attempts,
+        max_attempts_without_deadline=settings.max_attempts_without_deadline,
+        min_time_left_s=settings.min_time_left_s,
+    )
+
+
+class ArchiverService:
+    def __init__(self, settings: ArchiverSettings) -> None:
+        self.settings = settings
+        self.topology = Topology.from_settings(settings)
+        self.buckets = Buckets.from_settings(settings)
+        self.policies = consumer_policies(settings, self.topology)
+        self._broker: NatsBroker | None = None
+        self._storage: ObjectStorage | None = None
+        self._videos: VideosClient | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        await prepare_topology(settings, self.topology, self.policies)
+        storage = self._storage = open_storage(settings)
+        await storage.ensure_buckets(self.buckets.all())
+        # Downloads only ever go to the configured provider base URL.
+        videos = self._videos = VideosClient(
+            settings.openai_base_url, settings.openai_api_key, timeout_s=settings.provider_timeout_s
+        )
+        copier = VideoCopier(
+            storage,
+            videos,
+            self.buckets,
+            policy=retry_policy(settings),
+            chunk_bytes=settings.download_chunk_bytes,
+        )
+        broker = self._broker = make_broker(settings, f"reelvault-{SERVICE}")
+        handlers = ArchiveHandlers(
+            copier, EventPublisher(broker, self.topology),
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
+        completed, rearchive = self.policies
+
+        async def on_completed(msg: MessageParam) -> None:
+            await handlers.on_completed(msg)
+
+        async def on_archive_requested(msg: MessageParam) -> None:
+            await handlers.on_archive_requested(msg)
+
+        workers = settings.max_workers
+        durable_subscriber(broker, self.topology, completed, max_workers=workers)(on_completed)
+        durable_subscriber(broker, self.topology, rearchive, max_workers=workers)(
+            on_archive_requested
+        )
+        await broker.start()
+        log.info("consuming %s and %s with %d workers each",
+                 completed.durable, rearchive.durable, workers)
+
+    async def stop(self) -> None:
+        # Stop taking messages and let in-flight copies finish (FastStream's graceful
+        # timeout); a copy cut off here is redelivered and redone idempotently.
+        if self._broker is not None:
+            await self._broker.stop()
+            self._broker = None
+        if self._videos is not None:
+            await self._videos.aclose()
+            self._videos = None
+        if self._storage is not None:
+            await self._storage.aclose()
+            self._storage = None
+
+
+async def main() -> None:
+    settings = ArchiverSettings()
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    service = ArchiverService(settings)
+    await service.start()
+    log.info("%s ready", SERVICE)
+    signal_received = await wait_for_stop_signal()
+    log.info("%s stopping (%s)", SERVICE, signal_received.name)
+    await service.stop()
+    log.info("%s stopped", SERVICE)

@@ -1,0 +1,59 @@
+"""Thin message handlers: decode, run the copy, publish the outcome, settle the message."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsMessage
+from pydantic import ValidationError
+from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted, parse_event
+from reelvault_common.messaging import EventPublisher, RetryLater, delivery_attempt, settle
+
+from reelvault_archiver.copier import Retry, VideoCopier
+from reelvault_archiver.heartbeat import keep_alive
+from reelvault_archiver.jobs import ArchiveJob
+
+log = logging.getLogger(__name__)
+
+
+class ArchiveHandlers:
+    def __init__(
+        self, copier: VideoCopier, publisher: EventPublisher, *, heartbeat_interval_s: float
+    ) -> None:
+        self._copier = copier
+        self._publisher = publisher
+        self._heartbeat_interval_s = heartbeat_interval_s
+
+    async def on_completed(self, msg: NatsMessage) -> None:
+        await self._handle(msg, VideoCompleted)
+
+    async def on_archive_requested(self, msg: NatsMessage) -> None:
+        await self._handle(msg, VideoArchiveRequested)
+
+    async def _handle(
+        self, msg: NatsMessage, expected: type[VideoCompleted] | type[VideoArchiveRequested]
+    ) -> None:
+        try:
+            event = parse_event(msg.body)
+        except ValidationError as exc:
+            # Redelivering a payload nobody can read helps no one.
+            log.error("dropping undecodable message on %s: %s", msg.raw_message.subject, exc)
+            await msg.reject()
+            return
+        if not isinstance(event, expected):
+            log.error("dropping %s on %s: expected %s", event.type, msg.raw_message.subject,
+                      expected.__name__)
+            await msg.reject()
+            return
+        job = ArchiveJob.from_event(event)
+
+        async def work() -> None:
+            async with keep_alive(msg.in_progress, self._heartbeat_interval_s):
+                outcome = await self._copier.archive(job, attempt=delivery_attempt(msg))
+            if isinstance(outcome, Retry):
+                raise RetryLater(outcome.delay, outcome.reason)
+            await self._publisher.publish(outcome.event)
+
+        # A publish that timed out is retried soon; anything unknown is redelivered after
+        # ack_wait (the copy is idempotent either way).
+        await settle(msg, work, transient=(TimeoutError,))

@@ -1,0 +1,44 @@
+"""Archiver configuration, from the environment (``REELVAULT_*`` plus the well-known names
+``NATS_URL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``SUPABASE_*``)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, model_validator
+from reelvault_common.settings import ProviderSettings, ServiceSettings, StorageSettings
+
+MIB = 1024 * 1024
+
+
+class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
+    """Broker + storage + provider settings, and how the archiver paces its work."""
+
+    # Copies running at once (each holds one download and one upload).
+    max_workers: int = Field(default=4, ge=1, le=64)
+    # Bytes per read from the provider; also the unit handed to storage (memory per copy).
+    download_chunk_bytes: int = Field(default=MIB, ge=16 * 1024, le=16 * MIB)
+    # JetStream redelivers an unacked message after this long...
+    ack_wait_s: float = Field(default=60.0, gt=0)
+    # ...so a running copy tells it "still working" this often.
+    heartbeat_interval_s: float = Field(default=15.0, gt=0)
+
+    # Retries of downloads (never of generations), always before the source's expires_at.
+    retry_base_delay_s: float = Field(default=1.0, gt=0)
+    retry_max_delay_s: float = Field(default=30.0, gt=0)
+    # A 404 before expires_at may be the provider catching up; believe it after this many tries.
+    not_found_attempts: int = Field(default=3, ge=1)
+    # A copy whose stored bytes do not match what was streamed is retried this many times.
+    verification_attempts: int = Field(default=3, ge=1)
+    # Without an expires_at there is no deadline to stop at: give up after this many tries.
+    max_attempts_without_deadline: int = Field(default=20, ge=1)
+    # No new download attempt is scheduled closer than this to expires_at.
+    min_time_left_s: float = Field(default=2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_ack_wait(self) -> Self:
+        if self.heartbeat_interval_s >= self.ack_wait_s:
+            raise ValueError("heartbeat_interval_s must be shorter than ack_wait_s")
+        if self.retry_max_delay_s < self.retry_base_delay_s:
+            raise ValueError("retry_max_delay_s must be at least retry_base_delay_s")
+        return self

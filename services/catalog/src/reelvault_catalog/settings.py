@@ -1,0 +1,82 @@
+"""The catalog's configuration: the shared service settings plus where Postgres is."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from reelvault_common.settings import ServiceSettings
+
+ASYNCPG_DRIVER = "postgresql+asyncpg"
+_ACCEPTED_DRIVERS = {"postgres", "postgresql", ASYNCPG_DRIVER}
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept ``postgres://``, ``postgresql://`` and ``postgresql+asyncpg://`` URLs (TCP or unix
+    socket via ``?host=/dir``) and return the SQLAlchemy asyncpg form.
+
+    libpq's ``sslmode`` becomes asyncpg's ``ssl`` (hosted Postgres URLs usually carry it).
+    Error messages never include the password.
+    """
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise ValueError("DATABASE_URL is not a valid database URL") from None
+    if parsed.drivername not in _ACCEPTED_DRIVERS:
+        raise ValueError(
+            f"DATABASE_URL must be a PostgreSQL URL (postgres://, postgresql:// or "
+            f"postgresql+asyncpg://), not {parsed.drivername}://"
+        )
+    if "sslmode" in parsed.query:
+        sslmode = parsed.query["sslmode"]
+        parsed = parsed.set(drivername=ASYNCPG_DRIVER).difference_update_query(["sslmode"])
+        if "ssl" not in parsed.query:
+            parsed = parsed.update_query_dict({"ssl": sslmode})
+        return parsed.render_as_string(hide_password=False)
+    # Only the scheme changes: the rest stays byte for byte (e.g. ``?host=/run/pg`` unescaped).
+    text = url.strip()
+    return ASYNCPG_DRIVER + text[text.index("://"):]
+
+
+def redact_database_url(url: str) -> str:
+    """The URL as it may appear in logs: the password replaced by ``***``."""
+    try:
+        parsed: URL = make_url(url)
+    except ArgumentError:
+        return "<unparseable database url>"
+    return parsed.render_as_string(hide_password=True)
+
+
+class CatalogSettings(ServiceSettings):
+    # repr=False: settings objects end up in logs and tracebacks; the URL may carry a password.
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/reelvault",
+        validation_alias="DATABASE_URL",
+        repr=False,
+    )
+    # The gateway's base URL: ``video_url`` is the permanent ``{base}/v1/videos/{id}/content``.
+    public_base_url: str = "http://127.0.0.1:8000"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_s: float = Field(default=30.0, gt=0)
+    # Concurrent handlers of the projection consumer (per replica).
+    max_workers: int = Field(default=8, ge=1, le=256)
+    # Concurrent request/reply handlers per RPC subject (per replica).
+    rpc_workers: int = Field(default=16, ge=1, le=256)
+    ping_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def database_url_for_logs(self) -> str:
+        return redact_database_url(self.database_url)

@@ -1,0 +1,138 @@
+"""The gateway's link to NATS: connects in the background (the HTTP server starts even while
+the broker is down, answering 503 and reporting not-ready), prepares the stream, publishes
+lifecycle events and carries the catalog's request/reply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+import nats
+import nats.errors
+from faststream.exceptions import IncorrectState
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
+from pydantic import BaseModel
+
+from reelvault_common.messaging import EventPublisher, backoff_delay, make_broker, prepare_topology
+from reelvault_common.settings import ServiceSettings
+from reelvault_common.topology import Topology
+
+log = logging.getLogger(__name__)
+
+# What a publish or request can fail with when the broker is away or slow.
+TRANSIENT_BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.Error,
+    asyncio.TimeoutError,
+    IncorrectState,
+    ConnectionError,
+)
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take the message (down, reconnecting, or no ack in time)."""
+
+
+class EventSink(Protocol):
+    async def publish(self, event: BaseModel) -> PubAck: ...
+
+
+class Requester(Protocol):
+    async def request(self, subject: str, payload: bytes, timeout_s: float) -> bytes: ...
+
+
+class BrokerLink:
+    """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``."""
+
+    def __init__(self, settings: ServiceSettings, topology: Topology, publish_timeout_s: float) -> None:
+        self._settings = settings
+        self._topology = topology
+        # No buffering while reconnecting: a publish we reported as failed must never be sent.
+        self._broker: NatsBroker = make_broker(
+            settings, "reelvault-gateway", buffer_while_reconnecting=False
+        )
+        self._publisher = EventPublisher(self._broker, topology, timeout_s=publish_timeout_s)
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, wait_s: float) -> None:
+        self._task = asyncio.create_task(self._connect(), name="gateway-broker-connect")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._ready.wait()), wait_s)
+        if not self._ready.is_set():
+            log.warning("broker at %s not reachable yet; serving 503s until it is",
+                        _redact(self._settings.nats_url))
+
+    async def _connect(self) -> None:
+        try:
+            await self._broker.start()  # nats-py retries forever until the server answers
+        except Exception:
+            # Only unrecoverable errors end up here (e.g. authorization): stay not-ready.
+            log.exception("cannot connect to the broker at %s", _redact(self._settings.nats_url))
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await prepare_topology(self._settings, self._topology)
+                break
+            except Exception as exc:
+                delay = backoff_delay(attempt, base=0.5, cap=10.0)
+                log.warning("preparing the stream failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+        self._ready.set()
+        log.info("broker connected, stream %s ready", self._topology.stream)
+
+    def _client(self) -> Client | None:
+        try:
+            return self._broker.connection
+        except IncorrectState:
+            return None
+
+    @property
+    def connected(self) -> bool:
+        client = self._client()
+        return self._ready.is_set() and client is not None and client.is_connected
+
+    async def publish(self, event: BaseModel) -> PubAck:
+        """Publish to JetStream and wait for the ack; ``BrokerUnavailable`` if it was not taken."""
+        if not self.connected:
+            raise BrokerUnavailable("the message broker is not connected")
+        try:
+            return await self._publisher.publish(event)
+        except TRANSIENT_BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"the message broker did not acknowledge: {exc!r}") from exc
+
+    async def request(self, subject: str, payload: bytes, timeout_s: float) -> bytes:
+        """Core-NATS request/reply; ``BrokerUnavailable`` on no connection, no responder or
+        timeout (the caller decides what that means for it)."""
+        client = self._client()
+        if client is None or not client.is_connected:
+            raise BrokerUnavailable("the message broker is not connected")
+        try:
+            reply: Msg = await client.request(subject, payload, timeout=timeout_s)
+        except TRANSIENT_BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"no reply on {subject}: {exc!r}") from exc
+        return reply.data
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self._broker.stop()
+        except Exception as exc:  # closing a dead connection must not fail the shutdown
+            log.warning("closing the broker connection failed: %r", exc)
+
+
+def _redact(url: str) -> str:
+    """A NATS URL without credentials, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    return f"{scheme}://{rest.rpartition('@')[2]}"

@@ -1,0 +1,100 @@
+"""Reads go to the catalog service over NATS request/reply (the gateway never opens Postgres)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from reelvault_common.contracts.catalog import (
+    GetStats,
+    GetVideo,
+    ListVideos,
+    RpcReply,
+    VideoPage,
+    VideoRecord,
+    VideoStatus,
+)
+from reelvault_common.topology import Topology
+
+from reelvault_gateway.broker import BrokerUnavailable, Requester
+
+log = logging.getLogger(__name__)
+
+# Reply codes the catalog uses for "no such video" and "that cursor is not mine".
+NOT_FOUND_CODES = frozenset({"not_found", "video_not_found"})
+INVALID_CURSOR_CODES = frozenset({"invalid_cursor", "bad_cursor"})
+
+
+class CatalogUnavailable(Exception):
+    """No catalog answered in time (or the broker is down)."""
+
+
+class CatalogError(Exception):
+    """The catalog answered with an error we have no better mapping for."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidCursor(Exception):
+    pass
+
+
+class CatalogClient(Protocol):
+    async def get(self, video_id: uuid.UUID, *, timeout_s: float | None = None) -> VideoRecord | None: ...
+
+    async def list(
+        self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> VideoPage: ...
+
+    async def ping(self, *, timeout_s: float | None = None) -> None: ...
+
+
+class NatsCatalogClient:
+    def __init__(self, requester: Requester, topology: Topology, timeout_s: float) -> None:
+        self._requester = requester
+        self._topology = topology
+        self._timeout_s = timeout_s
+
+    async def _ask(self, subject: str, message: BaseModel, timeout_s: float | None) -> RpcReply:
+        try:
+            raw = await self._requester.request(
+                subject, message.model_dump_json().encode(), timeout_s or self._timeout_s
+            )
+        except BrokerUnavailable as exc:
+            raise CatalogUnavailable(str(exc)) from exc
+        try:
+            return RpcReply.model_validate_json(raw)
+        except ValidationError as exc:
+            log.error("undecodable catalog reply on %s: %s", subject, exc)
+            raise CatalogError("bad_reply", "the catalog sent a reply the gateway cannot read") from exc
+
+    async def get(self, video_id: uuid.UUID, *, timeout_s: float | None = None) -> VideoRecord | None:
+        reply = await self._ask(self._topology.rpc_get, GetVideo(video_id=video_id), timeout_s)
+        if reply.ok and reply.video is not None:
+            return reply.video
+        if reply.error is None or reply.error.code in NOT_FOUND_CODES or reply.ok:
+            return None
+        raise CatalogError(reply.error.code, reply.error.message)
+
+    async def list(
+        self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> VideoPage:
+        message = ListVideos(status=status, limit=limit, cursor=cursor)
+        reply = await self._ask(self._topology.rpc_list, message, None)
+        if reply.ok and reply.page is not None:
+            return reply.page
+        if reply.error is not None and reply.error.code in INVALID_CURSOR_CODES:
+            raise InvalidCursor(reply.error.message)
+        if reply.error is not None:
+            raise CatalogError(reply.error.code, reply.error.message)
+        raise CatalogError("bad_reply", "the catalog answered a list request without a page")
+
+    async def ping(self, *, timeout_s: float | None = None) -> None:
+        """Return if a catalog replica answers at all; ``CatalogUnavailable`` otherwise."""
+        await self._ask(self._topology.rpc_ping, GetStats(), timeout_s)

@@ -1,0 +1,177 @@
+"""What a video request must look like, and how the seed app's shape maps onto it. Pure."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from reelvault_common.video_spec import (
+    DEFAULT_MODEL,
+    DEFAULT_SECONDS,
+    DEFAULT_SIZE,
+    MAX_REFERENCE_IMAGES,
+    PROMPT_MAX_CHARS,
+    check_video_spec,
+)
+
+from reelvault_gateway.errors import ApiError, field_error
+
+
+def normalize_seconds(value: Any) -> Any:
+    """``8`` and ``"8"`` mean the same; the API's canonical form is the string. Booleans and
+    fractions are not durations (left alone, so the string check rejects them)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    return value
+
+
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=PROMPT_MAX_CHARS)]
+Seconds = Annotated[
+    str,
+    BeforeValidator(normalize_seconds),
+    Field(description='Duration in seconds, as a string or an integer: "4", "8" or "12".'),
+]
+UploadKey = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class CreateVideoBody(BaseModel):
+    """``POST /v1/videos``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "Two friends hug on a beach at sunset",
+                    "model": "sora-2",
+                    "seconds": "4",
+                    "size": "720x1280",
+                    "reference_images": ["default/uploads/ab/ab12....png"],
+                }
+            ]
+        },
+    )
+
+    prompt: Prompt = Field(description="What the video shows (1..32000 characters).")
+    model: str = Field(default=DEFAULT_MODEL, max_length=100, description="`sora-2` or `sora-2-pro`.")
+    seconds: Seconds = DEFAULT_SECONDS
+    size: str = Field(
+        default=DEFAULT_SIZE, max_length=20, description="`WxH`, e.g. `720x1280` or `1280x720`."
+    )
+    reference_images: list[UploadKey] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCE_IMAGES,
+        description="Up to two keys returned by `POST /v1/uploads`.",
+    )
+
+
+class SeedCreateVideoBody(BaseModel):
+    """``POST /api/create-video`` (the seed app's shape)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: Prompt
+    image1_url: str | None = Field(
+        default=None, max_length=2048, description="A URL returned by /api/upload, or an upload key."
+    )
+    image2_url: str | None = Field(default=None, max_length=2048)
+    model: str = Field(default=DEFAULT_MODEL, max_length=100)
+    seconds: Seconds = DEFAULT_SECONDS
+    size: str = Field(default=DEFAULT_SIZE, max_length=20)
+
+
+class VideoIdBody(BaseModel):
+    """``{id}`` of the seed's check/download routes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """A request that passed every check that needs no I/O."""
+
+    prompt: str
+    model: str
+    seconds: str
+    size: str
+    reference_keys: tuple[str, ...]
+    # Where each reference came from in the request body, to name it in errors.
+    reference_locs: tuple[tuple[str | int, ...], ...]
+
+
+def check_spec(model: str, seconds: str, size: str) -> None:
+    """Raise a 422 naming the field the Videos API would reject."""
+    problem = check_video_spec(model, seconds, size)
+    if problem is not None:
+        raise field_error(("body", problem.param), problem.message, "invalid_value")
+
+
+def spec_from_body(body: CreateVideoBody) -> VideoSpec:
+    check_spec(body.model, body.seconds, body.size)
+    return VideoSpec(
+        prompt=body.prompt,
+        model=body.model,
+        seconds=body.seconds,
+        size=body.size,
+        reference_keys=tuple(body.reference_images),
+        reference_locs=tuple(("body", "reference_images", i) for i in range(len(body.reference_images))),
+    )
+
+
+def upload_key_from_ref(ref: str, public_prefix: str) -> str | None:
+    """The upload key an image reference names, or None if it cannot name one.
+
+    ``ref`` is either an upload key (``default/uploads/ab/ab...png``) or a URL /api/upload
+    returned (``<public_prefix><quoted key>``). Only the path is compared: the host may be
+    spelled differently behind a proxy, and the key is checked against storage anyway (the
+    gateway never fetches the URL).
+    """
+    ref = ref.strip()
+    if not ref:
+        return None
+    parts = urlsplit(ref)
+    if not parts.scheme and not parts.netloc and not ref.startswith("/"):
+        return ref  # a bare key
+    prefix_path = urlsplit(public_prefix).path
+    if not prefix_path.endswith("/"):
+        prefix_path += "/"
+    if parts.scheme and parts.scheme not in ("http", "https"):
+        return None
+    if not parts.path.startswith(prefix_path):
+        return None
+    key = unquote(parts.path[len(prefix_path):])
+    return key or None
+
+
+def spec_from_seed(body: SeedCreateVideoBody, public_prefix: str) -> VideoSpec:
+    check_spec(body.model, body.seconds, body.size)
+    keys: list[str] = []
+    locs: list[tuple[str | int, ...]] = []
+    for name in ("image1_url", "image2_url"):
+        ref = getattr(body, name)
+        if ref is None or not ref.strip():
+            continue
+        key = upload_key_from_ref(ref, public_prefix)
+        if key is None:
+            raise unknown_upload(("body", name), "is not an image uploaded through /api/upload")
+        keys.append(key)
+        locs.append(("body", name))
+    return VideoSpec(body.prompt, body.model, body.seconds, body.size, tuple(keys), tuple(locs))
+
+
+def unknown_upload(loc: tuple[str | int, ...], why: str = "no such upload") -> ApiError:
+    where = ".".join(str(part) for part in loc)
+    return ApiError(
+        422,
+        "unknown_upload",
+        f"{where}: {why}; upload the image first.",
+        details=[{"loc": list(loc), "msg": why, "type": "unknown_upload"}],
+    )

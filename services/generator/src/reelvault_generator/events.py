@@ -1,0 +1,93 @@
+"""Building the generator's outgoing events (pure) and the sink they go to."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from reelvault_common.contracts.events import (
+    VideoCompleted,
+    VideoFailed,
+    VideoGenerationProgressed,
+    VideoGenerationStarted,
+    VideoRequested,
+)
+from reelvault_generator.provider import ProviderJob
+
+
+class EventSink(Protocol):
+    """Where events go (``EventPublisher`` in the service): durable once ``publish`` returns."""
+
+    async def publish(self, event: BaseModel) -> Any: ...
+
+
+def started_event(
+    request: VideoRequested, *, provider: str, provider_job_id: str, job_created_at: datetime
+) -> VideoGenerationStarted:
+    return VideoGenerationStarted.new(
+        video_id=request.video_id,
+        correlation_id=request.correlation_id,
+        provider_job_id=provider_job_id,
+        provider=provider,
+        model=request.model,
+        seconds=request.seconds,
+        size=request.size,
+        org=request.org,
+        requested_at=request.occurred_at,
+        job_created_at=job_created_at,
+    )
+
+
+def completed_event(
+    *,
+    video_id: uuid.UUID,
+    correlation_id: str,
+    provider: str,
+    job: ProviderJob,
+    source_url: str,
+    org: str,
+    requested_at: datetime,
+) -> VideoCompleted:
+    return VideoCompleted.new(
+        video_id=video_id,
+        correlation_id=correlation_id,
+        provider_job_id=job.id,
+        provider=provider,
+        source_url=source_url,
+        expires_at=job.expires_at,
+        org=org,
+        requested_at=requested_at,
+    )
+
+
+def progressed_event(
+    *, video_id: uuid.UUID, correlation_id: str, job: ProviderJob
+) -> VideoGenerationProgressed:
+    return VideoGenerationProgressed.new(
+        video_id=video_id,
+        correlation_id=correlation_id,
+        provider_job_id=job.id,
+        progress=job.progress,
+    )
+
+
+def generation_failed(
+    *,
+    video_id: uuid.UUID,
+    correlation_id: str,
+    code: str,
+    message: str,
+    provider_job_id: str | None = None,
+) -> VideoFailed:
+    return VideoFailed.new(
+        video_id=video_id,
+        correlation_id=correlation_id,
+        stage="generation",
+        code=code,
+        message=message,
+        retryable=False,
+        provider_job_id=provider_job_id,
+    )

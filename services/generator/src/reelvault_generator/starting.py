@@ -1,0 +1,270 @@
+"""VideoRequested -> exactly one provider job -> VideoGenerationStarted.
+
+The ledger (see ``ledger.py``) decides; this module carries the decision out against the KV
+bucket, the provider and the stream. Each step is safe to repeat: the ledger is checked before
+anything is paid for, and events have deterministic ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.messaging import RetryLater, backoff_delay
+from reelvault_common.openai_videos import ProviderError
+from reelvault_generator.events import EventSink, generation_failed, started_event
+from reelvault_generator.ledger import (
+    ClaimAndCreate,
+    ClaimTiming,
+    LedgerEntry,
+    Recover,
+    RepublishFailure,
+    RepublishStarted,
+    WaitForOwner,
+    decide,
+    new_claim,
+)
+from reelvault_generator.ledger_store import JobLedger
+from reelvault_generator.provider import ProviderJob, VideoProvider, create_outcome_unknown
+from reelvault_generator.reference_loader import ReferenceLoader, ReferenceProblem
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def refusal_code(error: ProviderError) -> str:
+    """The VideoFailed code for a request the provider refused for good (400 and the like)."""
+    return error.code or (f"invalid_{error.param}" if error.param else None) or error.type or (
+        f"http_{error.status}"
+    )
+
+
+def refusal_message(error: ProviderError) -> str:
+    where = f" (param '{error.param}')" if error.param else ""
+    return f"the provider refused the request: {error.message}{where}"
+
+
+class JobStarter:
+    # A lost compare-and-set re-reads the ledger; more than this many in one delivery means the
+    # entry is being fought over: back off.
+    MAX_ROUNDS = 3
+
+    def __init__(
+        self,
+        *,
+        ledger: JobLedger,
+        provider: VideoProvider,
+        references: ReferenceLoader,
+        events: EventSink,
+        owner: str,
+        timing: ClaimTiming,
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        unauthorized_retry_s: float = 60.0,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._provider = provider
+        self._references = references
+        self._events = events
+        self._owner = owner
+        self._timing = timing
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self._unauthorized_retry_s = unauthorized_retry_s
+        self._clock = clock
+
+    async def handle(self, request: VideoRequested, attempt: int = 1) -> None:
+        """Returns when the outcome (Started or VideoFailed) is published; raises ``RetryLater``
+        to be asked again."""
+        for _ in range(self.MAX_ROUNDS):
+            current = await self._ledger.read(request.video_id)
+            decision = decide(current, self._clock(), self._timing)
+            match decision:
+                case RepublishStarted(entry):
+                    await self._publish_started(request, entry)
+                    return
+                case RepublishFailure(entry):
+                    await self._publish_failure(request, entry)
+                    return
+                case WaitForOwner(delay_s, owner):
+                    raise RetryLater(delay_s, f"{owner} is creating the job for {request.video_id}")
+                case ClaimAndCreate():
+                    if await self._claim_and_create(request, attempt):
+                        return
+                case Recover():
+                    if await self._recover(request, decision, attempt):
+                        return
+        raise RetryLater(
+            backoff_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
+            f"ledger entry of {request.video_id} kept changing",
+        )
+
+    # --- the decisions ------------------------------------------------------------------
+    async def _claim_and_create(self, request: VideoRequested, attempt: int) -> bool:
+        """False when another delivery claimed the video first (look again)."""
+        # The reference first: a storage hiccup must not leave a claim behind.
+        problem: ReferenceProblem | None = None
+        try:
+            reference = await self._references.frame_for(request)
+        except ReferenceProblem as exc:
+            problem, reference = exc, None
+        # Claimed just before the create: the claim's age bounds the create's duration.
+        claim = new_claim(
+            owner=self._owner,
+            now=self._clock(),
+            correlation_id=request.correlation_id,
+            org=request.org,
+            requested_at=request.occurred_at,
+        )
+        if problem is not None:
+            failed = claim.failed(code=problem.code, message=problem.message)
+            if await self._ledger.claim(request.video_id, failed) is None:
+                return False
+            await self._publish_failure(request, failed)
+            return True
+        revision = await self._ledger.claim(request.video_id, claim)
+        if revision is None:
+            return False
+        return await self._create(request, reference, claim, revision, attempt)
+
+    async def _recover(self, request: VideoRequested, decision: Recover, attempt: int) -> bool:
+        entry = decision.entry
+        log.warning(
+            "claim on %s by %s (attempt %d) is stale: looking for a job it may have created",
+            request.video_id, entry.owner, entry.attempts,
+        )
+        candidates = await self._provider.find_recent(request, decision.since, decision.until)
+        # Oldest first: the job the first attempt created is the likeliest to be ours.
+        for job in sorted(candidates, key=lambda j: j.created_at):
+            owner = await self._ledger.job_owner(self._provider.name, job.id)
+            if owner is not None and owner != request.video_id:
+                continue
+            if not await self._ledger.bind_job(self._provider.name, job.id, request.video_id):
+                continue
+            adopted = entry.created(
+                provider=self._provider.name,
+                provider_job_id=job.id,
+                job_created_at=job.created_at,
+                adopted=True,
+            )
+            if await self._ledger.replace(request.video_id, adopted, last=decision.revision) is None:
+                return False  # someone else recovered it meanwhile; re-read
+            log.info("adopted provider job %s for %s", job.id, request.video_id)
+            await self._publish_started(request, adopted)
+            return True
+        problem: ReferenceProblem | None = None
+        try:
+            reference = await self._references.frame_for(request)
+        except ReferenceProblem as exc:
+            problem, reference = exc, None
+        claim = entry.reclaimed(owner=self._owner, now=self._clock())
+        if problem is not None:
+            failed = claim.failed(code=problem.code, message=problem.message)
+            if await self._ledger.replace(request.video_id, failed, last=decision.revision) is None:
+                return False
+            await self._publish_failure(request, failed)
+            return True
+        revision = await self._ledger.replace(request.video_id, claim, last=decision.revision)
+        if revision is None:
+            return False
+        log.warning("no job found for %s: creating it again (attempt %d)",
+                    request.video_id, claim.attempts)
+        return await self._create(request, reference, claim, revision, attempt)
+
+    async def _create(
+        self,
+        request: VideoRequested,
+        reference: bytes | None,
+        claim: LedgerEntry,
+        revision: int,
+        attempt: int,
+    ) -> bool:
+        try:
+            job = await self._provider.create(request, reference)
+        except ProviderError as error:
+            await self._create_failed(request, claim, revision, attempt, error)
+            return True
+        return await self._record(request, claim, revision, job)
+
+    async def _create_failed(
+        self,
+        request: VideoRequested,
+        claim: LedgerEntry,
+        revision: int,
+        attempt: int,
+        error: ProviderError,
+    ) -> None:
+        video_id = request.video_id
+        if create_outcome_unknown(error):
+            # The job may exist: keep the claim; once stale, recovery looks for the job.
+            log.warning("create for %s ended without an answer (%s): recovering later",
+                        video_id, error)
+            raise RetryLater(self._timing.stale_after_s, "create outcome unknown")
+        if error.transient or error.status == 401:
+            # A definite "no" for now (429, 5xx, bad key): no job exists, free the claim.
+            await self._ledger.release(video_id, last=revision)
+            if error.status == 401:
+                log.error("provider rejected our API key (%s); retrying %s later", error, video_id)
+                delay = self._unauthorized_retry_s
+            else:
+                delay = error.retry_after_s or backoff_delay(
+                    attempt, base=self._retry_base_s, cap=self._retry_max_s
+                )
+            raise RetryLater(delay, f"create refused for now: {error}")
+        failed = claim.failed(code=refusal_code(error), message=refusal_message(error))
+        await self._ledger.replace(video_id, failed, last=revision)
+        log.info("provider refused %s: %s", video_id, error)
+        await self._publish_failure(request, failed)
+
+    async def _record(
+        self, request: VideoRequested, claim: LedgerEntry, revision: int, job: ProviderJob
+    ) -> bool:
+        video_id = request.video_id
+        if not await self._ledger.bind_job(self._provider.name, job.id, video_id):
+            # Another video's recovery adopted our job (we took longer than the claim's
+            # lifetime). Keep our claim: it goes stale and recovery finds or creates another.
+            log.error("job %s of %s was adopted by another video", job.id, video_id)
+            raise RetryLater(self._timing.stale_after_s, "our job was adopted elsewhere")
+        created = claim.created(
+            provider=self._provider.name, provider_job_id=job.id, job_created_at=self._clock()
+        )
+        if await self._ledger.replace(video_id, created, last=revision) is None:
+            current = await self._ledger.read(video_id)
+            if current is not None and current[0].provider_job_id not in (None, job.id):
+                # Our claim outlived its promise and a recovery created another job.
+                log.error("video %s now has two provider jobs: %s (ours, unused) and %s",
+                          video_id, job.id, current[0].provider_job_id)
+            return False  # re-read and follow whatever the ledger says now
+        log.info("created provider job %s for %s", job.id, video_id)
+        await self._publish_started(request, created)
+        return True
+
+    # --- publishing ---------------------------------------------------------------------
+    async def _publish_started(self, request: VideoRequested, entry: LedgerEntry) -> None:
+        assert entry.provider_job_id is not None and entry.job_created_at is not None
+        await self._events.publish(
+            started_event(
+                request,
+                provider=entry.provider or self._provider.name,
+                provider_job_id=entry.provider_job_id,
+                job_created_at=entry.job_created_at,
+            )
+        )
+
+    async def _publish_failure(self, request: VideoRequested, entry: LedgerEntry) -> None:
+        await self._events.publish(
+            generation_failed(
+                video_id=request.video_id,
+                correlation_id=request.correlation_id,
+                code=entry.failure_code or "generation_failed",
+                message=entry.failure_message or "the video could not be generated",
+            )
+        )

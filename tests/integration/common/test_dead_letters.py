@@ -1,0 +1,136 @@
+"""A message that keeps failing ends in the dead-letter stream with its payload and last
+error, the video is marked failed, and a replay puts it back on its original subject."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import nats
+import pytest
+from faststream.nats import NatsMessage
+
+from reelvault_common.contracts.events import VideoFailed, VideoRequested, parse_event
+from reelvault_common.deadletter import list_dead_letters, replay_dead_letters
+from reelvault_common.messaging import (
+    DeadLetterRoute,
+    EventPublisher,
+    durable_subscriber,
+    make_broker,
+    prepare_topology,
+    settle,
+)
+from reelvault_common.settings import ServiceSettings
+from reelvault_common.topology import ConsumerPolicy, Topology
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_until(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_poison_message_is_dead_lettered_then_replayed(service_settings: ServiceSettings) -> None:
+    topology = Topology.from_settings(service_settings)
+    policy = ConsumerPolicy(topology.durable("test", "poison"), (topology.subject("video.requested"),),
+                            ack_wait_s=2, max_deliver=3, backoff_s=())
+    await prepare_topology(service_settings, topology, [policy])
+    broker = make_broker(service_settings, "test")
+    publisher = EventPublisher(broker, topology)
+    route = DeadLetterRoute(policy, topology, publisher, stage="generation")
+    attempts: list[int] = []
+    healed = asyncio.Event()
+    fail = True
+
+    @durable_subscriber(broker, topology, policy)
+    async def handle(body: object, msg: NatsMessage) -> None:
+        async def work() -> None:
+            attempts.append(1)
+            if fail:
+                raise ValueError("cannot digest this")
+            healed.set()
+
+        await settle(msg, work, dead_letter=route)
+
+    await broker.start()
+    try:
+        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="corr-1", prompt="p",
+                                   model="sora-2", seconds="4", size="720x1280")
+        await publisher.publish(event)
+
+        async def buried() -> bool:
+            return len(await list_dead_letters(service_settings.nats_url, topology)) == 1
+
+        await wait_until(buried, timeout_s=20)
+        assert len(attempts) == 3  # exactly max_deliver attempts, no hot loop beyond it
+        [stored] = await list_dead_letters(service_settings.nats_url, topology)
+        assert stored.letter.consumer == policy.durable
+        assert stored.letter.deliveries == 3
+        assert "ValueError: cannot digest this" in stored.letter.error
+        assert parse_event(stored.letter.payload) == event
+        assert stored.letter.video_id == event.video_id
+
+        nc = await nats.connect(service_settings.nats_url)
+        try:
+            failed_msg = await nc.jetstream().get_last_msg(topology.stream, topology.subject("video.failed"))
+            failed = parse_event(failed_msg.data)
+            assert isinstance(failed, VideoFailed)
+            assert (failed.video_id, failed.code, failed.stage) == (event.video_id, "dead_lettered", "generation")
+            assert "cannot digest this" in failed.message
+        finally:
+            await nc.close()
+
+        fail = False
+        replayed = await replay_dead_letters(service_settings.nats_url, topology)
+        assert replayed == [stored.sequence]
+        await asyncio.wait_for(healed.wait(), 10)
+        assert await list_dead_letters(service_settings.nats_url, topology) == []
+    finally:
+        await broker.stop()
+
+
+async def test_cli_lists_and_replays(service_settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from reelvault.cli import main
+    from reelvault_common.deadletter import DeadLetter, ensure_dead_letter_stream, publish_dead_letter
+
+    topology = Topology.from_settings(service_settings)
+    await prepare_topology(service_settings, topology)
+    nc = await nats.connect(service_settings.nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_dead_letter_stream(js, topology)
+        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="c", prompt="p",
+                                   model="sora-2", seconds="4", size="720x1280")
+        await publish_dead_letter(js, topology, DeadLetter.of(
+            consumer="c1", subject=topology.subject("video.requested"), stream_sequence=7,
+            deliveries=5, payload=event.model_dump_json().encode(), headers={}, error="boom",
+            video_id=event.video_id))
+    finally:
+        await nc.close()
+
+    monkeypatch.setenv("NATS_URL", service_settings.nats_url)
+    monkeypatch.setenv("REELVAULT_NAMESPACE", service_settings.namespace)
+
+    def run(*argv: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(argv))
+        return int(exit_info.value.code or 0), capsys.readouterr().out
+
+    code, out = await asyncio.to_thread(run, "dead-letters", "list")
+    assert code == 0 and "1 dead letter(s)" in out and "boom" in out and str(event.video_id) in out
+    code, _ = await asyncio.to_thread(run, "dead-letters", "replay")
+    assert code == 2  # neither --seq nor --all
+    code, out = await asyncio.to_thread(run, "dead-letters", "replay", "--all")
+    assert code == 0 and out.startswith("replayed 1")
+    code, out = await asyncio.to_thread(run, "dead-letters", "list")
+    assert "0 dead letter(s)" in out
+    nc = await nats.connect(service_settings.nats_url)
+    try:
+        replayed = await nc.jetstream().get_last_msg(topology.stream, topology.subject("video.requested"))
+        assert parse_event(replayed.data) == event
+    finally:
+        await nc.close()
