@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -66,8 +68,13 @@ def database_url(work_dir: Path) -> Iterator[str]:
     if env := os.environ.get("DATABASE_URL"):
         yield sqlalchemy_url(_require_loopback(env, "DATABASE_URL"))
         return
-    server = EmbeddedPostgres(work_dir / "pg").start()
+    # pgserver runs PostgreSQL as its own system user when we are root, which cannot enter
+    # pytest's private (0700) temp folders: give it a short, traversable folder of its own.
+    pg_root = Path(tempfile.mkdtemp(prefix="rv-pg-", dir="/tmp"))
+    pg_root.chmod(0o755)
+    server = EmbeddedPostgres(pg_root / "data").start()
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(pg_root, ignore_errors=True)

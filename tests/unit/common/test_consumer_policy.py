@@ -15,9 +15,10 @@ def test_backoff_is_trimmed_below_max_deliver() -> None:
     assert ConsumerPolicy("d", ("s",), backoff_s=(10,), max_deliver=2).to_config().backoff is None
 
 
-def test_unlimited_deliveries_keep_the_whole_backoff() -> None:
+def test_unlimited_deliveries_use_plain_ack_wait() -> None:
+    # nats-server 2.9 refuses a backoff list together with unlimited deliveries.
     config = ConsumerPolicy("d", ("s",), ack_wait_s=5, backoff_s=(10, 20), max_deliver=-1).to_config()
-    assert config.backoff == [5, 10, 20]
+    assert (config.backoff, config.ack_wait) == (None, 5)
 
 
 def test_several_filter_subjects_use_the_list_field() -> None:

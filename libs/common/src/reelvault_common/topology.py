@@ -46,10 +46,13 @@ class ConsumerPolicy:
         backoff: list[float] | None = None
         if self.backoff_s:
             backoff = [self.ack_wait_s, *self.backoff_s]
-            if self.max_deliver != -1:
+            if self.max_deliver == -1:
+                # nats-server 2.9 refuses a backoff list with unlimited deliveries.
+                backoff = None
+            else:
                 # The server requires max_deliver > len(backoff).
                 backoff = backoff[: max(self.max_deliver - 1, 0)]
-            if len(backoff) < 2:
+            if backoff is not None and len(backoff) < 2:
                 backoff = None
         return ConsumerConfig(
             durable_name=self.durable,

@@ -14,7 +14,7 @@ from datetime import datetime
 _SEPARATOR = "|"
 
 
-class InvalidCursor(ValueError):  # noqa: N818 - reads as "the cursor is invalid"
+class InvalidCursor(ValueError):
     """The client sent a cursor this catalog did not make."""
 
 

@@ -198,7 +198,10 @@ def _started(state: VideoState, event: VideoGenerationStarted) -> dict[str, Any]
 def _progressed(state: VideoState, event: VideoGenerationProgressed) -> dict[str, Any]:
     if is_terminal(state.status):
         return {}
-    wanted = {**_advance(state, "processing"), **_fill(state, provider_job_id=event.provider_job_id)}
+    wanted = {
+        **_advance(state, "processing"),
+        **_fill(state, provider_job_id=event.provider_job_id),
+    }
     if event.progress > state.progress:
         wanted["progress"] = event.progress
     return wanted
@@ -223,6 +226,10 @@ def _stored(state: VideoState, event: VideoStored, public_base_url: str) -> dict
     ):
         return {}  # an older copy's report, delivered late: the row describes a newer one
     thumbnail = event.thumbnail
+    thumbnail_url = None
+    if thumbnail is not None:
+        # A public bucket gives a permanent URL; otherwise the gateway's link redirects.
+        thumbnail_url = thumbnail.url or thumbnail_link(public_base_url, event.video_id)
     return {
         "status": "completed",
         "progress": 100,
@@ -233,9 +240,7 @@ def _stored(state: VideoState, event: VideoStored, public_base_url: str) -> dict
         "video_key": event.video.key,
         "bytes": event.video.bytes,
         "sha256": event.video.sha256,
-        "thumbnail_url": (
-            (thumbnail.url or thumbnail_link(public_base_url, event.video_id)) if thumbnail else None
-        ),
+        "thumbnail_url": thumbnail_url,
         "thumbnail_bucket": thumbnail.bucket if thumbnail else None,
         "thumbnail_key": thumbnail.key if thumbnail else None,
         "stored_at": event.occurred_at,

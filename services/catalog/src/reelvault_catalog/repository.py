@@ -11,10 +11,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-
 from reelvault_common.contracts.catalog import (
     VIDEO_STATUSES,
     CatalogStats,
@@ -23,6 +19,14 @@ from reelvault_common.contracts.catalog import (
     VideoStatus,
 )
 from reelvault_common.contracts.events import VideoEvent
+from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
+
 from reelvault_catalog.cursor import decode_cursor, encode_cursor
 from reelvault_catalog.models import VideoRow
 from reelvault_catalog.projection import (
@@ -56,7 +60,7 @@ def make_engine(settings: CatalogSettings) -> AsyncEngine:
 def to_record(row: VideoRow) -> VideoRecord:
     return VideoRecord(
         id=row.id,
-        status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it valid
+        status=row.status,  # the CHECK constraint keeps it one of VIDEO_STATUSES
         progress=row.progress,
         prompt=row.prompt,
         model=row.model,
@@ -159,12 +163,12 @@ class CatalogRepository:
         ).group_by(VideoRow.status)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
-        by_status = dict.fromkeys(VIDEO_STATUSES, 0)
+        by_status: dict[str, int] = dict.fromkeys(VIDEO_STATUSES, 0)
         stored_bytes = 0
         for status, count, total_bytes in rows:
             by_status[status] = int(count)
             if status == "completed":
-                stored_bytes += int(total_bytes)
+                stored_bytes += int(total_bytes or 0)
         return CatalogStats(
             by_status=by_status, total=sum(by_status.values()), stored_bytes=stored_bytes
         )
@@ -172,5 +176,6 @@ class CatalogRepository:
     async def ping(self) -> bool:
         """True when the database answers ``SELECT 1``; raises on connection problems."""
         async with self._engine.connect() as conn:
-            return (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+            answer: object = (await conn.execute(text("SELECT 1"))).scalar_one()
+            return answer == 1
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+from reelvault_common.settings import ServiceSettings
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-
-from reelvault_common.settings import ServiceSettings
 
 ASYNCPG_DRIVER = "postgresql+asyncpg"
 _ACCEPTED_DRIVERS = {"postgres", "postgresql", ASYNCPG_DRIVER}
@@ -49,6 +49,9 @@ def redact_database_url(url: str) -> str:
 
 
 class CatalogSettings(ServiceSettings):
+    # Validation errors must not echo the input: DATABASE_URL may carry a password.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     # repr=False: settings objects end up in logs and tracebacks; the URL may carry a password.
     database_url: str = Field(
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/reelvault",

@@ -1,0 +1,64 @@
+"""Catalog settings: every usual PostgreSQL URL form becomes the asyncpg one; no password leaks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from reelvault_catalog.settings import CatalogSettings, normalise_database_url
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("postgres://u:pw@db.local:5432/reel", "postgresql+asyncpg://u:pw@db.local:5432/reel"),
+    ("postgresql://u:pw@db.local/reel", "postgresql+asyncpg://u:pw@db.local/reel"),
+    ("postgresql+asyncpg://u:pw@127.0.0.1/reel", "postgresql+asyncpg://u:pw@127.0.0.1/reel"),
+    ("postgresql+asyncpg://postgres@/postgres?host=/some/dir",
+     "postgresql+asyncpg://postgres@/postgres?host=/some/dir"),
+    ("postgres://postgres@/postgres?host=/tmp/pg-dir",
+     "postgresql+asyncpg://postgres@/postgres?host=/tmp/pg-dir"),
+    ("  postgresql://u@localhost/reel  ", "postgresql+asyncpg://u@localhost/reel"),
+])
+def test_urls_are_normalised_to_asyncpg(given: str, expected: str) -> None:
+    assert normalise_database_url(given) == expected
+
+
+def test_libpq_sslmode_becomes_asyncpg_ssl() -> None:
+    url = normalise_database_url("postgres://u:pw@db.example/reel?sslmode=require")
+    assert url.startswith("postgresql+asyncpg://u:pw@db.example/reel?")
+    assert "ssl=require" in url
+    assert "sslmode" not in url
+
+
+@pytest.mark.parametrize("bad", ["mysql://u:secret-pw@h/db", "sqlite:///x.db", "not a url at all"])
+def test_non_postgres_urls_are_refused_without_echoing_the_password(bad: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        CatalogSettings(DATABASE_URL=bad)
+    assert "secret-pw" not in str(info.value)
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://svc:hunter2@127.0.0.1:5433/catalog")
+    monkeypatch.setenv("REELVAULT_PUBLIC_BASE_URL", "https://videos.example/")
+    monkeypatch.setenv("REELVAULT_MAX_WORKERS", "3")
+    monkeypatch.setenv("REELVAULT_NAMESPACE", "staging")
+    settings = CatalogSettings()
+    assert settings.database_url == "postgresql+asyncpg://svc:hunter2@127.0.0.1:5433/catalog"
+    assert settings.public_base_url == "https://videos.example"
+    assert settings.max_workers == 3
+    assert settings.namespace == "staging"
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REELVAULT_PUBLIC_BASE_URL", "REELVAULT_MAX_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = CatalogSettings()
+    assert settings.public_base_url == "http://127.0.0.1:8000"
+    assert settings.max_workers == 8
+    assert settings.database_url.startswith("postgresql+asyncpg://")
+
+
+def test_the_password_never_shows_in_repr_or_logs() -> None:
+    settings = CatalogSettings(DATABASE_URL="postgres://svc:hunter2@db.local/catalog")
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings)
+    assert "hunter2" not in settings.database_url_for_logs
+    assert settings.database_url_for_logs == "postgresql+asyncpg://svc:***@db.local/catalog"
