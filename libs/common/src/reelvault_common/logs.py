@@ -37,5 +37,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "text") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx logs every request URL at INFO; keep it quiet.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every request URL and FastStream every message at INFO: at that volume they
+    # would drown what matters, so they speak only at DEBUG.
+    chatty_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    for name in ("httpx", "faststream.access"):
+        logging.getLogger(name).setLevel(chatty_level)
