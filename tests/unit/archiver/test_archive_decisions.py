@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from reelvault_archiver.decisions import (
     GiveUp,
     RetryIn,
@@ -65,7 +64,8 @@ def test_expired_source_is_refused_with_a_clear_message() -> None:
 
 def test_expiry_is_inclusive() -> None:
     refusal = check_before_copy(job(expires_in_s=0), attempt=1, now=NOW, policy=POLICY)
-    assert isinstance(refusal, GiveUp) and refusal.code == "source_expired"
+    assert isinstance(refusal, GiveUp)
+    assert refusal.code == "source_expired"
 
 
 def test_live_source_goes_ahead() -> None:
@@ -75,13 +75,15 @@ def test_live_source_goes_ahead() -> None:
 @pytest.mark.parametrize("bad_id", ["../admin", "video_1/../../x", "video?x=1", "", "a b"])
 def test_job_ids_that_could_steer_the_url_are_refused(bad_id: str) -> None:
     refusal = check_before_copy(job(job_id=bad_id), attempt=1, now=NOW, policy=POLICY)
-    assert isinstance(refusal, GiveUp) and refusal.code == "invalid_job_id"
+    assert isinstance(refusal, GiveUp)
+    assert refusal.code == "invalid_job_id"
 
 
 def test_without_deadline_attempts_are_bounded() -> None:
     assert check_before_copy(job(None), attempt=5, now=NOW, policy=POLICY) is None
     refusal = check_before_copy(job(None), attempt=6, now=NOW, policy=POLICY)
-    assert isinstance(refusal, GiveUp) and refusal.code == "source_unavailable"
+    assert isinstance(refusal, GiveUp)
+    assert refusal.code == "source_unavailable"
     assert refusal.retryable
 
 
@@ -102,9 +104,11 @@ def test_retry_is_never_scheduled_past_expiry() -> None:
 def test_retry_after_is_honoured_but_clipped_to_expiry() -> None:
     far = retry_within_deadline(job(3600), "429", attempt=1, now=NOW, policy=POLICY,
                                 at_least_s=45)
-    assert isinstance(far, RetryIn) and far.delay == 45
+    assert isinstance(far, RetryIn)
+    assert far.delay == 45
     near = retry_within_deadline(job(20), "429", attempt=1, now=NOW, policy=POLICY, at_least_s=45)
-    assert isinstance(near, RetryIn) and near.delay == pytest.approx(18)
+    assert isinstance(near, RetryIn)
+    assert near.delay == pytest.approx(18)
 
 
 def test_no_time_left_for_another_attempt_means_source_expired() -> None:
@@ -118,7 +122,9 @@ def test_without_deadline_retries_until_the_attempt_budget() -> None:
     assert isinstance(retry_within_deadline(job(None), "x", attempt=4, now=NOW, policy=POLICY),
                       RetryIn)
     final = retry_within_deadline(job(None), "x", attempt=5, now=NOW, policy=POLICY)
-    assert isinstance(final, GiveUp) and final.code == "source_unavailable" and final.retryable
+    assert isinstance(final, GiveUp)
+    assert final.code == "source_unavailable"
+    assert final.retryable
 
 
 # --- error mapping ------------------------------------------------------------------------
@@ -139,7 +145,8 @@ def test_transient_errors_are_retried(error: Exception) -> None:
 
 def test_rate_limit_waits_at_least_retry_after() -> None:
     decision = decide(ProviderError("slow down", status=429, retry_after_s=12.5))
-    assert isinstance(decision, RetryIn) and decision.delay >= 12.5
+    assert isinstance(decision, RetryIn)
+    assert decision.delay >= 12.5
 
 
 def test_not_found_before_expiry_is_retried_a_few_times_then_fails() -> None:
@@ -148,12 +155,14 @@ def test_not_found_before_expiry_is_retried_a_few_times_then_fails() -> None:
     assert isinstance(decide(error, attempt=2), RetryIn)
     final = decide(error, attempt=3)
     assert isinstance(final, GiveUp)
-    assert final.code == "source_not_found" and not final.retryable
+    assert final.code == "source_not_found"
+    assert not final.retryable
 
 
 def test_not_found_after_expiry_is_source_expired() -> None:
     decision = decide(ProviderError("gone", status=404), the_job=job(-5))
-    assert isinstance(decision, GiveUp) and decision.code == "source_expired"
+    assert isinstance(decision, GiveUp)
+    assert decision.code == "source_expired"
 
 
 def test_auth_refusal_is_retried_and_keeps_the_provider_text_out() -> None:
@@ -161,12 +170,14 @@ def test_auth_refusal_is_retried_and_keeps_the_provider_text_out() -> None:
                           code="invalid_api_key")
     decision = decide(error)
     assert isinstance(decision, RetryIn)
-    assert "sk-a" not in decision.reason and "401" in decision.reason
+    assert "sk-a" not in decision.reason
+    assert "401" in decision.reason
 
 
 def test_other_client_errors_are_final() -> None:
     decision = decide(ProviderError("Invalid value: 'x'", status=400, code="invalid_value"))
-    assert isinstance(decision, GiveUp) and decision.code == "provider_error"
+    assert isinstance(decision, GiveUp)
+    assert decision.code == "provider_error"
 
 
 @pytest.mark.parametrize(
@@ -196,7 +207,8 @@ def test_verification_failure_is_retried_then_final() -> None:
     error = VerificationFailed("stored object has 10 bytes, streamed 12")
     assert isinstance(decide(error, attempt=1), RetryIn)
     final = decide(error, attempt=2)
-    assert isinstance(final, GiveUp) and final.code == "verification_failed"
+    assert isinstance(final, GiveUp)
+    assert final.code == "verification_failed"
     assert "10 bytes" in final.message
 
 

@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
-
 from reelvault_archiver.verification import (
     StreamFacts,
     StreamTally,

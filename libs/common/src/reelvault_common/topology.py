@@ -37,9 +37,11 @@ class ConsumerPolicy:
     ack_wait_s: float = 60.0
     # -1: unlimited (the generator's poll consumer re-delivers until a deadline it checks itself).
     max_deliver: int = 20
-    # Waits before later redeliveries after an ack timeout (a crashed or stuck handler); naks
-    # set their own delay. The server takes backoff[0] as ack_wait, so ack_wait leads the list.
-    backoff_s: tuple[float, ...] = (120.0, 300.0)
+    # Waits before later redeliveries after an ack timeout (a crashed or stuck handler). The
+    # server takes backoff[0] as ack_wait, so ack_wait leads the list. Off by default: with a
+    # backoff list nats-server stretches nak(delay) retries to the backoff schedule, and every
+    # handler here schedules its own retries with nak delays.
+    backoff_s: tuple[float, ...] = ()
     max_ack_pending: int = 1000
 
     def to_config(self) -> ConsumerConfig:

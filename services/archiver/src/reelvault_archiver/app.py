@@ -10,10 +10,12 @@ from reelvault_common.contracts.events import VideoArchiveRequested, VideoComple
 from reelvault_common.lifecycle import wait_for_stop_signal
 from reelvault_common.logs import configure_logging
 from reelvault_common.messaging import (
+    DeadLetterRoute,
     EventPublisher,
     durable_subscriber,
     make_broker,
     prepare_topology,
+    raw_body,
 )
 from reelvault_common.openai_videos import VideosClient
 from reelvault_common.storage.factory import open_storage
@@ -34,16 +36,23 @@ SERVICE = "archiver"
 def consumer_policies(settings: ArchiverSettings, topology: Topology) -> tuple[ConsumerPolicy, ...]:
     """``video.completed`` and ``video.archive.requested``, each on its own durable.
 
-    ``max_deliver`` is unlimited: the archiver itself decides when to stop (the source's
-    ``expires_at``, or an attempt budget when there is none), so the server never drops a
-    message silently."""
+    The archiver itself decides when to stop (the source's ``expires_at``, or an attempt
+    budget when there is none); ``max_deliver`` is only a high safety net, and a message
+    still failing on its last delivery is dead-lettered (``settle``), never dropped silently.
+
+    No server-side ``backoff``: with one configured, nats-server (2.15) stretches every
+    ``nak(delay)`` after the second delivery to ``backoff[n] - ack_wait + delay`` (measured:
+    backoff 1/4/8 s + nak 0.1 s -> redeliveries after 0.1, 3.1, 7.1 s), which would turn a
+    30 s download retry into minutes. Retries are paced by our own naks; a crashed worker's
+    message comes back after ack_wait."""
 
     def policy(purpose: str, event_cls: type) -> ConsumerPolicy:
         return ConsumerPolicy(
             durable=topology.durable(SERVICE, purpose),
             filter_subjects=(topology.subject_for(event_cls),),
             ack_wait_s=settings.ack_wait_s,
-            max_deliver=-1,
+            max_deliver=settings.max_deliveries,
+            backoff_s=(),
         )
 
     return (policy("completed", VideoCompleted), policy("rearchive", VideoArchiveRequested))
@@ -71,6 +80,14 @@ class ArchiverService:
         self._videos: VideosClient | None = None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # E.g. a bucket with other rules (BucketRulesMismatch): release what was opened.
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
         await prepare_topology(settings, self.topology, self.policies)
         storage = self._storage = open_storage(settings)
@@ -87,23 +104,28 @@ class ArchiverService:
             chunk_bytes=settings.download_chunk_bytes,
         )
         broker = self._broker = make_broker(settings, f"reelvault-{SERVICE}")
-        handlers = ArchiveHandlers(
-            copier, EventPublisher(broker, self.topology),
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-        )
+        publisher = EventPublisher(broker, self.topology)
         completed, rearchive = self.policies
+        handlers = ArchiveHandlers(
+            copier,
+            publisher,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            completed_dead_letter=DeadLetterRoute(completed, self.topology, publisher, "archive"),
+            rearchive_dead_letter=DeadLetterRoute(rearchive, self.topology, publisher, "archive"),
+        )
 
-        async def on_completed(msg: MessageParam) -> None:
-            await handlers.on_completed(msg)
+        async def on_completed(body: bytes, msg: MessageParam) -> None:
+            await handlers.on_completed(body, msg)
 
-        async def on_archive_requested(msg: MessageParam) -> None:
-            await handlers.on_archive_requested(msg)
+        async def on_archive_requested(body: bytes, msg: MessageParam) -> None:
+            await handlers.on_archive_requested(body, msg)
 
         workers = settings.max_workers
-        durable_subscriber(broker, self.topology, completed, max_workers=workers)(on_completed)
-        durable_subscriber(broker, self.topology, rearchive, max_workers=workers)(
-            on_archive_requested
-        )
+        # raw_body: the handler sees every payload and rejects what it cannot parse.
+        for policy, handler in ((completed, on_completed), (rearchive, on_archive_requested)):
+            durable_subscriber(
+                broker, self.topology, policy, max_workers=workers, decoder=raw_body
+            )(handler)
         await broker.start()
         log.info("consuming %s and %s with %d workers each",
                  completed.durable, rearchive.durable, workers)

@@ -106,10 +106,10 @@ class VideoCopier:
                     return earlier
             return self._failed(job, refusal)
         try:
-            # Thumbnail first: it is small, so a transient failure there does not cost a
-            # second download of the whole video on the retry.
-            thumbnail = await self._copy_thumbnail(job, destinations.thumbnail)
+            # The video first: it is what expires. A transient thumbnail failure afterwards
+            # costs one more video download on the retry (an identical put is a no-op).
             video = await self._copy_step(job, "video", destinations.video)
+            thumbnail = await self._copy_thumbnail(job, destinations.thumbnail)
         except _StepFailed as failed:
             decision = decide_on_error(
                 failed.cause,

@@ -7,7 +7,13 @@ import logging
 from faststream.nats import NatsMessage
 from pydantic import ValidationError
 from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted, parse_event
-from reelvault_common.messaging import EventPublisher, RetryLater, delivery_attempt, settle
+from reelvault_common.messaging import (
+    DeadLetterRoute,
+    EventPublisher,
+    RetryLater,
+    delivery_attempt,
+    settle,
+)
 
 from reelvault_archiver.copier import Retry, VideoCopier
 from reelvault_archiver.heartbeat import keep_alive
@@ -17,24 +23,38 @@ log = logging.getLogger(__name__)
 
 
 class ArchiveHandlers:
+    """Both inputs lead to the same copy; each has its own durable (and dead-letter route)."""
+
     def __init__(
-        self, copier: VideoCopier, publisher: EventPublisher, *, heartbeat_interval_s: float
+        self,
+        copier: VideoCopier,
+        publisher: EventPublisher,
+        *,
+        heartbeat_interval_s: float,
+        completed_dead_letter: DeadLetterRoute | None = None,
+        rearchive_dead_letter: DeadLetterRoute | None = None,
     ) -> None:
         self._copier = copier
         self._publisher = publisher
         self._heartbeat_interval_s = heartbeat_interval_s
+        self._completed_dead_letter = completed_dead_letter
+        self._rearchive_dead_letter = rearchive_dead_letter
 
-    async def on_completed(self, msg: NatsMessage) -> None:
-        await self._handle(msg, VideoCompleted)
+    async def on_completed(self, body: bytes, msg: NatsMessage) -> None:
+        await self._handle(body, msg, VideoCompleted, self._completed_dead_letter)
 
-    async def on_archive_requested(self, msg: NatsMessage) -> None:
-        await self._handle(msg, VideoArchiveRequested)
+    async def on_archive_requested(self, body: bytes, msg: NatsMessage) -> None:
+        await self._handle(body, msg, VideoArchiveRequested, self._rearchive_dead_letter)
 
     async def _handle(
-        self, msg: NatsMessage, expected: type[VideoCompleted] | type[VideoArchiveRequested]
+        self,
+        body: bytes,
+        msg: NatsMessage,
+        expected: type[VideoCompleted] | type[VideoArchiveRequested],
+        dead_letter: DeadLetterRoute | None,
     ) -> None:
         try:
-            event = parse_event(msg.body)
+            event = parse_event(body)
         except ValidationError as exc:
             # Redelivering a payload nobody can read helps no one.
             log.error("dropping undecodable message on %s: %s", msg.raw_message.subject, exc)
@@ -56,4 +76,4 @@ class ArchiveHandlers:
 
         # A publish that timed out is retried soon; anything unknown is redelivered after
         # ack_wait (the copy is idempotent either way).
-        await settle(msg, work, transient=(TimeoutError,))
+        await settle(msg, work, transient=(TimeoutError,), dead_letter=dead_letter)

@@ -34,6 +34,10 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
     max_attempts_without_deadline: int = Field(default=20, ge=1)
     # No new download attempt is scheduled closer than this to expires_at.
     min_time_left_s: float = Field(default=2.0, ge=0)
+    # Safety net only: the rules above end every archive long before this many deliveries
+    # (within an hour of backoff capped at 30 s). A message that still fails on its last
+    # delivery (a handler that keeps crashing) goes to the dead-letter stream.
+    max_deliveries: int = Field(default=500, ge=2)
 
     @model_validator(mode="after")
     def _heartbeat_inside_ack_wait(self) -> Self:
