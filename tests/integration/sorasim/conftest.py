@@ -14,13 +14,10 @@ import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
-
 from reelvault_sorasim.app import create_app
 from reelvault_sorasim.engine import Simulator
 from reelvault_sorasim.settings import SimSettings
-
-API_KEY = "sk-test-sorasim-0123456789abcdef"
-GENERATION_S = 0.2
+from sorasim_helpers import API_KEY, GENERATION_S
 
 
 @dataclass
@@ -40,17 +37,11 @@ SimFactory = Callable[..., AbstractAsyncContextManager[RunningSim]]
 
 
 @asynccontextmanager
-async def run_sim(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningSim]:
-    values: dict[str, Any] = {
-        "api_key": SecretStr(API_KEY),
-        "generation_s": GENERATION_S,
-        "data_dir": data_dir,
-        "seed": 7,
-    }
-    values.update(overrides)
-    settings = SimSettings(**values)
-    app = create_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port; yields its root URL."""
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and
+    # without it every keep-alive request waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -59,12 +50,28 @@ async def run_sim(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningSim]
         while not server.started:
             if task.done():
                 task.result()
-            await asyncio.sleep(0.01)
-        yield RunningSim(f"http://127.0.0.1:{port}", app.state.sim)
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def run_sim(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningSim]:
+    values: dict[str, Any] = {
+        "api_key": SecretStr(API_KEY),
+        "generation_s": GENERATION_S,
+        "data_dir": data_dir,
+        "seed": 7,
+        # Real MP4s still, but fewer frames: renders stay well inside GENERATION_S.
+        "fps": 2,
+    }
+    values.update(overrides)
+    app = create_app(SimSettings(**values))
+    async with serve_app(app) as root_url:
+        yield RunningSim(root_url, app.state.sim)
 
 
 @pytest.fixture

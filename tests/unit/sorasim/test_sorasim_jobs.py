@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from reelvault_sorasim.jobs import Job, JobError, JobStore, UnknownCursorError
 
 VIDEO_FIELDS = {

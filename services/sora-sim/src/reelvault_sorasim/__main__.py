@@ -1,28 +1,38 @@
 """``python -m reelvault_sorasim``: serve the simulator with uvicorn.
 
-Uvicorn installs its own SIGTERM/SIGINT handlers: the first signal stops accepting
-connections, finishes requests in flight and runs the app's shutdown (renders are awaited,
-the temporary data dir removed).
+SIGTERM / SIGINT stop it gracefully: no new connections, requests in flight finish, the app's
+shutdown runs (renders awaited, a temporary data dir removed), then the process exits 0 like
+the other services. A second signal gets the default behaviour (immediate stop).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from pydantic import ValidationError
+from reelvault_common.lifecycle import wait_for_stop_signal
 from reelvault_common.logs import configure_logging
 
 from reelvault_sorasim.app import create_app
 from reelvault_sorasim.settings import SimSettings
 
+log = logging.getLogger("reelvault_sorasim")
 
-def main() -> None:
-    try:
-        settings = SimSettings()  # api_key comes from the environment
-    except ValidationError as exc:
-        sys.exit(f"sora-sim: invalid configuration (SORA_SIM_API_KEY is required):\n{exc}")
-    configure_logging("sora-sim", settings.log_level)
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Signals are handled in _serve; uvicorn's own handlers would re-raise the signal
+        # after shutdown and turn a clean stop into a "killed by SIGTERM" exit status.
+        yield
+
+
+async def _serve(settings: SimSettings) -> None:
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -32,7 +42,25 @@ def main() -> None:
         timeout_graceful_shutdown=10,
         access_log=settings.log_level.upper() == "DEBUG",
     )
-    uvicorn.Server(config).run()
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(wait_for_stop_signal())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.done():
+        log.info("received %s, shutting down", stopping.result().name)
+        server.should_exit = True
+    else:
+        stopping.cancel()
+    await serving
+
+
+def main() -> None:
+    try:
+        settings = SimSettings()  # api_key comes from the environment
+    except ValidationError as exc:
+        sys.exit(f"sora-sim: invalid configuration (SORA_SIM_API_KEY is required):\n{exc}")
+    configure_logging("sora-sim", settings.log_level)
+    asyncio.run(_serve(settings))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ from reelvault_sorasim import admin
 from reelvault_sorasim.content import ContentTokens, CutFileResponse, file_response
 from reelvault_sorasim.create_params import (
     CreateParams,
+    parse_video_source,
     read_body,
     reject_unknown,
     validate_create,
+    validate_extension_seconds,
     validate_prompt,
 )
 from reelvault_sorasim.engine import VARIANTS, Simulator, Variant
@@ -182,6 +184,29 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
             )
         params = CreateParams(prompt, source.model, source.seconds, source.size, None)
         job = sim.create_job(params, remixed_from=source, reference=sim.reference_of(source))
+        return video_response(job.to_video(sim.clock()))
+
+    @router.post("/videos/edits", dependencies=[Depends(_guard(sim, "edit"))])
+    async def edit_video(request: Request) -> Response:
+        body = await read_body(request)
+        reject_unknown(body, {"prompt", "video"})
+        prompt = validate_prompt(body)
+        source = await sim.resolve_source(parse_video_source(body.get("video")))
+        params = CreateParams(prompt, source.model, str(source.seconds), source.size, None)
+        job = sim.create_job(params, reference=source.reference)
+        return video_response(job.to_video(sim.clock()))
+
+    @router.post("/videos/extensions", dependencies=[Depends(_guard(sim, "extend"))])
+    async def extend_video(request: Request) -> Response:
+        body = await read_body(request)
+        reject_unknown(body, {"prompt", "video", "seconds"})
+        prompt = validate_prompt(body)
+        added = validate_extension_seconds(body)
+        source = await sim.resolve_source(parse_video_source(body.get("video")))
+        # An extension's seconds is the stitched total, as the SDK documents.
+        total = str(source.seconds + int(added))
+        params = CreateParams(prompt, source.model, total, source.size, None)
+        job = sim.create_job(params, reference=source.reference)
         return video_response(job.to_video(sim.clock()))
 
     return router

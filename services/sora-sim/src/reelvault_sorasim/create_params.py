@@ -31,6 +31,7 @@ from reelvault_common.video_spec import (
     DEFAULT_SECONDS,
     DEFAULT_SIZE,
     PROMPT_MAX_CHARS,
+    SECONDS_ALLOWED,
     check_video_spec,
     parse_size,
 )
@@ -102,7 +103,10 @@ async def read_body(request: Request) -> dict[str, Any]:
         return body
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
-            form = await request.form(max_files=4, max_fields=32)
+            # Text parts may hold a whole image as a base64 data URL: allow that much.
+            form = await request.form(
+                max_files=4, max_fields=32, max_part_size=2 * MAX_REFERENCE_BYTES
+            )
         except Exception as exc:  # malformed multipart: the parser's own exception types vary
             raise bad_request(f"Could not parse the multipart body: {exc}") from None
         flat: list[tuple[str, Any]] = []
@@ -256,6 +260,38 @@ def _decode_data_url(url: str, param: str) -> tuple[bytes, str | None]:
             code="invalid_value",
         ) from None
     return data, match.group("mime")
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """The ``video`` of an edit or extension: an earlier job's id, or an uploaded file."""
+
+    video_id: str | None
+    upload: Upload | None
+
+
+def parse_video_source(value: object) -> VideoSource:
+    if value is None:
+        raise missing_parameter("video")
+    if isinstance(value, Upload):
+        return VideoSource(None, value)
+    if isinstance(value, dict):
+        reject_unknown(value, {"id"}, "video.")
+        video_id = value.get("id")
+        if video_id is None:
+            raise missing_parameter("video.id")
+        if not isinstance(video_id, str):
+            raise invalid_type("video.id", "a string", video_id)
+        return VideoSource(video_id, None)
+    raise invalid_type("video", "a file or an object", value)
+
+
+def validate_extension_seconds(body: dict[str, Any]) -> str:
+    """Length of the added segment: required, a string from the shared table."""
+    seconds = _string_field(body, "seconds", None)
+    if seconds not in SECONDS_ALLOWED:
+        raise invalid_value("seconds", seconds, SECONDS_ALLOWED)
+    return seconds
 
 
 def is_loopback_url(url: str) -> bool:

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from reelvault_common.video_spec import parse_size
+from reelvault_common.video_spec import SIZES_BY_MODEL, parse_size
 
 from reelvault_sorasim import render
 from reelvault_sorasim.create_params import (
     MAX_REFERENCE_BYTES,
     CreateParams,
+    VideoSource,
     is_loopback_url,
 )
-from reelvault_sorasim.errors import bad_request, not_found, video_not_found
+from reelvault_sorasim.errors import bad_request, invalid_value, not_found, video_not_found
 from reelvault_sorasim.faults import FaultPolicy
 from reelvault_sorasim.jobs import Clock, Job, JobStore
 from reelvault_sorasim.settings import SimSettings
@@ -51,6 +52,16 @@ _FILES: dict[Variant, str] = {
 }
 REFERENCE_FILE = "reference.bin"
 SWEEP_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """What an edit or extension starts from."""
+
+    model: str
+    size: str
+    seconds: int
+    reference: bytes | None
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,34 @@ class Simulator:
             self._remove_files(job)
         # Else the render is still running; _render removes its files when it ends.
         return job
+
+    async def resolve_source(self, source: VideoSource) -> SourceVideo:
+        """The video an edit or extension builds on (an earlier job, or an uploaded MP4)."""
+        if source.video_id is not None:
+            job = self.get_job(source.video_id)
+            if not job.content_available(self.clock()):
+                raise bad_request(
+                    f"Video '{job.id}' is not a completed video whose content is available.",
+                    param="video.id",
+                    code="invalid_value",
+                )
+            return SourceVideo(job.model, job.size, int(job.seconds), self.reference_of(job))
+        assert source.upload is not None
+        try:
+            probe = await asyncio.to_thread(render.probe_video, source.upload.data)
+        except ValueError:
+            raise bad_request(
+                "Invalid 'video': the file could not be decoded as a video.",
+                param="video",
+                code="invalid_value",
+            ) from None
+        size = f"{probe.width}x{probe.height}"
+        all_sizes = SIZES_BY_MODEL["sora-2-pro"]
+        if size not in all_sizes:
+            raise invalid_value("video", size, all_sizes)
+        model = "sora-2" if size in SIZES_BY_MODEL["sora-2"] else "sora-2-pro"
+        seconds = max(1, round(probe.seconds))
+        return SourceVideo(model, size, seconds, probe.first_frame_png)
 
     def reference_of(self, job: Job) -> bytes | None:
         path = self.job_dir(job) / REFERENCE_FILE

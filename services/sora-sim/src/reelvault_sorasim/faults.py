@@ -24,8 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from reelvault_sorasim.errors import ApiError
 from reelvault_sorasim.jobs import JobError, Outcome
 
-Route = Literal["create", "retrieve", "list", "delete", "content", "remix"]
-ALL_ROUTES: tuple[Route, ...] = ("create", "retrieve", "list", "delete", "content", "remix")
+Route = Literal["create", "retrieve", "list", "delete", "content", "remix", "edit", "extend"]
+ALL_ROUTES: tuple[Route, ...] = (
+    "create",
+    "retrieve",
+    "list",
+    "delete",
+    "content",
+    "remix",
+    "edit",
+    "extend",
+)
 RuleKind = Literal[
     "rate_limit",
     "quota",
@@ -230,7 +239,7 @@ class FaultPolicy:
             if rule.kind not in kinds:
                 continue
             if rule.kind in _JOB_KINDS:
-                if route not in ("create", "remix"):
+                if route not in ("create", "remix", "edit", "extend"):
                     continue
             elif rule.route is not None and rule.route != route:
                 continue

@@ -205,6 +205,38 @@ def _spritesheet(tiles: list[Image.Image]) -> Image.Image:
     return sheet
 
 
+@dataclass(frozen=True)
+class VideoProbe:
+    width: int
+    height: int
+    seconds: float
+    first_frame_png: bytes
+
+
+def probe_video(data: bytes) -> VideoProbe:
+    """Size, duration and first frame of an uploaded video; ValueError if it is not one."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            stream = container.streams.video[0]
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise ValueError("no frames")
+            if container.duration:
+                seconds = container.duration / av.time_base
+            elif stream.duration and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = 0.0
+            image: Image.Image = first.to_image()  # type: ignore[no-untyped-call]
+    except av.FFmpegError as exc:
+        raise ValueError(str(exc)) from None
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return VideoProbe(image.width, image.height, seconds, buffer.getvalue())
+
+
 def pad_mp4(path: Path, target_bytes: int) -> None:
     """Append one top-level ``free`` box so the file is at least ``target_bytes`` long.
 
