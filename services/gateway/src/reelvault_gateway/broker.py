@@ -17,7 +17,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
 from pydantic import BaseModel
-
 from reelvault_common.messaging import EventPublisher, backoff_delay, make_broker, prepare_topology
 from reelvault_common.settings import ServiceSettings
 from reelvault_common.topology import Topology
@@ -48,7 +47,9 @@ class Requester(Protocol):
 class BrokerLink:
     """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``."""
 
-    def __init__(self, settings: ServiceSettings, topology: Topology, publish_timeout_s: float) -> None:
+    def __init__(
+        self, settings: ServiceSettings, topology: Topology, publish_timeout_s: float
+    ) -> None:
         self._settings = settings
         self._topology = topology
         # No buffering while reconnecting: a publish we reported as failed must never be sent.
@@ -64,8 +65,10 @@ class BrokerLink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._ready.wait()), wait_s)
         if not self._ready.is_set():
-            log.warning("broker at %s not reachable yet; serving 503s until it is",
-                        _redact(self._settings.nats_url))
+            log.warning(
+                "broker at %s not reachable yet; serving 503s until it is",
+                _redact(self._settings.nats_url),
+            )
 
     async def _connect(self) -> None:
         try:

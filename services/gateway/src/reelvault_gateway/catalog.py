@@ -7,7 +7,6 @@ import uuid
 from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
-
 from reelvault_common.contracts.catalog import (
     GetStats,
     GetVideo,
@@ -23,9 +22,11 @@ from reelvault_gateway.broker import BrokerUnavailable, Requester
 
 log = logging.getLogger(__name__)
 
-# Reply codes the catalog uses for "no such video" and "that cursor is not mine".
-NOT_FOUND_CODES = frozenset({"not_found", "video_not_found"})
-INVALID_CURSOR_CODES = frozenset({"invalid_cursor", "bad_cursor"})
+# Reply codes of the catalog (reelvault_catalog.handlers).
+NOT_FOUND_CODES = frozenset({"not_found"})
+INVALID_CURSOR_CODES = frozenset({"invalid_cursor"})
+# The catalog runs but its database does not answer: for callers the same as no catalog.
+UNAVAILABLE_CODES = frozenset({"unavailable"})
 
 
 class CatalogUnavailable(Exception):
@@ -46,7 +47,9 @@ class InvalidCursor(Exception):
 
 
 class CatalogClient(Protocol):
-    async def get(self, video_id: uuid.UUID, *, timeout_s: float | None = None) -> VideoRecord | None: ...
+    async def get(
+        self, video_id: uuid.UUID, *, timeout_s: float | None = None
+    ) -> VideoRecord | None: ...
 
     async def list(
         self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
@@ -69,18 +72,25 @@ class NatsCatalogClient:
         except BrokerUnavailable as exc:
             raise CatalogUnavailable(str(exc)) from exc
         try:
-            return RpcReply.model_validate_json(raw)
+            reply = RpcReply.model_validate_json(raw)
         except ValidationError as exc:
             log.error("undecodable catalog reply on %s: %s", subject, exc)
-            raise CatalogError("bad_reply", "the catalog sent a reply the gateway cannot read") from exc
+            raise CatalogError(
+                "bad_reply", "the catalog sent a reply the gateway cannot read"
+            ) from exc
+        if not reply.ok and reply.error is not None and reply.error.code in UNAVAILABLE_CODES:
+            raise CatalogUnavailable(f"{reply.error.code}: {reply.error.message}")
+        return reply
 
-    async def get(self, video_id: uuid.UUID, *, timeout_s: float | None = None) -> VideoRecord | None:
+    async def get(
+        self, video_id: uuid.UUID, *, timeout_s: float | None = None
+    ) -> VideoRecord | None:
         reply = await self._ask(self._topology.rpc_get, GetVideo(video_id=video_id), timeout_s)
         if reply.ok and reply.video is not None:
             return reply.video
-        if reply.error is None or reply.error.code in NOT_FOUND_CODES or reply.ok:
+        if reply.error is not None and reply.error.code in NOT_FOUND_CODES:
             return None
-        raise CatalogError(reply.error.code, reply.error.message)
+        raise _unexpected(reply, "get")
 
     async def list(
         self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
@@ -91,10 +101,17 @@ class NatsCatalogClient:
             return reply.page
         if reply.error is not None and reply.error.code in INVALID_CURSOR_CODES:
             raise InvalidCursor(reply.error.message)
-        if reply.error is not None:
-            raise CatalogError(reply.error.code, reply.error.message)
-        raise CatalogError("bad_reply", "the catalog answered a list request without a page")
+        raise _unexpected(reply, "list")
 
     async def ping(self, *, timeout_s: float | None = None) -> None:
-        """Return if a catalog replica answers at all; ``CatalogUnavailable`` otherwise."""
-        await self._ask(self._topology.rpc_ping, GetStats(), timeout_s)
+        """Return if a catalog replica answers and its database works; ``CatalogUnavailable``
+        (or ``CatalogError`` for an unexpected answer) otherwise."""
+        reply = await self._ask(self._topology.rpc_ping, GetStats(), timeout_s)
+        if not reply.ok:
+            raise _unexpected(reply, "ping")
+
+
+def _unexpected(reply: RpcReply, what: str) -> CatalogError:
+    if reply.error is not None:
+        return CatalogError(reply.error.code, reply.error.message)
+    return CatalogError("bad_reply", f"the catalog answered a {what} request without a result")

@@ -15,7 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from reelvault_common.storage import TransientStorageError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reelvault_gateway.broker import BrokerUnavailable
+from reelvault_gateway.catalog import CatalogError, CatalogUnavailable, InvalidCursor
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +55,6 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers
-
-
-class BodyTooLarge(Exception):
-    """Raised while reading a request body beyond its limit (see ``middleware``)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds {limit} bytes")
-        self.limit = limit
 
 
 def field_error(loc: Sequence[str | int], message: str, type_: str = "value_error") -> ApiError:
@@ -139,20 +135,31 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc.__cause__, BodyTooLarge):
-        # FastAPI turns any failure while reading the body into a 400; say what it was.
-        limit = exc.__cause__.limit
-        return error_response(413, "payload_too_large", f"The request body exceeds {limit} bytes.")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = f"Nothing at {request.url.path}."
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}."
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    elif exc.status_code == 413:
+        message = "The request body is too large."
     elif exc.status_code >= 500:
         code, message = "internal_error", "Internal server error."
     else:
         message = str(exc.detail)
-    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}) or None)
+    return error_response(exc.status_code, code, message, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on this path (Starlette only names the first route's)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        route_methods = getattr(route, "methods", None)
+        path_regex = getattr(route, "path_regex", None)
+        if route_methods and path_regex is not None and path_regex.match(request.url.path):
+            methods.update(route_methods)
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -161,7 +168,44 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "Internal server error.")
 
 
+async def _dependency_error(_: Request, exc: Exception) -> JSONResponse:
+    # Adapters raise their own errors; this is the one place they become HTTP answers.
+    retry = {"Retry-After": "2"}
+    if isinstance(exc, BrokerUnavailable):
+        log.warning("broker unavailable: %s", exc)
+        return error_response(
+            503,
+            "broker_unavailable",
+            "The message broker is unavailable; nothing was changed. Retry later.",
+            headers=retry,
+        )
+    if isinstance(exc, CatalogUnavailable):
+        log.warning("catalog unavailable: %s", exc)
+        return error_response(
+            503, "catalog_unavailable", "The catalog is not answering. Retry later.", headers=retry
+        )
+    if isinstance(exc, InvalidCursor):
+        return error_response(400, "invalid_cursor", "The cursor is invalid or expired.")
+    if isinstance(exc, CatalogError):
+        log.error("catalog error %s: %s", exc.code, exc.message)
+        return error_response(502, "catalog_error", "The catalog could not answer this request.")
+    if isinstance(exc, TransientStorageError):
+        log.warning("storage unavailable: %s", exc)
+        return error_response(
+            503, "storage_unavailable", "Object storage is unavailable. Retry later.", headers=retry
+        )
+    return await _unexpected(_, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    for exc_class in (
+        BrokerUnavailable,
+        CatalogUnavailable,
+        CatalogError,
+        InvalidCursor,
+        TransientStorageError,
+    ):
+        app.add_exception_handler(exc_class, _dependency_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -193,3 +237,12 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(code, "Error.")}
         for code in codes
     }
+
+
+def _leaf_routes(routes: Iterable[Any]) -> Iterable[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's include_router wrapper
+        if included is not None:
+            yield from _leaf_routes(included.routes)
+        else:
+            yield route

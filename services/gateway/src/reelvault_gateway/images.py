@@ -58,10 +58,18 @@ def inspect_image(data: bytes) -> ImageInfo:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError,
-            OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
         if claimed is not None:
-            raise ImageRejected("corrupt", f"The file looks like {claimed} but cannot be decoded.") from exc
+            raise ImageRejected(
+                "corrupt", f"The file looks like {claimed} but cannot be decoded."
+            ) from exc
         raise ImageRejected(
             "unsupported", "The file is not an image; upload a JPEG, PNG or WebP image."
         ) from exc
@@ -69,14 +77,16 @@ def inspect_image(data: bytes) -> ImageInfo:
         fmt = image.format or ""
         if fmt not in ALLOWED_FORMATS:
             raise ImageRejected(
-                "unsupported", f"{fmt or 'This'} images are not supported; upload JPEG, PNG or WebP."
+                "unsupported",
+                f"{fmt or 'This'} images are not supported; upload JPEG, PNG or WebP.",
             )
         width, height = image.size
         if width <= 0 or height <= 0:
             raise ImageRejected("corrupt", "The image has no pixels.")
         if width * height > MAX_PIXELS:
             raise ImageRejected(
-                "too_large", f"The image is {width}x{height}; at most {MAX_PIXELS} pixels are allowed."
+                "too_large",
+                f"The image is {width}x{height}; at most {MAX_PIXELS} pixels are allowed.",
             )
         try:
             # Decoding every pixel is what finds truncated or damaged files.

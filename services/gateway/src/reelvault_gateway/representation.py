@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
 from reelvault_common.contracts.catalog import VideoRecord, VideoStatus
 from reelvault_common.contracts.events import VideoRequested
 
@@ -27,7 +26,9 @@ class Video(BaseModel):
     image2_url: str | None
     reference_image_keys: list[str]
     provider: str | None
-    provider_job_id: str | None = Field(description="The provider's job id (the seed's `video_id`).")
+    provider_job_id: str | None = Field(
+        description="The provider's job id (the seed's `video_id`)."
+    )
     video_url: str | None = Field(
         description="Permanent link to the stored video (redirects to a short-lived signed URL); "
         "null until the video is stored."

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
-
 from reelvault_common.settings import ServiceSettings, StorageSettings
 from reelvault_common.storage.layout import MB
 
@@ -12,8 +11,17 @@ from reelvault_common.storage.layout import MB
 class GatewaySettings(ServiceSettings, StorageSettings):
     model_config = SettingsConfigDict(env_prefix="REELVAULT_", extra="ignore", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    # REELVAULT_GATEWAY_HOST/PORT (what the launcher and compose set) or REELVAULT_HOST/PORT.
+    host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("REELVAULT_GATEWAY_HOST", "REELVAULT_HOST"),
+    )
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("REELVAULT_GATEWAY_PORT", "REELVAULT_PORT"),
+    )
     # After the request is durable in JetStream, how long to wait for the catalog to show it,
     # so a GET right after the 202 finds the video. A slow catalog never fails the request.
     create_visibility_timeout_s: float = Field(default=2.0, ge=0)

@@ -7,14 +7,21 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from reelvault_common.video_spec import (
     DEFAULT_MODEL,
     DEFAULT_SECONDS,
     DEFAULT_SIZE,
     MAX_REFERENCE_IMAGES,
     PROMPT_MAX_CHARS,
+    SECONDS_ALLOWED,
     check_video_spec,
 )
 
@@ -35,7 +42,16 @@ Prompt = Annotated[str, StringConstraints(min_length=1, max_length=PROMPT_MAX_CH
 Seconds = Annotated[
     str,
     BeforeValidator(normalize_seconds),
-    Field(description='Duration in seconds, as a string or an integer: "4", "8" or "12".'),
+    # Documented as accepted (string or integer); the canonical form is the string.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": list(SECONDS_ALLOWED)},
+                {"type": "integer", "enum": [int(s) for s in SECONDS_ALLOWED]},
+            ],
+            "description": 'Duration in seconds, as a string or an integer: "4", "8" or "12".',
+        }
+    ),
 ]
 UploadKey = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
@@ -59,7 +75,9 @@ class CreateVideoBody(BaseModel):
     )
 
     prompt: Prompt = Field(description="What the video shows (1..32000 characters).")
-    model: str = Field(default=DEFAULT_MODEL, max_length=100, description="`sora-2` or `sora-2-pro`.")
+    model: str = Field(
+        default=DEFAULT_MODEL, max_length=100, description="`sora-2` or `sora-2-pro`."
+    )
     seconds: Seconds = DEFAULT_SECONDS
     size: str = Field(
         default=DEFAULT_SIZE, max_length=20, description="`WxH`, e.g. `720x1280` or `1280x720`."
@@ -78,7 +96,9 @@ class SeedCreateVideoBody(BaseModel):
 
     prompt: Prompt
     image1_url: str | None = Field(
-        default=None, max_length=2048, description="A URL returned by /api/upload, or an upload key."
+        default=None,
+        max_length=2048,
+        description="A URL returned by /api/upload, or an upload key.",
     )
     image2_url: str | None = Field(default=None, max_length=2048)
     model: str = Field(default=DEFAULT_MODEL, max_length=100)
@@ -122,7 +142,9 @@ def spec_from_body(body: CreateVideoBody) -> VideoSpec:
         seconds=body.seconds,
         size=body.size,
         reference_keys=tuple(body.reference_images),
-        reference_locs=tuple(("body", "reference_images", i) for i in range(len(body.reference_images))),
+        reference_locs=tuple(
+            ("body", "reference_images", i) for i in range(len(body.reference_images))
+        ),
     )
 
 
@@ -147,7 +169,7 @@ def upload_key_from_ref(ref: str, public_prefix: str) -> str | None:
         return None
     if not parts.path.startswith(prefix_path):
         return None
-    key = unquote(parts.path[len(prefix_path):])
+    key = unquote(parts.path[len(prefix_path) :])
     return key or None
 
 

@@ -1,0 +1,68 @@
+"""``python -m reelvault_gateway``: serve the gateway with uvicorn.
+
+SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish (up to
+``shutdown_grace_s``), run the lifespan's shutdown, exit 0. A second signal forces the exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+from reelvault_common.lifecycle import wait_for_stop_signal
+from reelvault_common.logs import configure_logging
+
+from reelvault_gateway.app import create_app
+from reelvault_gateway.settings import GatewaySettings
+
+log = logging.getLogger("reelvault_gateway")
+
+
+class _Server(uvicorn.Server):
+    # uvicorn re-raises the signal it caught once it has stopped, so the process would die
+    # of SIGTERM (exit -15); main() handles the signals instead and exits 0 after a clean stop.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        # Our own access log leaves out query strings (signed links carry tokens).
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+        proxy_headers=False,
+        server_header=False,
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    stop = asyncio.create_task(wait_for_stop_signal(), name="stop-signal")
+    await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.done():
+        log.info("gateway stopping (%s)", stop.result().name)
+        server.should_exit = True
+        # A second signal while draining: stop waiting for in-flight requests.
+        second = asyncio.create_task(wait_for_stop_signal())
+        second.add_done_callback(lambda _: setattr(server, "force_exit", True))
+        try:
+            await serving
+        finally:
+            second.cancel()
+    else:
+        stop.cancel()
+        await serving
+    if not server.started:
+        raise SystemExit(3)  # start-up failed (e.g. port in use, bucket rules mismatch)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

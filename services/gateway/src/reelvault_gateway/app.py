@@ -1,0 +1,90 @@
+"""Wiring: the FastAPI app, its lifespan (broker, stream, storage, buckets) and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from reelvault_common.storage.factory import open_storage
+from reelvault_common.storage.layout import Buckets
+from reelvault_common.topology import Topology
+
+from reelvault_gateway.broker import BrokerLink
+from reelvault_gateway.catalog import NatsCatalogClient
+from reelvault_gateway.context import GatewayContext
+from reelvault_gateway.errors import install_error_handlers
+from reelvault_gateway.middleware import ContentLengthGuard, RequestContextMiddleware
+from reelvault_gateway.routes import files, gallery, health, seed, uploads, videos
+from reelvault_gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+# Multipart framing around the file (boundaries, part headers) on top of the file limit.
+MULTIPART_OVERHEAD = 64 * 1024
+
+DESCRIPTION = """\
+Request AI videos (OpenAI Videos API protocol) from a prompt and up to two reference images;
+finished videos are copied into permanent storage and listed by the catalog.
+
+Every error is JSON: `{"error": {"code": "...", "message": "...", "details": ...}}`.
+"""
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        topology = Topology.from_settings(settings)
+        buckets = Buckets.from_settings(settings)
+        storage = open_storage(settings)
+        link = BrokerLink(settings, topology, publish_timeout_s=settings.publish_timeout_s)
+        try:
+            await storage.ensure_buckets(buckets.all())
+            # Connects and prepares the stream (no consumers: the gateway only publishes).
+            await link.start(wait_s=settings.broker_connect_wait_s)
+            app.state.context = GatewayContext(
+                settings=settings,
+                buckets=buckets,
+                storage=storage,
+                events=link,
+                catalog=NatsCatalogClient(link, topology, settings.rpc_timeout_s),
+                broker=link,
+            )
+            log.info(
+                "gateway ready on namespace %s (storage: %s)",
+                settings.namespace,
+                settings.storage_backend,
+            )
+            yield
+        finally:
+            await link.stop()
+            await storage.aclose()
+            log.info("gateway stopped")
+
+    app = FastAPI(
+        title="reelvault gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    upload_paths = {route.path for route in uploads.router.routes}  # type: ignore[attr-defined]
+    app.add_middleware(
+        ContentLengthGuard,
+        default_limit=settings.max_json_bytes,
+        limits=dict.fromkeys(upload_paths, upload_limit),
+    )
+    app.add_middleware(RequestContextMiddleware)  # outermost: sees every answer
+
+    app.include_router(uploads.router, max_body_size=upload_limit)
+    # Limits per router, not app-wide: FastAPI's app-level limit answers in plain text.
+    app.include_router(videos.router, max_body_size=settings.max_json_bytes)
+    app.include_router(seed.router, max_body_size=settings.max_json_bytes)
+    app.include_router(files.router)
+    app.include_router(health.router)
+    app.include_router(gallery.router)
+    app.mount("/static", StaticFiles(directory=gallery.STATIC_DIR), name="static")
+    return app

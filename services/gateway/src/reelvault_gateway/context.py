@@ -1,0 +1,31 @@
+"""Everything a request handler may use, built once by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+from reelvault_common.storage import ObjectStorage
+from reelvault_common.storage.layout import Buckets
+
+from reelvault_gateway.broker import EventSink
+from reelvault_gateway.catalog import CatalogClient
+from reelvault_gateway.settings import GatewaySettings
+
+
+class BrokerHealth(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
+@dataclass
+class GatewayContext:
+    settings: GatewaySettings
+    buckets: Buckets
+    storage: ObjectStorage
+    events: EventSink
+    catalog: CatalogClient
+    broker: BrokerHealth
+    # Decoding a large image takes memory; only a few at a time.
+    image_decoders: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))

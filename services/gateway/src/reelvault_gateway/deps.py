@@ -1,0 +1,55 @@
+"""FastAPI dependencies: ``Annotated`` aliases for what routes need (overridable in tests)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from reelvault_common.storage import ObjectStorage
+from reelvault_common.storage.layout import Buckets
+
+from reelvault_gateway.broker import EventSink
+from reelvault_gateway.catalog import CatalogClient
+from reelvault_gateway.context import GatewayContext
+from reelvault_gateway.settings import GatewaySettings
+
+
+def get_context(request: Request) -> GatewayContext:
+    context: GatewayContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[GatewayContext, Depends(get_context)]
+
+
+def get_settings(context: ContextDep) -> GatewaySettings:
+    return context.settings
+
+
+def get_storage(context: ContextDep) -> ObjectStorage:
+    return context.storage
+
+
+def get_buckets(context: ContextDep) -> Buckets:
+    return context.buckets
+
+
+def get_catalog(context: ContextDep) -> CatalogClient:
+    return context.catalog
+
+
+def get_events(context: ContextDep) -> EventSink:
+    return context.events
+
+
+def get_correlation_id(request: Request) -> str:
+    """The request id the middleware assigned; it travels as the events' correlation id."""
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
+BucketsDep = Annotated[Buckets, Depends(get_buckets)]
+CatalogDep = Annotated[CatalogClient, Depends(get_catalog)]
+EventsDep = Annotated[EventSink, Depends(get_events)]
+CorrelationIdDep = Annotated[str, Depends(get_correlation_id)]

@@ -1,0 +1,99 @@
+"""The ``/v1/videos`` API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import RedirectResponse
+from reelvault_common.contracts.catalog import VideoStatus
+
+from reelvault_gateway.deps import ContextDep, CorrelationIdDep
+from reelvault_gateway.errors import error_responses
+from reelvault_gateway.representation import Video, VideoList
+from reelvault_gateway.video_requests import CreateVideoBody, spec_from_body
+from reelvault_gateway.videos import content_url, create_video, get_video, list_videos
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Video,
+    summary="Request a video",
+    responses={
+        202: {
+            "description": "Accepted: the request is durable; generation runs in the background.",
+            "headers": {
+                "Location": {
+                    "description": "Where to follow the video: `/v1/videos/{id}`.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **error_responses(400, 413, 422, 503),
+    },
+)
+async def request_video(
+    body: CreateVideoBody, context: ContextDep, correlation_id: CorrelationIdDep, response: Response
+) -> Video:
+    """Answers 202 only after the request is stored in the event stream (JetStream ack).
+    422 names the offending field (`unknown_upload` for a reference that was never uploaded);
+    503 when the broker is unavailable, and then nothing was created."""
+    video = await create_video(context, spec_from_body(body), correlation_id)
+    response.headers["Location"] = f"/v1/videos/{video.id}"
+    return video
+
+
+@router.get(
+    "",
+    response_model=VideoList,
+    summary="List videos, newest first",
+    responses=error_responses(400, 422, 502, 503),
+)
+async def list_all(
+    context: ContextDep,
+    status: Annotated[VideoStatus | None, Query(description="Only videos in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> VideoList:
+    page = await list_videos(context, status, limit, cursor)
+    return VideoList(data=page.videos, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/{video_id}",
+    response_model=Video,
+    summary="Get a video",
+    responses=error_responses(404, 422, 502, 503),
+)
+async def get_one(video_id: uuid.UUID, context: ContextDep) -> Video:
+    return await get_video(context, video_id)
+
+
+@router.get(
+    "/{video_id}/content",
+    response_class=RedirectResponse,
+    status_code=307,
+    summary="Download the stored video (or its thumbnail)",
+    responses={
+        307: {
+            "description": "Redirect to a fresh, short-lived signed URL of the stored file.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404, 409, 422, 502, 503),
+    },
+)
+async def get_content(
+    video_id: uuid.UUID,
+    context: ContextDep,
+    variant: Annotated[Literal["video", "thumbnail"], Query()] = "video",
+) -> RedirectResponse:
+    """A permanent link: each call redirects to a newly signed URL. 409 `video_not_ready`
+    until the video is stored."""
+    url = await content_url(context, video_id, variant)
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,218 @@
+"""What the video routes do: accept a request durably, read the catalog, hand out links."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reelvault_common.contracts.catalog import VideoRecord, VideoStatus
+from reelvault_common.contracts.events import ReferenceImage, VideoArchiveRequested, VideoRequested
+from reelvault_common.ids import new_video_id
+from reelvault_common.storage import InvalidKey, ObjectNotFound
+
+from reelvault_gateway.catalog import CatalogClient, CatalogError, CatalogUnavailable
+from reelvault_gateway.context import GatewayContext
+from reelvault_gateway.errors import ApiError
+from reelvault_gateway.representation import Video, video_from_record, video_from_request
+from reelvault_gateway.storage_keys import usable_key
+from reelvault_gateway.video_requests import VideoSpec, unknown_upload
+
+log = logging.getLogger(__name__)
+
+
+def not_found(video_id: uuid.UUID) -> ApiError:
+    return ApiError(404, "not_found", f"No video with id {video_id}.")
+
+
+def not_ready(record: VideoRecord, what: str = "The video") -> ApiError:
+    detail = {
+        "queued": "has not started yet",
+        "processing": "is still being generated",
+        "failed": "failed and has no stored file",
+        "completed": "has no stored file",
+    }[record.status]
+    return ApiError(
+        409,
+        "video_not_ready",
+        f"{what} {detail} (status {record.status}).",
+        details={"status": record.status, "progress": record.progress},
+    )
+
+
+async def resolve_references(
+    context: GatewayContext, spec: VideoSpec
+) -> tuple[ReferenceImage, ...]:
+    """Each reference must be an image in the images bucket (what /v1/uploads stored)."""
+    bucket = context.buckets.images.name
+    images = []
+    for key, loc in zip(spec.reference_keys, spec.reference_locs, strict=True):
+        info = await context.storage.stat(bucket, key) if usable_key(key) else None
+        if info is None:
+            raise unknown_upload(loc)
+        images.append(
+            ReferenceImage(
+                bucket=bucket,
+                key=key,
+                content_type=info.content_type,
+                url=await context.storage.public_url(bucket, key),
+            )
+        )
+    return tuple(images)
+
+
+async def wait_until_visible(
+    catalog: CatalogClient, video_id: uuid.UUID, timeout_s: float
+) -> VideoRecord | None:
+    """Poll the catalog until it has projected the video, or give up quietly at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pause = 0.02
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        try:
+            record = await catalog.get(video_id, timeout_s=max(remaining, 0.05))
+        except (CatalogUnavailable, CatalogError):
+            record = None
+        if record is not None:
+            return record
+        await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+        pause = min(pause * 2, 0.2)
+
+
+async def create_video(context: GatewayContext, spec: VideoSpec, correlation_id: str) -> Video:
+    """Validate references, publish VideoRequested and wait for the stream's ack.
+
+    Nothing is written before the publish, and the publish is the only write: when it fails
+    the request failed as a whole (503, ``BrokerUnavailable`` propagates)."""
+    images = await resolve_references(context, spec)
+    video_id = new_video_id()
+    event = VideoRequested.new(
+        video_id=video_id,
+        correlation_id=correlation_id or str(video_id),
+        prompt=spec.prompt,
+        model=spec.model,
+        seconds=spec.seconds,
+        size=spec.size,
+        reference_images=images,
+        org=context.settings.org,
+    )
+    ack = await context.events.publish(event)
+    log.info(
+        "video %s requested (stream seq %s, correlation %s)",
+        video_id,
+        ack.seq,
+        event.correlation_id,
+    )
+    timeout = context.settings.create_visibility_timeout_s
+    if await wait_until_visible(context.catalog, video_id, timeout) is None and timeout > 0:
+        log.warning("video %s not in the catalog after %.1fs; answering anyway", video_id, timeout)
+    return video_from_request(event)
+
+
+async def get_record(context: GatewayContext, video_id: uuid.UUID) -> VideoRecord:
+    record = await context.catalog.get(video_id)
+    if record is None:
+        raise not_found(video_id)
+    return record
+
+
+async def get_video(context: GatewayContext, video_id: uuid.UUID) -> Video:
+    return video_from_record(await get_record(context, video_id), context.settings.public_base_url)
+
+
+@dataclass(frozen=True)
+class VideoListPage:
+    videos: list[Video]
+    next_cursor: str | None
+
+
+async def list_videos(
+    context: GatewayContext, status: VideoStatus | None, limit: int, cursor: str | None
+) -> VideoListPage:
+    page = await context.catalog.list(status=status, limit=limit, cursor=cursor)
+    base = context.settings.public_base_url
+    return VideoListPage([video_from_record(r, base) for r in page.items], page.next_cursor)
+
+
+async def list_all_videos(context: GatewayContext, cap: int) -> tuple[list[Video], bool]:
+    """Every video newest first, following cursors, at most ``cap``; True if there are more."""
+    videos: list[Video] = []
+    cursor: str | None = None
+    while len(videos) < cap:
+        page = await list_videos(context, None, min(100, cap - len(videos)), cursor)
+        videos.extend(page.videos)
+        cursor = page.next_cursor
+        if cursor is None or not page.videos:
+            return videos, False
+    return videos, True
+
+
+async def content_url(context: GatewayContext, video_id: uuid.UUID, variant: str) -> str:
+    """A fresh link to the stored video (signed) or its thumbnail."""
+    record = await get_record(context, video_id)
+    if record.status != "completed":
+        raise not_ready(record)
+    if variant == "thumbnail":
+        bucket, key = record.thumbnail_bucket, record.thumbnail_key
+    else:
+        bucket, key = record.video_bucket, record.video_key
+    if bucket is None or key is None:
+        raise ApiError(404, "content_not_found", f"Video {video_id} has no stored {variant}.")
+    storage = context.storage
+    try:
+        if variant == "thumbnail" and (public := await storage.public_url(bucket, key)):
+            return public
+        return await storage.signed_url(bucket, key, context.settings.signed_url_ttl_s)
+    except (ObjectNotFound, InvalidKey):
+        log.error(
+            "catalog lists %s/%s for video %s but storage has no such object", bucket, key, video_id
+        )
+        raise ApiError(
+            404, "content_not_found", f"The stored {variant} of {video_id} is missing."
+        ) from None
+
+
+@dataclass(frozen=True)
+class ArchiveOutcome:
+    record: VideoRecord
+    requested: bool  # False: it was already stored
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def request_archive(
+    context: GatewayContext, video_id: uuid.UUID, correlation_id: str, now: datetime | None = None
+) -> ArchiveOutcome:
+    """The seed's download-and-store: copy a finished video now, if it can still be copied."""
+    record = await get_record(context, video_id)
+    if record.status == "completed" and record.video_key is not None:
+        return ArchiveOutcome(record, requested=False)
+    if record.provider_job_id is None or record.openai_url is None:
+        raise not_ready(record, "The video")
+    now = now or datetime.now(UTC)
+    if record.expires_at is not None and _aware(record.expires_at) <= now:
+        raise ApiError(
+            410,
+            "source_expired",
+            f"The provider's copy of {video_id} expired at {record.expires_at.isoformat()} "
+            "before it was stored; it cannot be copied any more.",
+        )
+    event = VideoArchiveRequested.new(
+        video_id=video_id,
+        correlation_id=correlation_id or str(video_id),
+        provider=record.provider or "openai",
+        provider_job_id=record.provider_job_id,
+        expires_at=_aware(record.expires_at) if record.expires_at is not None else None,
+        org=record.org,
+        requested_at=_aware(record.created_at),
+    )
+    await context.events.publish(event)
+    log.info("archive of video %s requested (correlation %s)", video_id, event.correlation_id)
+    return ArchiveOutcome(record, requested=True)
