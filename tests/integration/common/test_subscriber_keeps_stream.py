@@ -8,7 +8,6 @@ import uuid
 import nats
 import pytest
 from faststream.nats import NatsMessage
-
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.messaging import (
     EventPublisher,

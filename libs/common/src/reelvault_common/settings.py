@@ -63,6 +63,9 @@ class StorageSettings(BaseSettings):
     supabase_service_role_key: SecretStr | None = Field(
         default=None, validation_alias="SUPABASE_SERVICE_ROLE_KEY"
     )
+    # Supabase backend tuning: objects above this size go through TUS resumable upload.
+    supabase_tus_threshold_bytes: int = Field(default=6 * 1024 * 1024, ge=0)
+    supabase_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class ProviderSettings(BaseSettings):

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-
 from reelvault_common.contracts.events import (
     VideoCompleted,
     VideoFailed,
@@ -15,6 +14,7 @@ from reelvault_common.contracts.events import (
     VideoGenerationStarted,
     VideoRequested,
 )
+
 from reelvault_generator.provider import ProviderJob
 
 

@@ -57,7 +57,12 @@ class LedgerEntry(BaseModel):
         return cls.model_validate_json(raw)
 
     def created(
-        self, *, provider: str, provider_job_id: str, job_created_at: datetime, adopted: bool = False
+        self,
+        *,
+        provider: str,
+        provider_job_id: str,
+        job_created_at: datetime,
+        adopted: bool = False,
     ) -> LedgerEntry:
         return self.model_copy(
             update={

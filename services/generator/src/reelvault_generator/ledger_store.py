@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import uuid
+from typing import Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -41,13 +42,21 @@ def _job_key(provider: str, job_id: str) -> str:
     return f"job.{provider}.h{hashlib.sha256(job_id.encode()).hexdigest()}"
 
 
-async def open_bucket(js: JetStreamContext, bucket: str, *, replicas: int) -> KeyValue:
-    """The bucket, created (file storage, history 1) when missing."""
+async def open_bucket(
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    replicas: int = 1,
+    config: KeyValueConfig | None = None,
+) -> KeyValue:
+    """The bucket, created when missing (default: file storage, history 1)."""
     try:
         return await js.key_value(bucket)
     except (BucketNotFoundError, NotFoundError):
         pass
-    config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+    if config is None:
+        config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE,
+                                replicas=replicas)
     try:
         kv = await js.create_key_value(config)
         log.info("created KV bucket %s", bucket)
@@ -55,6 +64,19 @@ async def open_bucket(js: JetStreamContext, bucket: str, *, replicas: int) -> Ke
     except APIError:
         # Another replica created it first (with the same config).
         return await js.key_value(bucket)
+
+
+class LedgerStore(Protocol):
+    """What the generator needs from the ledger's storage (``JobLedger``; fakes in tests)."""
+
+    async def read(self, video_id: uuid.UUID) -> tuple[LedgerEntry, int] | None: ...
+    async def claim(self, video_id: uuid.UUID, entry: LedgerEntry) -> int | None: ...
+    async def replace(
+        self, video_id: uuid.UUID, entry: LedgerEntry, *, last: int
+    ) -> int | None: ...
+    async def release(self, video_id: uuid.UUID, *, last: int) -> bool: ...
+    async def bind_job(self, provider: str, job_id: str, video_id: uuid.UUID) -> bool: ...
+    async def job_owner(self, provider: str, job_id: str) -> uuid.UUID | None: ...
 
 
 class JobLedger:

@@ -74,7 +74,9 @@ def bounded_by_deadline(delay: float, left_s: float) -> float:
     return max(min(delay, left_s + DEADLINE_SLACK_S), MIN_POLL_DELAY_S)
 
 
-def deadline_message(job_id: str, deadline_s: float, status: str | None, progress: int | None) -> str:
+def deadline_message(
+    job_id: str, deadline_s: float, status: str | None, progress: int | None
+) -> str:
     seen = f"last seen '{status}' at {progress or 0}%" if status else "its status unknown"
     return (
         f"the provider's job {job_id} did not finish within the {deadline_s:.0f}s deadline "

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 import httpx
-
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.openai_videos import (
     ProviderError,

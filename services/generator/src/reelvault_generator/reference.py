@@ -30,20 +30,21 @@ def decode_image(data: bytes, *, label: str = "image") -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_SOURCE_PIXELS:
+            opened = Image.open(io.BytesIO(data))
+            if opened.width * opened.height > MAX_SOURCE_PIXELS:
                 raise InvalidReferenceImage(
-                    f"{label} is {image.width}x{image.height}, more than {MAX_SOURCE_PIXELS} pixels"
+                    f"{label} is {opened.width}x{opened.height}: "
+                    f"more than {MAX_SOURCE_PIXELS} pixels"
                 )
-            image.load()
+            opened.load()
     except InvalidReferenceImage:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise InvalidReferenceImage(f"{label} could not be decoded: {exc}") from exc
-    if image.width < 1 or image.height < 1:
+    if opened.width < 1 or opened.height < 1:
         raise InvalidReferenceImage(f"{label} has no pixels")
-    image = ImageOps.exif_transpose(image) or image
+    image: Image.Image = ImageOps.exif_transpose(opened) or opened
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (0, 0, 0))
@@ -54,7 +55,9 @@ def decode_image(data: bytes, *, label: str = "image") -> Image.Image:
 
 def cover_fit(image: Image.Image, width: int, height: int) -> Image.Image:
     """Scale to cover ``width x height`` keeping the aspect ratio, then crop the centre."""
-    return ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    return ImageOps.fit(
+        image, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5)
+    )
 
 
 def compose_two(first: Image.Image, second: Image.Image, width: int, height: int) -> Image.Image:
@@ -79,7 +82,9 @@ def build_reference_frame(images: Sequence[bytes], width: int, height: int) -> b
         return None
     if len(images) > 2:
         raise InvalidReferenceImage(f"at most 2 reference images are supported, got {len(images)}")
-    decoded = [decode_image(data, label=f"reference image {i + 1}") for i, data in enumerate(images)]
+    decoded = [
+        decode_image(data, label=f"reference image {i + 1}") for i, data in enumerate(images)
+    ]
     if len(decoded) == 1:
         frame = cover_fit(decoded[0], width, height)
     else:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.storage import BucketNotFound, InvalidKey, ObjectNotFound, ObjectStorage
 from reelvault_common.video_spec import parse_size
+
 from reelvault_generator.reference import InvalidReferenceImage, build_reference_frame
 
 
-class ReferenceProblem(Exception):  # noqa: N818 - a verdict on the request, not a crash
+class ReferenceProblem(Exception):
     """The request's reference images can never be used: the video fails with ``code``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class ReferenceSource(Protocol):
+    async def frame_for(self, request: VideoRequested) -> bytes | None: ...
 
 
 class ReferenceLoader:

@@ -8,7 +8,6 @@ import socket
 import uuid
 
 from pydantic import Field, SecretStr, model_validator
-
 from reelvault_common.settings import ProviderSettings, ServiceSettings, StorageSettings
 
 
@@ -69,6 +68,8 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     # --- shared request budget (issue 3) --------------------------------------------------
     # Requests per minute to the provider, shared by every replica; None: unlimited.
     provider_rpm: int | None = Field(default=None, ge=1)
+    # The budget's sliding window (tests shorten it); the allowance scales with it.
+    provider_budget_window_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorSettings:
@@ -76,8 +77,20 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
             raise ValueError("poll_max_interval_s must be >= poll_interval_s")
         if self.create_retry_max_s < self.create_retry_base_s:
             raise ValueError("create_retry_max_s must be >= create_retry_base_s")
+        if self.webhook_port is not None and not (
+            self.webhook_secret and self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError("a webhook endpoint needs REELVAULT_WEBHOOK_SECRET (unsigned "
+                             "deliveries would let anyone finish videos)")
         return self
 
     @property
     def claim_stale_after_s(self) -> float:
         return self.create_timeout_s + self.claim_margin_s
+
+    @property
+    def provider_budget_limit(self) -> int | None:
+        """Requests allowed per budget window, or None without a budget."""
+        if self.provider_rpm is None:
+            return None
+        return max(1, round(self.provider_rpm * self.provider_budget_window_s / 60.0))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.messaging import RetryLater, backoff_delay
 from reelvault_common.openai_videos import ProviderError
+
 from reelvault_generator.events import EventSink, generation_failed, started_event
 from reelvault_generator.ledger import (
     ClaimAndCreate,
@@ -26,9 +27,9 @@ from reelvault_generator.ledger import (
     decide,
     new_claim,
 )
-from reelvault_generator.ledger_store import JobLedger
+from reelvault_generator.ledger_store import LedgerStore
 from reelvault_generator.provider import ProviderJob, VideoProvider, create_outcome_unknown
-from reelvault_generator.reference_loader import ReferenceLoader, ReferenceProblem
+from reelvault_generator.reference_loader import ReferenceProblem, ReferenceSource
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ class JobStarter:
     def __init__(
         self,
         *,
-        ledger: JobLedger,
+        ledger: LedgerStore,
         provider: VideoProvider,
-        references: ReferenceLoader,
+        references: ReferenceSource,
         events: EventSink,
         owner: str,
         timing: ClaimTiming,
@@ -155,7 +156,10 @@ class JobStarter:
                 job_created_at=job.created_at,
                 adopted=True,
             )
-            if await self._ledger.replace(request.video_id, adopted, last=decision.revision) is None:
+            revision = await self._ledger.replace(
+                request.video_id, adopted, last=decision.revision
+            )
+            if revision is None:
                 return False  # someone else recovered it meanwhile; re-read
             log.info("adopted provider job %s for %s", job.id, request.video_id)
             await self._publish_started(request, adopted)
@@ -249,7 +253,8 @@ class JobStarter:
 
     # --- publishing ---------------------------------------------------------------------
     async def _publish_started(self, request: VideoRequested, entry: LedgerEntry) -> None:
-        assert entry.provider_job_id is not None and entry.job_created_at is not None
+        assert entry.provider_job_id is not None
+        assert entry.job_created_at is not None
         await self._events.publish(
             started_event(
                 request,

@@ -21,6 +21,9 @@ def open_storage(settings: StorageSettings) -> ObjectStorage:
         else:
             key = settings.storage_signing_key.get_secret_value().encode()
         return FilesystemStorage(settings.storage_dir, settings.public_base_url, key)
-    raise NotImplementedError(
-        "the supabase storage backend is not available yet; use REELVAULT_STORAGE_BACKEND=filesystem"
-    )
+    if settings.storage_backend == "supabase":
+        # Imported here: the filesystem backend should not pay for importing supabase.
+        from reelvault_common.storage.supabase import SupabaseStorage
+
+        return SupabaseStorage.from_settings(settings)
+    raise ValueError(f"unknown storage backend {settings.storage_backend!r}")

@@ -1,0 +1,305 @@
+"""A small TUS 1.0.0 client (core protocol + creation) on httpx, for Supabase's
+``/upload/resumable``.
+
+Why not a library: ``tuspy`` 1.1.0 (the maintained Python client) has an ``AsyncUploader`` whose
+resume path calls the *synchronous* ``requests.head`` inside the event loop, opens a fresh
+aiohttp session per chunk, retries after a fixed delay, and pulls in requests + aiohttp + tinydb
+next to the httpx stack storage3 already uses. ``aiotus`` 1.1.0 is async but aiohttp + tenacity
+based, so it would be a second HTTP stack with its own errors and auth handling, and it gives no
+hook to map Supabase's statuses (409 Duplicate vs 409 offset conflict). The part of TUS we need
+is small: POST to create, PATCH chunks with ``Upload-Offset``, HEAD to learn the server's offset
+after an interrupted PATCH and resume from there. That is this module, on the backend's own
+``httpx.AsyncClient`` (one connection pool, one timeout policy, one error mapping).
+
+Supabase specifics: ``Upload-Metadata`` carries ``bucketName``, ``objectName``, ``contentType``,
+``cacheControl`` and ``metadata`` (user metadata as JSON); ``x-upsert`` decides overwrite; chunks
+are 6 MB (Supabase's documented TUS chunk size); errors are real HTTP statuses with a plain-text
+message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import anyio
+import httpx
+
+from reelvault_common.storage.interface import StorageError, TransientStorageError
+from reelvault_common.storage.retry import RetryPolicy, retrying
+from reelvault_common.storage.supabase_errors import (
+    ObjectExists,
+    ServerError,
+    to_storage_error,
+    transport_error,
+)
+
+log = logging.getLogger(__name__)
+
+TUS_VERSION = "1.0.0"
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+SUPABASE_CHUNK_SIZE = 6 * 1024 * 1024
+READ_PIECE = 1024 * 1024
+
+
+def encode_metadata(metadata: Mapping[str, str]) -> str:
+    """``Upload-Metadata``: comma-separated ``key base64(value)`` pairs."""
+    pairs = []
+    for key, value in metadata.items():
+        if not key or any(c in key for c in " ,") or not key.isascii():
+            raise ValueError(f"invalid TUS metadata key {key!r}")
+        pairs.append(f"{key} {base64.b64encode(value.encode()).decode('ascii')}")
+    return ",".join(pairs)
+
+
+def decode_metadata(header: str) -> dict[str, str]:
+    """The inverse of ``encode_metadata`` (a key without value decodes to "")."""
+    result: dict[str, str] = {}
+    for pair in header.split(","):
+        parts = pair.strip().split(" ")
+        if not parts or not parts[0]:
+            continue
+        if len(parts) > 2:
+            raise ValueError(f"invalid Upload-Metadata pair {pair!r}")
+        value = base64.b64decode(parts[1], validate=True).decode() if len(parts) == 2 else ""
+        result[parts[0]] = value
+    return result
+
+
+class UploadGone(StorageError):
+    """The server no longer knows the upload (404/410): it expired or was terminated."""
+
+    code = "upload_gone"
+
+
+class OffsetConflict(StorageError):
+    """PATCH at an offset the server does not have: learn the real one with HEAD."""
+
+    code = "offset_conflict"
+
+
+@dataclass
+class TusStats:
+    """What one upload took; logged, and handy in tests and benchmarks."""
+
+    creates: int = 0
+    patches: int = 0
+    heads: int = 0
+    bytes_sent: int = 0
+    resumes: int = 0
+
+
+class TusUploader:
+    """Uploads a local file (already spooled, so any offset can be re-read) through TUS."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        endpoint: str,
+        headers: Mapping[str, str],
+        *,
+        chunk_size: int = SUPABASE_CHUNK_SIZE,
+        retry: RetryPolicy | None = None,
+        max_restarts: int = 1,
+    ) -> None:
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        self._http = http
+        self._endpoint = endpoint.rstrip("/")
+        self._headers = {**headers, "Tus-Resumable": TUS_VERSION}
+        self._chunk_size = chunk_size
+        self._retry = retry or RetryPolicy()
+        self._max_restarts = max_restarts
+
+    # --- protocol steps -------------------------------------------------------------------
+    def _upload_url(self, location: str) -> str:
+        # Supabase builds Location from Host/X-Forwarded-* headers, which a proxy can get wrong
+        # (scheme, prefix). The upload id is the last path segment; we address it under the
+        # endpoint we were configured with, so auth headers never go to another origin.
+        upload_id = httpx.URL(location).path.rstrip("/").rsplit("/", 1)[-1]
+        if not upload_id:
+            raise StorageError(f"TUS create answered an unusable Location {location!r}")
+        return f"{self._endpoint}/{upload_id}"
+
+    async def create(
+        self, length: int, metadata: Mapping[str, str], what: str, extra: Mapping[str, str]
+    ) -> str:
+        headers = {
+            **self._headers,
+            **extra,
+            "Upload-Length": str(length),
+            "Upload-Metadata": encode_metadata(metadata),
+        }
+        try:
+            response = await self._http.post(self._endpoint, headers=headers, content=b"")
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"TUS create {what}") from exc
+        if response.status_code != 201:
+            raise to_storage_error(ServerError.from_response(response), f"TUS create {what}")
+        location = response.headers.get("location")
+        if not location:
+            raise StorageError(f"TUS create {what}: 201 without a Location header")
+        return self._upload_url(location)
+
+    async def head(self, url: str, what: str) -> int:
+        try:
+            response = await self._http.head(url, headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"TUS HEAD {what}") from exc
+        if response.status_code in (404, 410):
+            raise UploadGone(f"TUS HEAD {what}: the upload is gone (HTTP {response.status_code})")
+        if response.status_code not in (200, 204):
+            raise to_storage_error(ServerError.from_response(response), f"TUS HEAD {what}")
+        return _offset_header(response, what)
+
+    async def patch(
+        self, url: str, offset: int, body: bytes | AsyncIterator[bytes], length: int, what: str
+    ) -> int:
+        headers = {
+            **self._headers,
+            "Upload-Offset": str(offset),
+            "Content-Type": OFFSET_CONTENT_TYPE,
+            # Explicit, so a streamed body goes out with a length rather than chunked.
+            "Content-Length": str(length),
+        }
+        try:
+            response = await self._http.patch(url, headers=headers, content=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"TUS PATCH {what} at {offset}") from exc
+        if response.status_code in (200, 204):
+            return _offset_header(response, what)
+        if response.status_code in (404, 410):
+            raise UploadGone(f"TUS PATCH {what}: the upload is gone (HTTP {response.status_code})")
+        error = ServerError.from_response(response)
+        if response.status_code == 409 and "already exists" not in error.message.lower():
+            raise OffsetConflict(f"TUS PATCH {what} at {offset}: {error.describe()}")
+        raise to_storage_error(error, f"TUS PATCH {what} at {offset}")
+
+    # --- the whole upload -----------------------------------------------------------------
+    async def upload(
+        self,
+        path: Path,
+        length: int,
+        metadata: Mapping[str, str],
+        what: str,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> TusStats:
+        """Send ``path`` (``length`` bytes). Raises ``ObjectExists`` on 409 Duplicate, typed
+        errors on refusals, ``TransientStorageError`` once the retries are spent."""
+        stats = TusStats()
+        extra = dict(extra_headers or {})
+
+        async def create() -> str:
+            stats.creates += 1
+            return await self.create(length, metadata, what, extra)
+
+        url = await retrying(f"TUS create {what}", create, self._retry)
+        offset = 0
+        failures = 0
+        restarts = 0
+        must_sync = False
+        handle: IO[bytes] = await anyio.to_thread.run_sync(path.open, "rb")
+        try:
+            while True:
+                try:
+                    if must_sync:
+                        stats.heads += 1
+                        offset = await self.head(url, what)
+                        must_sync = False
+                        stats.resumes += 1
+                        log.info("TUS %s: resuming at server offset %d of %d", what, offset, length)
+                    if offset >= length:
+                        break
+                    size = min(self._chunk_size, length - offset)
+                    stats.patches += 1
+                    new_offset = await self.patch(
+                        url, offset, _file_piece(handle, offset, size, stats), size, what
+                    )
+                    if not offset < new_offset <= length:
+                        raise StorageError(
+                            f"TUS PATCH {what}: server offset went from {offset} to {new_offset}"
+                        )
+                    offset = new_offset
+                    failures = 0
+                except (TransientStorageError, OffsetConflict) as exc:
+                    failures += 1
+                    if failures >= self._retry.attempts:
+                        raise TransientStorageError(
+                            f"{exc.message} (gave up after {failures} attempts)"
+                        ) from exc
+                    delay = self._retry.delay(failures)
+                    log.warning(
+                        "TUS %s interrupted: %s; HEAD and resume in %.2fs", what, exc.message, delay
+                    )
+                    await asyncio.sleep(delay)
+                    must_sync = True
+                except UploadGone:
+                    # Expired or terminated: start a new upload (bounded), from the first byte.
+                    if restarts >= self._max_restarts:
+                        raise
+                    restarts += 1
+                    log.warning("TUS %s: upload gone; starting a new one", what)
+                    url = await retrying(f"TUS create {what}", create, self._retry)
+                    offset, must_sync = 0, False
+        finally:
+            handle.close()
+        log.info(
+            "TUS %s done: %d bytes, %d PATCH, %d HEAD, %d resumes, %d bytes sent",
+            what,
+            length,
+            stats.patches,
+            stats.heads,
+            stats.resumes,
+            stats.bytes_sent,
+        )
+        return stats
+
+
+async def _file_piece(
+    handle: IO[bytes], offset: int, size: int, stats: TusStats
+) -> AsyncIterator[bytes]:
+    """``size`` bytes of the file from ``offset``, read 1 MB at a time off the event loop.
+    Streaming (not one ``bytes``) matters for memory: httpx keeps a request's body alive in a
+    Response<->stream reference cycle until the cyclic GC runs, so 6 MB bodies would pile up."""
+    sent = 0
+    while sent < size:
+        piece = await anyio.to_thread.run_sync(
+            _read_at, handle, offset + sent, min(READ_PIECE, size - sent)
+        )
+        if not piece:
+            raise StorageError(f"TUS: local file ended at {offset + sent}")
+        sent += len(piece)
+        stats.bytes_sent += len(piece)
+        yield piece
+
+
+def _read_at(handle: IO[bytes], offset: int, size: int) -> bytes:
+    handle.seek(offset)
+    return handle.read(size)
+
+
+def _offset_header(response: httpx.Response, what: str) -> int:
+    raw = response.headers.get("upload-offset")
+    try:
+        value = int(raw) if raw is not None else -1
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise StorageError(f"TUS {what}: answer without a valid Upload-Offset ({raw!r})")
+    return value
+
+
+__all__ = [
+    "ObjectExists",
+    "OffsetConflict",
+    "TusStats",
+    "TusUploader",
+    "UploadGone",
+    "decode_metadata",
+    "encode_metadata",
+]

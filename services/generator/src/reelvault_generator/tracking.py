@@ -1,0 +1,201 @@
+"""Following a provider job to its end: one look per delivery of VideoGenerationStarted.
+
+A running job makes the handler raise ``RetryLater(next poll)``: the message goes back to
+JetStream with that delay, so no process holds state between looks and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reelvault_common.contracts.events import VideoGenerationStarted
+from reelvault_common.messaging import RetryLater, backoff_delay
+from reelvault_common.openai_videos import ProviderError
+
+from reelvault_generator.events import (
+    EventSink,
+    completed_event,
+    generation_failed,
+    progressed_event,
+)
+from reelvault_generator.polling import (
+    PollSchedule,
+    bounded_by_deadline,
+    deadline_message,
+    next_poll_delay,
+    seconds_left,
+)
+from reelvault_generator.provider import ProviderJob, VideoProvider
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+DEADLINE_EXCEEDED = "deadline_exceeded"
+JOB_NOT_FOUND = "provider_job_not_found"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _LastProgress:
+    """Progress last published per job, so an unchanged value is not re-sent on every look.
+    Only an optimisation: after a restart it is empty and the event ids dedupe."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._capacity = capacity
+
+    def changed(self, job_id: str, progress: int) -> bool:
+        return self._seen.get(job_id) != progress
+
+    def remember(self, job_id: str, progress: int) -> None:
+        self._seen[job_id] = progress
+        self._seen.move_to_end(job_id)
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        self._seen.pop(job_id, None)
+
+
+@dataclass(frozen=True)
+class FollowedJob:
+    """What finishing a video needs: from the Started event, or from the ledger (webhooks)."""
+
+    video_id: uuid.UUID
+    correlation_id: str
+    provider_job_id: str
+    org: str
+    requested_at: datetime
+    job_created_at: datetime
+
+    @classmethod
+    def from_started(cls, started: VideoGenerationStarted) -> FollowedJob:
+        return cls(
+            video_id=started.video_id,
+            correlation_id=started.correlation_id,
+            provider_job_id=started.provider_job_id,
+            org=started.org,
+            requested_at=started.requested_at,
+            job_created_at=started.job_created_at,
+        )
+
+
+class JobTracker:
+    def __init__(
+        self,
+        *,
+        provider: VideoProvider,
+        events: EventSink,
+        schedule: PollSchedule,
+        deadline_s: float,
+        retry_base_s: float = 1.0,
+        clock: Clock = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._provider = provider
+        self._events = events
+        self._schedule = schedule
+        self._deadline_s = deadline_s
+        self._retry_base_s = retry_base_s
+        self._clock = clock
+        self._rng = rng
+        self._progress = _LastProgress()
+
+    async def poll(self, started: VideoGenerationStarted | FollowedJob, attempt: int = 1) -> None:
+        """One look at the job: returns once a terminal outcome is published, else raises
+        ``RetryLater`` with the delay until the next look."""
+        if isinstance(started, VideoGenerationStarted):
+            started = FollowedJob.from_started(started)
+        job_id = started.provider_job_id
+        try:
+            job, poll_after = await self._provider.retrieve(job_id)
+        except ProviderError as error:
+            if error.status == 404:
+                await self._fail(started, JOB_NOT_FOUND,
+                                 f"the provider does not know job {job_id}: {error.message}")
+                return
+            left = seconds_left(started.job_created_at, self._deadline_s, self._clock())
+            if left <= 0:
+                await self._fail(started, DEADLINE_EXCEEDED,
+                                 deadline_message(job_id, self._deadline_s, None, None))
+                return
+            # 429 says how long to wait; other errors back off. Never give up before the deadline.
+            delay = error.retry_after_s or backoff_delay(
+                attempt, base=self._retry_base_s, cap=self._schedule.max_interval_s
+            )
+            raise RetryLater(
+                bounded_by_deadline(delay, left), f"retrieve {job_id}: {error}"
+            ) from None
+        await self.settle_job(started, job, poll_after=poll_after, attempt=attempt)
+
+    async def settle_job(
+        self,
+        started: FollowedJob,
+        job: ProviderJob,
+        *,
+        poll_after: float | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """Publish what ``job`` (just retrieved) means for the video."""
+        if job.phase == "completed":
+            await self._events.publish(
+                completed_event(
+                    video_id=started.video_id,
+                    correlation_id=started.correlation_id,
+                    provider=self._provider.name,
+                    job=job,
+                    source_url=self._provider.content_url(job.id),
+                    org=started.org,
+                    requested_at=started.requested_at,
+                )
+            )
+            self._progress.forget(job.id)
+            log.info("job %s of %s completed", job.id, started.video_id)
+            return
+        if job.phase == "failed":
+            await self._fail(
+                started, job.error_code or job.status, job.error_message or job.status
+            )
+            return
+        left = seconds_left(started.job_created_at, self._deadline_s, self._clock())
+        if left <= 0:
+            await self._fail(
+                started,
+                DEADLINE_EXCEEDED,
+                deadline_message(job.id, self._deadline_s, job.status, job.progress),
+            )
+            return
+        if self._progress.changed(job.id, job.progress):
+            await self._events.publish(
+                progressed_event(
+                    video_id=started.video_id, correlation_id=started.correlation_id, job=job
+                )
+            )
+            self._progress.remember(job.id, job.progress)
+        delay = next_poll_delay(attempt, self._schedule, poll_after_s=poll_after, rng=self._rng)
+        raise RetryLater(
+            bounded_by_deadline(delay, left), f"job {job.id} {job.status} {job.progress}%"
+        )
+
+    async def _fail(self, started: FollowedJob, code: str, message: str) -> None:
+        log.info("job %s of %s failed: %s %s", started.provider_job_id, started.video_id,
+                 code, message)
+        self._progress.forget(started.provider_job_id)
+        await self._events.publish(
+            generation_failed(
+                video_id=started.video_id,
+                correlation_id=started.correlation_id,
+                code=code,
+                message=message,
+                provider_job_id=started.provider_job_id,
+            )
+        )

@@ -1,0 +1,141 @@
+"""JobTracker: one look per delivery; terminal states, progress, retries and the deadline."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from generator_fakes import T0, Clock, FakeProvider, Sink, job
+from reelvault_common.contracts.events import VideoGenerationStarted
+from reelvault_common.messaging import RetryLater
+from reelvault_common.openai_videos import ProviderError
+from reelvault_generator.polling import PollSchedule
+from reelvault_generator.tracking import JobTracker
+
+SCHEDULE = PollSchedule(interval_s=2.0, max_interval_s=15.0, backoff_factor=1.5, jitter=0.0)
+
+
+def started(job_created_at: datetime = T0) -> VideoGenerationStarted:
+    return VideoGenerationStarted.new(
+        video_id=uuid.uuid4(), correlation_id="corr", provider_job_id="video_1",
+        provider="openai", model="sora-2", seconds="4", size="1280x720", org="acme",
+        requested_at=T0 - timedelta(seconds=5), job_created_at=job_created_at)
+
+
+def tracker(provider: FakeProvider, sink: Sink, clock: Clock,
+            deadline_s: float = 3600) -> JobTracker:
+    return JobTracker(provider=provider, events=sink, schedule=SCHEDULE, deadline_s=deadline_s,
+                      retry_base_s=1.0, clock=clock, rng=random.Random(1))
+
+
+async def test_running_job_reports_progress_once_and_polls_again() -> None:
+    clock, sink = Clock(T0 + timedelta(seconds=10)), Sink()
+    provider = FakeProvider(retrieve_results=[
+        (job(status="in_progress", progress=30), None),
+        (job(status="in_progress", progress=30), None),
+        (job(status="in_progress", progress=60), None),
+    ])
+    t, event = tracker(provider, sink, clock), started()
+    delays = []
+    for attempt in (1, 2, 3):
+        with pytest.raises(RetryLater) as retry:
+            await t.poll(event, attempt)
+        delays.append(retry.value.delay)
+
+    assert [e.progress for e in sink.events] == [30, 60]
+    assert delays == [2.0, 3.0, 4.5]
+
+
+async def test_server_poll_after_is_honoured() -> None:
+    clock, sink = Clock(), Sink()
+    provider = FakeProvider(retrieve_results=[(job(status="queued"), 0.75)])
+    with pytest.raises(RetryLater) as retry:
+        await tracker(provider, sink, clock).poll(started(), 9)
+    assert retry.value.delay == 0.75
+
+
+async def test_completed_job_publishes_completed() -> None:
+    clock, sink = Clock(), Sink()
+    expires = T0 + timedelta(hours=1)
+    provider = FakeProvider(retrieve_results=[
+        (job(phase="completed", status="completed", progress=100, expires_at=expires), None)])
+    event = started()
+    await tracker(provider, sink, clock).poll(event)
+
+    [completed] = sink.events
+    assert completed.type == "video.completed"
+    assert completed.expires_at == expires
+    assert completed.source_url == "http://provider/v1/videos/video_1/content"
+    assert (completed.org, completed.requested_at) == ("acme", event.requested_at)
+    assert completed.correlation_id == "corr"
+
+
+async def test_failed_job_publishes_the_providers_error() -> None:
+    clock, sink = Clock(), Sink()
+    provider = FakeProvider(retrieve_results=[(job(
+        phase="failed", status="failed", error_code="moderation_blocked",
+        error_message="Blocked."), None)])
+    await tracker(provider, sink, clock).poll(started())
+    [failed] = sink.events
+    assert (failed.stage, failed.code, failed.message) == (
+        "generation", "moderation_blocked", "Blocked.")
+    assert failed.provider_job_id == "video_1"
+
+
+async def test_past_the_deadline_the_job_fails_clearly() -> None:
+    clock, sink = Clock(T0 + timedelta(seconds=61)), Sink()
+    provider = FakeProvider(retrieve_results=[(job(status="in_progress", progress=40), None)])
+    await tracker(provider, sink, clock, deadline_s=60).poll(started())
+    [failed] = sink.events
+    assert failed.code == "deadline_exceeded"
+    assert "60s" in failed.message
+    assert "in_progress" in failed.message
+
+
+async def test_a_finished_job_wins_over_a_passed_deadline() -> None:
+    clock, sink = Clock(T0 + timedelta(hours=2)), Sink()
+    provider = FakeProvider(retrieve_results=[
+        (job(phase="completed", status="completed", progress=100), None)])
+    await tracker(provider, sink, clock, deadline_s=60).poll(started())
+    assert sink.types() == ["video.completed"]
+
+
+async def test_next_poll_is_scheduled_at_the_deadline_not_after() -> None:
+    clock, sink = Clock(T0 + timedelta(seconds=59)), Sink()
+    provider = FakeProvider(retrieve_results=[(job(status="in_progress", progress=40), None)])
+    with pytest.raises(RetryLater) as retry:
+        await tracker(provider, sink, clock, deadline_s=60).poll(started(), attempt=20)
+    assert retry.value.delay == pytest.approx(1.05)
+
+
+async def test_unknown_job_fails_as_not_found() -> None:
+    clock, sink = Clock(), Sink()
+    provider = FakeProvider(retrieve_results=[ProviderError("no such video", status=404)])
+    await tracker(provider, sink, clock).poll(started())
+    [failed] = sink.events
+    assert failed.code == "provider_job_not_found"
+
+
+async def test_rate_limited_retrieve_waits_as_told() -> None:
+    clock, sink = Clock(), Sink()
+    provider = FakeProvider(retrieve_results=[ProviderError("slow down", status=429,
+                                                            retry_after_s=12.0)])
+    with pytest.raises(RetryLater) as retry:
+        await tracker(provider, sink, clock).poll(started())
+    assert retry.value.delay == 12.0
+    assert sink.events == []
+
+
+async def test_transient_errors_back_off_until_the_deadline_then_fail() -> None:
+    clock, sink = Clock(), Sink()
+    provider = FakeProvider(retrieve_results=[ProviderError("oops", status=502),
+                                              ProviderError("down", status=None)])
+    t = tracker(provider, sink, clock, deadline_s=60)
+    with pytest.raises(RetryLater) as retry:
+        await t.poll(started(), attempt=3)
+    assert 2.0 <= retry.value.delay <= 4.0
+    clock.now = datetime(2026, 5, 1, 12, 5, tzinfo=UTC)
+    await t.poll(started(), attempt=4)
+    assert [e.code for e in sink.events] == ["deadline_exceeded"]

@@ -1,0 +1,121 @@
+"""The webhook receiver: verified deliveries finish videos at once, exactly once."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+from generator_fakes import T0, FakeProvider, MemoryLedger, Sink, job
+from reelvault_common.openai_videos import ProviderError
+from reelvault_generator.ledger import new_claim
+from reelvault_generator.polling import PollSchedule
+from reelvault_generator.tracking import JobTracker
+from reelvault_generator.webhook_signing import signature
+from reelvault_generator.webhooks import WebhookReceiver
+
+SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTA="
+NOW = T0.timestamp()
+
+
+class MemorySeen:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def seen(self, webhook_id: str) -> bool:
+        return webhook_id in self.ids
+
+    async def remember(self, webhook_id: str) -> None:
+        self.ids.add(webhook_id)
+
+
+def delivery(job_id: str, event_type: str = "video.completed", webhook_id: str = "wh_1",
+             at: float = NOW) -> tuple[dict[str, str], bytes]:
+    body = json.dumps({"id": "evt_1", "object": "event", "created_at": int(at),
+                       "type": event_type, "data": {"id": job_id}}).encode()
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(int(at)),
+            "webhook-signature": signature(SECRET, webhook_id, str(int(at)), body)}, body
+
+
+async def setup(provider: FakeProvider) -> tuple[WebhookReceiver, MemoryLedger, Sink, uuid.UUID]:
+    ledger, sink = MemoryLedger(), Sink()
+    video_id = uuid.uuid4()
+    claim = new_claim(owner="g", now=T0, correlation_id="corr", org="acme", requested_at=T0)
+    revision = await ledger.claim(video_id, claim)
+    assert revision is not None
+    await ledger.replace(video_id, claim.created(provider="openai", provider_job_id="video_1",
+                                                 job_created_at=T0), last=revision)
+    await ledger.bind_job("openai", "video_1", video_id)
+    tracker = JobTracker(provider=provider, events=sink, schedule=PollSchedule(),
+                         deadline_s=3600, clock=lambda: T0, rng=random.Random(0))
+    receiver = WebhookReceiver(secret=SECRET, seen=MemorySeen(), ledger=ledger,
+                               provider=provider, tracker=tracker, clock=lambda: NOW)
+    return receiver, ledger, sink, video_id
+
+
+def completed_job() -> tuple[object, None]:
+    return job(phase="completed", status="completed", progress=100), None
+
+
+async def test_completed_webhook_publishes_completed_once() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job(), completed_job()])
+    receiver, _, sink, video_id = await setup(provider)
+
+    status, body = await receiver.handle(*delivery("video_1"))
+    again = await receiver.handle(*delivery("video_1"))
+
+    assert (status, body) == (200, {"status": "processed"})
+    assert again == (200, {"status": "duplicate"})
+    [completed] = sink.events
+    assert completed.type == "video.completed"
+    assert (completed.video_id, completed.org, completed.correlation_id) == (
+        video_id, "acme", "corr")
+    assert provider.retrieves == 1  # the replay did no work
+
+
+async def test_bad_signature_is_rejected_and_does_nothing() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, _, sink, _ = await setup(provider)
+    headers, body = delivery("video_1")
+    headers["webhook-signature"] = signature("whsec_" + "B" * 44, "wh_1", str(int(NOW)), body)
+
+    assert (await receiver.handle(headers, body))[0] == 401
+    assert sink.events == []
+    assert provider.retrieves == 0
+
+
+async def test_stale_delivery_is_rejected() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, _, sink, _ = await setup(provider)
+    status, _ = await receiver.handle(*delivery("video_1", at=NOW - 3600))
+    assert status == 401
+    assert sink.events == []
+
+
+async def test_unknown_job_is_acknowledged_and_ignored() -> None:
+    provider = FakeProvider()
+    receiver, _, sink, _ = await setup(provider)
+    assert await receiver.handle(*delivery("video_someone_elses")) == (
+        200, {"status": "unknown_job"})
+    assert sink.events == []
+
+
+async def test_failed_webhook_publishes_the_providers_error() -> None:
+    provider = FakeProvider(retrieve_results=[(job(phase="failed", status="failed",
+                                                   error_code="moderation_blocked",
+                                                   error_message="Blocked."), None)])
+    receiver, _, sink, _ = await setup(provider)
+    await receiver.handle(*delivery("video_1", "video.failed"))
+    [failed] = sink.events
+    assert (failed.code, failed.provider_job_id) == ("moderation_blocked", "video_1")
+
+
+async def test_provider_trouble_answers_503_and_the_retry_is_processed() -> None:
+    provider = FakeProvider(retrieve_results=[ProviderError("down", status=503),
+                                              completed_job()])
+    receiver, _, sink, _ = await setup(provider)
+    first = await receiver.handle(*delivery("video_1"))
+    second = await receiver.handle(*delivery("video_1"))  # the sender's retry, same id
+    assert first[0] == 503
+    assert second == (200, {"status": "processed"})
+    assert [e.type for e in sink.events] == ["video.completed"]
