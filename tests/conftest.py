@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from reelvault_common.settings import ServiceSettings
 from sqlalchemy.engine import make_url
 
-from reelvault_common.settings import ServiceSettings
 from tests.support import servers
 
 

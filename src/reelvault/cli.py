@@ -8,6 +8,8 @@ filesystem storage and the local Sora simulator. ``NATS_URL``, ``DATABASE_URL``,
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import logging
 import os
 import secrets
@@ -79,15 +81,32 @@ def plan_system(
                 public_url=f"http://127.0.0.1:{sim_port}/v1",
             )
         )
+    # The simulator tells the generators at once when a job ends (signed webhooks), so
+    # archiving starts within a second; polling stays as the safety net. Only the simulator
+    # and the generators see the webhook secret.
+    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    webhook_urls: list[str] = []
     for name, module in SERVICE_MODULES.items():
         for index in range(replicas):
             suffix = f"-{index + 1}" if replicas > 1 else ""
-            plan.specs.append(ProcessSpec(name=f"{name}{suffix}", module=module, env={}))
+            spec = ProcessSpec(name=f"{name}{suffix}", module=module, env={})
+            if name == "generator" and plan.simulator:
+                port = free_port()
+                spec.env["REELVAULT_WEBHOOK_PORT"] = str(port)
+                spec.env["REELVAULT_WEBHOOK_SECRET"] = webhook_secret
+                webhook_urls.append(f"http://127.0.0.1:{port}/webhooks/openai")
+            plan.specs.append(spec)
+    if webhook_urls:
+        plan.specs[0].env["SORA_SIM_WEBHOOK_URLS"] = json.dumps(webhook_urls)
+        plan.specs[0].env["SORA_SIM_WEBHOOK_SECRET"] = webhook_secret
     plan.specs.append(
         ProcessSpec(
             name="gateway",
             module="reelvault_gateway",
-            env={"REELVAULT_GATEWAY_HOST": "127.0.0.1", "REELVAULT_GATEWAY_PORT": str(gateway_port)},
+            env={
+                "REELVAULT_GATEWAY_HOST": "127.0.0.1",
+                "REELVAULT_GATEWAY_PORT": str(gateway_port),
+            },
             ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
             public_url=f"http://127.0.0.1:{gateway_port}",
         )
@@ -123,8 +142,11 @@ def up(args: argparse.Namespace) -> int:
             postgres = EmbeddedPostgres(data_dir / "pg").start()
             env["DATABASE_URL"] = postgres.url
         for spec in plan.specs:
-            supervisor.add(ProcessSpec(spec.name, spec.module, {**env, **spec.env},
-                                       spec.ready_url, spec.public_url))
+            supervisor.add(
+                ProcessSpec(
+                    spec.name, spec.module, {**env, **spec.env}, spec.ready_url, spec.public_url
+                )
+            )
         supervisor.start_all()
         supervisor.wait_ready(args.ready_timeout)
         for managed in supervisor.processes:
@@ -149,8 +171,10 @@ def up(args: argparse.Namespace) -> int:
         if postgres is not None:
             postgres.stop()
         if codes:
-            print("stopped: " + ", ".join(f"{name}={code}" for name, code in codes.items()),
-                  flush=True)
+            print(
+                "stopped: " + ", ".join(f"{name}={code}" for name, code in codes.items()),
+                flush=True,
+            )
     return 0
 
 
@@ -168,9 +192,11 @@ def dead_letters(args: argparse.Namespace) -> int:
         letters = asyncio.run(list_dead_letters(settings.nats_url, topology))
         for stored in letters:
             letter = stored.letter
-            print(f"{stored.sequence}\t{letter.dead_at:%Y-%m-%d %H:%M:%S}\t{letter.consumer}\t"
-                  f"{letter.subject}\tvideo={letter.video_id}\tdeliveries={letter.deliveries}\t"
-                  f"{letter.error}")
+            print(
+                f"{stored.sequence}\t{letter.dead_at:%Y-%m-%d %H:%M:%S}\t{letter.consumer}\t"
+                f"{letter.subject}\tvideo={letter.video_id}\tdeliveries={letter.deliveries}\t"
+                f"{letter.error}"
+            )
         print(f"{len(letters)} dead letter(s) in {topology.dead_letter_stream}")
         return 0
     if not args.all and not args.seq:
@@ -203,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s reelvault %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s reelvault %(levelname)s %(message)s"
+    )
     args = build_parser().parse_args(argv)
     raise SystemExit(args.handler(args))

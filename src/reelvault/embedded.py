@@ -73,13 +73,27 @@ class NatsServer:
         self.port = self.port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-            "-sd", str(self.data_dir), "-n", self.name,
+            nats_server_binary(),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.data_dir),
+            "-n",
+            self.name,
         ]
         if self.cluster_port is not None:
             routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)
-            cmd += ["--cluster_name", "reelvault", "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
-                    "--routes", routes]
+            cmd += [
+                "--cluster_name",
+                "reelvault",
+                "--cluster",
+                f"nats://127.0.0.1:{self.cluster_port}",
+                "--routes",
+                routes,
+            ]
         log = (self.data_dir / "nats-server.log").open("ab")
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -135,5 +149,5 @@ def sqlalchemy_url(url: str) -> str:
     """Accept ``postgres://`` / ``postgresql://`` URLs and return the asyncpg form."""
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")

@@ -124,7 +124,9 @@ class Supervisor:
         for managed in self.processes:
             code = managed.wait(max(0.0, deadline - time.monotonic()))
             if code is None and managed.alive():
-                log.warning("%s did not stop within %.0fs; killing it", managed.spec.name, self.grace_s)
+                log.warning(
+                    "%s did not stop within %.0fs; killing it", managed.spec.name, self.grace_s
+                )
                 managed.signal(signal.SIGKILL)
                 code = managed.wait(5.0)
             codes[managed.spec.name] = code

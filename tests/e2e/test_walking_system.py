@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def system(tmp_path: Path, nats_url: str, database_url: str, namespace: str) -> Iterator[RunningSystem]:
+def system(
+    tmp_path: Path, nats_url: str, database_url: str, namespace: str
+) -> Iterator[RunningSystem]:
     env = {
         "NATS_URL": nats_url,
         "DATABASE_URL": database_url,
@@ -36,10 +38,14 @@ def system(tmp_path: Path, nats_url: str, database_url: str, namespace: str) -> 
         stopped = [line for line in running.output if line.startswith("stopped:")]
         assert stopped, running.output
         # Every service stopped on SIGTERM by itself, with exit code 0.
-        assert all(part.endswith("=0") for part in stopped[0].removeprefix("stopped: ").split(", ")), stopped
+        assert all(
+            part.endswith("=0") for part in stopped[0].removeprefix("stopped: ").split(", ")
+        ), stopped
 
 
-def wait_for_status(client: httpx.Client, video_id: str, wanted: set[str], timeout_s: float = 90) -> dict[str, Any]:
+def wait_for_status(
+    client: httpx.Client, video_id: str, wanted: set[str], timeout_s: float = 90
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     seen = None
     while time.monotonic() < deadline:
@@ -53,8 +59,11 @@ def wait_for_status(client: httpx.Client, video_id: str, wanted: set[str], timeo
 
 
 def served_sha256(system: RunningSystem, job_id: str) -> str:
-    response = httpx.get(f"{system.simulator.removesuffix('/v1')}/_sim/jobs/{job_id}/sha256",
-                         params={"variant": "video"}, timeout=10)
+    response = httpx.get(
+        f"{system.simulator.removesuffix('/v1')}/_sim/jobs/{job_id}/sha256",
+        params={"variant": "video"},
+        timeout=10,
+    )
     response.raise_for_status()
     return str(response.json()["sha256"])
 
@@ -72,15 +81,23 @@ def test_v1_flow_from_request_to_permanent_storage(system: RunningSystem) -> Non
     with httpx.Client(base_url=system.gateway, timeout=30) as client:
         keys = []
         for color, size in (((200, 30, 30), (640, 480)), ((30, 30, 200), (480, 640))):
-            upload = client.post("/v1/uploads", files={"file": ("person.png", png_bytes(*size, color), "image/png")})
+            upload = client.post(
+                "/v1/uploads", files={"file": ("person.png", png_bytes(*size, color), "image/png")}
+            )
             assert upload.status_code == 201, upload.text
             assert httpx.get(upload.json()["url"]).status_code == 200  # public images bucket
             keys.append(upload.json()["key"])
 
-        created = client.post("/v1/videos", json={
-            "prompt": "two friends hug on a beach", "model": "sora-2", "seconds": "4",
-            "size": "1280x720", "reference_images": keys,
-        })
+        created = client.post(
+            "/v1/videos",
+            json={
+                "prompt": "two friends hug on a beach",
+                "model": "sora-2",
+                "seconds": "4",
+                "size": "1280x720",
+                "reference_images": keys,
+            },
+        )
         assert created.status_code == 202, created.text
         video_id = created.json()["id"]
         assert created.json()["status"] == "queued"
@@ -109,12 +126,19 @@ def test_seed_api_routes(system: RunningSystem) -> None:
     with httpx.Client(base_url=system.gateway, timeout=30) as client:
         urls = []
         for color in ((10, 200, 10), (200, 200, 10)):
-            upload = client.post("/api/upload", files={"file": ("p.jpg", png_bytes(300, 300, color), "image/png")})
+            upload = client.post(
+                "/api/upload", files={"file": ("p.jpg", png_bytes(300, 300, color), "image/png")}
+            )
             assert upload.status_code in (200, 201), upload.text
             urls.append(upload.json()["url"])
-        created = client.post("/api/create-video", json={
-            "prompt": "a hug", "image1_url": urls[0], "image2_url": urls[1],
-        })
+        created = client.post(
+            "/api/create-video",
+            json={
+                "prompt": "a hug",
+                "image1_url": urls[0],
+                "image2_url": urls[1],
+            },
+        )
         assert created.status_code in (200, 201, 202), created.text
         video_id = created.json()["id"]
 
@@ -143,7 +167,9 @@ def test_seed_api_routes(system: RunningSystem) -> None:
 
 def test_bad_input_gets_a_clear_json_4xx_and_writes_nothing(system: RunningSystem) -> None:
     with httpx.Client(base_url=system.gateway, timeout=30) as client:
-        upload = client.post("/v1/uploads", files={"file": ("a.png", png_bytes(64, 64, (1, 2, 3)), "image/png")})
+        upload = client.post(
+            "/v1/uploads", files={"file": ("a.png", png_bytes(64, 64, (1, 2, 3)), "image/png")}
+        )
         key = upload.json()["key"]
         before = client.get("/api/list-videos").json()["videos"]
 
@@ -152,17 +178,27 @@ def test_bad_input_gets_a_clear_json_4xx_and_writes_nothing(system: RunningSyste
             client.post("/api/check-video", json={"id": "00000000-0000-4000-8000-000000000000"}),
             client.post("/v1/videos", json={"model": "sora-2"}),
             client.post("/v1/videos", json={"prompt": ""}),
-            client.post("/v1/uploads", files={"file": ("notes.txt", b"hello, not an image", "text/plain")}),
-            client.post("/v1/uploads", files={"file": ("fake.png", b"\x89PNG broken", "image/png")}),
+            client.post(
+                "/v1/uploads", files={"file": ("notes.txt", b"hello, not an image", "text/plain")}
+            ),
+            client.post(
+                "/v1/uploads", files={"file": ("fake.png", b"\x89PNG broken", "image/png")}
+            ),
             client.post("/v1/videos", json={"prompt": "p", "reference_images": [key, key, key]}),
             client.post("/v1/videos", json={"prompt": "p", "size": "999x999"}),
             client.post("/v1/videos", json={"prompt": "p", "seconds": "7"}),
             client.post("/v1/videos", json={"prompt": "p", "model": "sora-2", "size": "1920x1080"}),
-            client.post("/v1/videos", json={"prompt": "p", "reference_images": ["no/such/upload.png"]}),
+            client.post(
+                "/v1/videos", json={"prompt": "p", "reference_images": ["no/such/upload.png"]}
+            ),
             client.post("/api/create-video", json={"image1_url": "x"}),
         ]
         for response in cases:
-            assert 400 <= response.status_code < 500, (response.request.url, response.status_code, response.text)
+            assert 400 <= response.status_code < 500, (
+                response.request.url,
+                response.status_code,
+                response.text,
+            )
             body = response.json()
             assert set(body["error"]) >= {"code", "message"}, body
             assert body["error"]["message"]

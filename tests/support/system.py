@@ -53,13 +53,25 @@ def reelvault_up(
     data_dir: Path, env: dict[str, str], *extra_args: str, ready_timeout_s: float = 120.0
 ) -> Iterator[RunningSystem]:
     argv = [
-        str(Path(sys.executable).parent / "reelvault"), "up", "--data-dir", str(data_dir),
-        "--gateway-port", str(free_port()), "--sim-port", str(free_port()),
-        "--nats-port", str(free_port()), *extra_args,
+        str(Path(sys.executable).parent / "reelvault"),
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--gateway-port",
+        str(free_port()),
+        "--sim-port",
+        str(free_port()),
+        "--nats-port",
+        str(free_port()),
+        *extra_args,
     ]
     process = subprocess.Popen(
-        argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1,
+        argv,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     system = RunningSystem(process, {}, data_dir)
     deadline = time.monotonic() + ready_timeout_s
@@ -75,7 +87,9 @@ def reelvault_up(
             if time.monotonic() > deadline:
                 raise TimeoutError("reelvault up did not get ready in time")
         else:
-            raise RuntimeError("reelvault up exited early:\n" + "\n".join(system.output) + system.logs())
+            raise RuntimeError(
+                "reelvault up exited early:\n" + "\n".join(system.output) + system.logs()
+            )
         yield system
     finally:
         system.stop()

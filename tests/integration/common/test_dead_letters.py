@@ -9,7 +9,6 @@ import uuid
 import nats
 import pytest
 from faststream.nats import NatsMessage
-
 from reelvault_common.contracts.events import VideoFailed, VideoRequested, parse_event
 from reelvault_common.deadletter import list_dead_letters, replay_dead_letters
 from reelvault_common.messaging import (
@@ -33,10 +32,17 @@ async def wait_until(predicate, timeout_s: float = 10.0) -> None:  # type: ignor
         await asyncio.sleep(0.05)
 
 
-async def test_poison_message_is_dead_lettered_then_replayed(service_settings: ServiceSettings) -> None:
+async def test_poison_message_is_dead_lettered_then_replayed(
+    service_settings: ServiceSettings,
+) -> None:
     topology = Topology.from_settings(service_settings)
-    policy = ConsumerPolicy(topology.durable("test", "poison"), (topology.subject("video.requested"),),
-                            ack_wait_s=2, max_deliver=3, backoff_s=())
+    policy = ConsumerPolicy(
+        topology.durable("test", "poison"),
+        (topology.subject("video.requested"),),
+        ack_wait_s=2,
+        max_deliver=3,
+        backoff_s=(),
+    )
     await prepare_topology(service_settings, topology, [policy])
     broker = make_broker(service_settings, "test")
     publisher = EventPublisher(broker, topology)
@@ -57,8 +63,14 @@ async def test_poison_message_is_dead_lettered_then_replayed(service_settings: S
 
     await broker.start()
     try:
-        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="corr-1", prompt="p",
-                                   model="sora-2", seconds="4", size="720x1280")
+        event = VideoRequested.new(
+            video_id=uuid.uuid4(),
+            correlation_id="corr-1",
+            prompt="p",
+            model="sora-2",
+            seconds="4",
+            size="720x1280",
+        )
         await publisher.publish(event)
 
         async def buried() -> bool:
@@ -75,10 +87,16 @@ async def test_poison_message_is_dead_lettered_then_replayed(service_settings: S
 
         nc = await nats.connect(service_settings.nats_url)
         try:
-            failed_msg = await nc.jetstream().get_last_msg(topology.stream, topology.subject("video.failed"))
+            failed_msg = await nc.jetstream().get_last_msg(
+                topology.stream, topology.subject("video.failed")
+            )
             failed = parse_event(failed_msg.data)
             assert isinstance(failed, VideoFailed)
-            assert (failed.video_id, failed.code, failed.stage) == (event.video_id, "dead_lettered", "generation")
+            assert (failed.video_id, failed.code, failed.stage) == (
+                event.video_id,
+                "dead_lettered",
+                "generation",
+            )
             assert "cannot digest this" in failed.message
         finally:
             await nc.close()
@@ -92,10 +110,18 @@ async def test_poison_message_is_dead_lettered_then_replayed(service_settings: S
         await broker.stop()
 
 
-async def test_cli_lists_and_replays(service_settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_lists_and_replays(
+    service_settings: ServiceSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from reelvault_common.deadletter import (
+        DeadLetter,
+        ensure_dead_letter_stream,
+        publish_dead_letter,
+    )
+
     from reelvault.cli import main
-    from reelvault_common.deadletter import DeadLetter, ensure_dead_letter_stream, publish_dead_letter
 
     topology = Topology.from_settings(service_settings)
     await prepare_topology(service_settings, topology)
@@ -103,12 +129,28 @@ async def test_cli_lists_and_replays(service_settings: ServiceSettings, monkeypa
     try:
         js = nc.jetstream()
         await ensure_dead_letter_stream(js, topology)
-        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="c", prompt="p",
-                                   model="sora-2", seconds="4", size="720x1280")
-        await publish_dead_letter(js, topology, DeadLetter.of(
-            consumer="c1", subject=topology.subject("video.requested"), stream_sequence=7,
-            deliveries=5, payload=event.model_dump_json().encode(), headers={}, error="boom",
-            video_id=event.video_id))
+        event = VideoRequested.new(
+            video_id=uuid.uuid4(),
+            correlation_id="c",
+            prompt="p",
+            model="sora-2",
+            seconds="4",
+            size="720x1280",
+        )
+        await publish_dead_letter(
+            js,
+            topology,
+            DeadLetter.of(
+                consumer="c1",
+                subject=topology.subject("video.requested"),
+                stream_sequence=7,
+                deliveries=5,
+                payload=event.model_dump_json().encode(),
+                headers={},
+                error="boom",
+                video_id=event.video_id,
+            ),
+        )
     finally:
         await nc.close()
 
@@ -130,7 +172,9 @@ async def test_cli_lists_and_replays(service_settings: ServiceSettings, monkeypa
     assert "0 dead letter(s)" in out
     nc = await nats.connect(service_settings.nats_url)
     try:
-        replayed = await nc.jetstream().get_last_msg(topology.stream, topology.subject("video.requested"))
+        replayed = await nc.jetstream().get_last_msg(
+            topology.stream, topology.subject("video.requested")
+        )
         assert parse_event(replayed.data) == event
     finally:
         await nc.close()

@@ -7,7 +7,6 @@ import uuid
 
 import nats
 import pytest
-
 from reelvault_common.contracts.events import VideoRequested, parse_event
 from reelvault_common.messaging import EventPublisher, make_broker, prepare_topology
 from reelvault_common.settings import ServiceSettings
@@ -18,12 +17,17 @@ pytestmark = pytest.mark.integration
 
 async def test_stream_created_and_consumer_reconciled(service_settings: ServiceSettings) -> None:
     topology = Topology.from_settings(service_settings)
-    policy = ConsumerPolicy(topology.durable("svc", "work"), (topology.subject("video.requested"),),
-                            ack_wait_s=30, max_deliver=5)
+    policy = ConsumerPolicy(
+        topology.durable("svc", "work"),
+        (topology.subject("video.requested"),),
+        ack_wait_s=30,
+        max_deliver=5,
+    )
     await prepare_topology(service_settings, topology, [policy])
 
-    changed = ConsumerPolicy(policy.durable, policy.filter_subjects, ack_wait_s=45, max_deliver=7,
-                             max_ack_pending=17)
+    changed = ConsumerPolicy(
+        policy.durable, policy.filter_subjects, ack_wait_s=45, max_deliver=7, max_ack_pending=17
+    )
     await prepare_topology(service_settings, topology, [changed])
 
     nc = await nats.connect(service_settings.nats_url)
@@ -49,8 +53,14 @@ async def test_republished_event_is_dropped_by_duplicate_window(
     await broker.start()
     try:
         publisher = EventPublisher(broker, topology)
-        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="c1", prompt="a cat",
-                                   model="sora-2", seconds="4", size="720x1280")
+        event = VideoRequested.new(
+            video_id=uuid.uuid4(),
+            correlation_id="c1",
+            prompt="a cat",
+            model="sora-2",
+            seconds="4",
+            size="720x1280",
+        )
         first = await publisher.publish(event)
         second = await publisher.publish(event)
         assert not first.duplicate

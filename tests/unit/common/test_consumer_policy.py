@@ -4,20 +4,26 @@ from reelvault_common.topology import ConsumerPolicy, Topology
 
 
 def test_backoff_starts_with_ack_wait_because_the_server_takes_it_as_ack_wait() -> None:
-    config = ConsumerPolicy("d", ("s",), ack_wait_s=30, backoff_s=(60, 120), max_deliver=10).to_config()
+    config = ConsumerPolicy(
+        "d", ("s",), ack_wait_s=30, backoff_s=(60, 120), max_deliver=10
+    ).to_config()
     assert config.backoff == [30, 60, 120]
     assert config.ack_wait == 30
 
 
 def test_backoff_is_trimmed_below_max_deliver() -> None:
-    config = ConsumerPolicy("d", ("s",), ack_wait_s=5, backoff_s=(10, 20, 40), max_deliver=3).to_config()
+    config = ConsumerPolicy(
+        "d", ("s",), ack_wait_s=5, backoff_s=(10, 20, 40), max_deliver=3
+    ).to_config()
     assert config.backoff == [5, 10]
     assert ConsumerPolicy("d", ("s",), backoff_s=(10,), max_deliver=2).to_config().backoff is None
 
 
 def test_unlimited_deliveries_use_plain_ack_wait() -> None:
     # nats-server 2.9 refuses a backoff list together with unlimited deliveries.
-    config = ConsumerPolicy("d", ("s",), ack_wait_s=5, backoff_s=(10, 20), max_deliver=-1).to_config()
+    config = ConsumerPolicy(
+        "d", ("s",), ack_wait_s=5, backoff_s=(10, 20), max_deliver=-1
+    ).to_config()
     assert (config.backoff, config.ack_wait) == (None, 5)
 
 

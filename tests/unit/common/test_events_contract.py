@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
-
 from reelvault_common.contracts.events import (
     ReferenceImage,
     StoredFile,
@@ -28,18 +27,34 @@ def _requested(**overrides: object) -> VideoRequested:
 
 def test_same_fact_gives_same_event_id() -> None:
     assert _requested().event_id == _requested(prompt="other").event_id
-    done_a = VideoCompleted.new(video_id=VIDEO, correlation_id="c", provider_job_id="video_1",
-                                provider="sora", source_url="u", expires_at=None, org="o",
-                                requested_at=NOW)
-    done_b = VideoCompleted.new(video_id=VIDEO, correlation_id="c", provider_job_id="video_2",
-                                provider="sora", source_url="u", expires_at=None, org="o",
-                                requested_at=NOW)
+    done_a = VideoCompleted.new(
+        video_id=VIDEO,
+        correlation_id="c",
+        provider_job_id="video_1",
+        provider="sora",
+        source_url="u",
+        expires_at=None,
+        org="o",
+        requested_at=NOW,
+    )
+    done_b = VideoCompleted.new(
+        video_id=VIDEO,
+        correlation_id="c",
+        provider_job_id="video_2",
+        provider="sora",
+        source_url="u",
+        expires_at=None,
+        org="o",
+        requested_at=NOW,
+    )
     assert done_a.event_id != done_b.event_id
 
 
 def test_failure_ids_differ_by_stage_and_code() -> None:
     ids = {
-        VideoFailed.new(video_id=VIDEO, correlation_id="c", stage=stage, code=code, message="m").event_id
+        VideoFailed.new(
+            video_id=VIDEO, correlation_id="c", stage=stage, code=code, message="m"
+        ).event_id
         for stage in ("generation", "archive")
         for code in ("a", "b")
     }
@@ -48,9 +63,12 @@ def test_failure_ids_differ_by_stage_and_code() -> None:
 
 def test_round_trip_through_json_for_every_shape() -> None:
     stored = VideoStored.new(
-        video_id=VIDEO, correlation_id="c", provider_job_id="video_1",
-        video=StoredFile(bucket="videos", key="k/video.mp4", content_type="video/mp4", bytes=10,
-                         sha256="a" * 64),
+        video_id=VIDEO,
+        correlation_id="c",
+        provider_job_id="video_1",
+        video=StoredFile(
+            bucket="videos", key="k/video.mp4", content_type="video/mp4", bytes=10, sha256="a" * 64
+        ),
         thumbnail=None,
     )
     for event in (_requested(), stored):
@@ -75,6 +93,13 @@ def test_at_most_two_reference_images() -> None:
 
 def test_naive_timestamps_are_rejected() -> None:
     with pytest.raises(ValidationError):
-        VideoRequested(event_id=uuid.uuid4(), video_id=VIDEO, correlation_id="c", prompt="p",
-                       model="sora-2", seconds="4", size="720x1280",
-                       occurred_at=datetime(2026, 1, 1))
+        VideoRequested(
+            event_id=uuid.uuid4(),
+            video_id=VIDEO,
+            correlation_id="c",
+            prompt="p",
+            model="sora-2",
+            seconds="4",
+            size="720x1280",
+            occurred_at=datetime(2026, 1, 1),
+        )

@@ -7,7 +7,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from reelvault_common.storage import (
     BucketRulesMismatch,
     BucketSpec,
@@ -36,15 +35,23 @@ async def storage(tmp_path: Path) -> FilesystemStorage:
 
 
 async def test_put_streams_and_reports_size_and_sha(storage: FilesystemStorage) -> None:
-    stored = await storage.put("videos", "o/2026/11/v/video.mp4", chunks(b"abc", b"def"), "video/mp4")
+    stored = await storage.put(
+        "videos", "o/2026/11/v/video.mp4", chunks(b"abc", b"def"), "video/mp4"
+    )
     assert (stored.bytes, stored.sha256) == (6, hashlib.sha256(b"abcdef").hexdigest())
     assert stored.url is None  # private bucket: no permanent public URL
     info = await storage.stat("videos", "o/2026/11/v/video.mp4")
-    assert info is not None and (info.size, info.sha256, info.content_type) == (6, stored.sha256, "video/mp4")
+    assert info is not None and (info.size, info.sha256, info.content_type) == (
+        6,
+        stored.sha256,
+        "video/mp4",
+    )
     assert b"".join([c async for c in storage.read("videos", "o/2026/11/v/video.mp4")]) == b"abcdef"
 
 
-async def test_same_bytes_again_is_a_no_op_and_different_bytes_conflict(storage: FilesystemStorage) -> None:
+async def test_same_bytes_again_is_a_no_op_and_different_bytes_conflict(
+    storage: FilesystemStorage,
+) -> None:
     first = await storage.put("videos", "k.mp4", chunks(b"same"), "video/mp4")
     again = await storage.put("videos", "k.mp4", chunks(b"sa", b"me"), "video/mp4")
     assert again == first
@@ -53,7 +60,9 @@ async def test_same_bytes_again_is_a_no_op_and_different_bytes_conflict(storage:
     assert b"".join([c async for c in storage.read("videos", "k.mp4")]) == b"same"
 
 
-async def test_bucket_rules_are_enforced_and_nothing_is_left_behind(storage: FilesystemStorage, tmp_path: Path) -> None:
+async def test_bucket_rules_are_enforced_and_nothing_is_left_behind(
+    storage: FilesystemStorage, tmp_path: Path
+) -> None:
     with pytest.raises(PayloadTooLarge):
         await storage.put("thumbnails", "big.webp", chunks(b"x" * 60, b"x" * 60), "image/webp")
     with pytest.raises(MimeTypeNotAllowed):
@@ -70,7 +79,10 @@ async def test_keys_are_validated(storage: FilesystemStorage) -> None:
 
 async def test_public_and_signed_urls(storage: FilesystemStorage) -> None:
     await storage.put("thumbnails", "t/thumb.webp", chunks(b"img"), "image/webp")
-    assert await storage.public_url("thumbnails", "t/thumb.webp") == "http://gw.test/files/thumbnails/t/thumb.webp"
+    assert (
+        await storage.public_url("thumbnails", "t/thumb.webp")
+        == "http://gw.test/files/thumbnails/t/thumb.webp"
+    )
     await storage.put("videos", "v.mp4", chunks(b"vid"), "video/mp4")
     url = await storage.signed_url("videos", "v.mp4", 60)
     query = parse_qs(urlsplit(url).query)

@@ -27,7 +27,11 @@ def run_config(*extra: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
     return subprocess.run(
         [compose_binary(), "-f", str(ROOT / "docker-compose.yml"), "config", *extra],
-        env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -40,7 +44,9 @@ def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies() ->
     result = run_config("--format", "json", env=SECRETS)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert {"nats", "postgres", "sora-sim", "catalog", "generator", "archiver", "gateway"} <= set(services)
+    assert {"nats", "postgres", "sora-sim", "catalog", "generator", "archiver", "gateway"} <= set(
+        services
+    )
     for name, service in services.items():
         assert "healthcheck" in service, name
         for dependency in (service.get("depends_on") or {}).values():

@@ -18,17 +18,57 @@ def test_nothing_configured_means_embedded_everything_and_the_simulator(tmp_path
 
 
 def test_configured_services_are_used_instead(tmp_path: Path) -> None:
-    env = {"NATS_URL": "nats://127.0.0.1:4222", "DATABASE_URL": "postgresql://x@127.0.0.1/db",
-           "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    env = {
+        "NATS_URL": "nats://127.0.0.1:4222",
+        "DATABASE_URL": "postgresql://x@127.0.0.1/db",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+    }
     plan = plan_system(env, tmp_path, 8000, 8100, replicas=2)
     assert not (plan.embedded_nats or plan.embedded_postgres or plan.simulator)
     assert "OPENAI_API_KEY" not in plan.shared_env
     names = [spec.name for spec in plan.specs]
     assert names.count("gateway") == 1
-    assert {"catalog-1", "catalog-2", "generator-1", "generator-2", "archiver-1", "archiver-2"} <= set(names)
+    assert {
+        "catalog-1",
+        "catalog-2",
+        "generator-1",
+        "generator-2",
+        "archiver-1",
+        "archiver-2",
+    } <= set(names)
 
 
 def test_each_run_gets_its_own_secrets(tmp_path: Path) -> None:
     one, two = plan_system({}, tmp_path, 1, 2, 1), plan_system({}, tmp_path, 1, 2, 1)
     assert one.shared_env["OPENAI_API_KEY"] != two.shared_env["OPENAI_API_KEY"]
-    assert one.shared_env["REELVAULT_STORAGE_SIGNING_KEY"] != two.shared_env["REELVAULT_STORAGE_SIGNING_KEY"]
+    assert (
+        one.shared_env["REELVAULT_STORAGE_SIGNING_KEY"]
+        != two.shared_env["REELVAULT_STORAGE_SIGNING_KEY"]
+    )
+
+
+def test_simulator_webhooks_reach_every_generator_with_a_shared_secret(tmp_path: Path) -> None:
+    import json
+
+    plan = plan_system({}, tmp_path, 8000, 8100, replicas=2)
+    sim = plan.specs[0]
+    generators = [spec for spec in plan.specs if spec.name.startswith("generator")]
+    urls = json.loads(sim.env["SORA_SIM_WEBHOOK_URLS"])
+    assert urls == [
+        f"http://127.0.0.1:{g.env['REELVAULT_WEBHOOK_PORT']}/webhooks/openai" for g in generators
+    ]
+    secret = sim.env["SORA_SIM_WEBHOOK_SECRET"]
+    assert secret.startswith("whsec_")
+    assert all(g.env["REELVAULT_WEBHOOK_SECRET"] == secret for g in generators)
+    # Nobody else is handed the secret.
+    assert "REELVAULT_WEBHOOK_SECRET" not in plan.shared_env
+    others = [s for s in plan.specs if not s.name.startswith(("generator", "sora-sim"))]
+    assert all("REELVAULT_WEBHOOK_SECRET" not in s.env for s in others)
+
+
+def test_no_webhooks_for_an_external_provider(tmp_path: Path) -> None:
+    plan = plan_system({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, tmp_path, 8000, 8100, 1)
+    assert all(
+        "REELVAULT_WEBHOOK_PORT" not in spec.env and "REELVAULT_WEBHOOK_SECRET" not in spec.env
+        for spec in plan.specs
+    )

@@ -105,7 +105,9 @@ class StoredDeadLetter(BaseModel):
     stored_at: datetime | None = None
 
 
-async def list_dead_letters(nats_url: str, topology: Topology, limit: int = 1000) -> list[StoredDeadLetter]:
+async def list_dead_letters(
+    nats_url: str, topology: Topology, limit: int = 1000
+) -> list[StoredDeadLetter]:
     nc = await nats.connect(nats_url, connect_timeout=5)
     try:
         js = nc.jetstream()
@@ -121,7 +123,11 @@ async def list_dead_letters(nats_url: str, topology: Topology, limit: int = 1000
             except NotFoundError:
                 seq += 1
                 continue
-            letters.append(StoredDeadLetter(sequence=seq, letter=DeadLetter.model_validate_json(raw.data or b"")))
+            letters.append(
+                StoredDeadLetter(
+                    sequence=seq, letter=DeadLetter.model_validate_json(raw.data or b"")
+                )
+            )
             seq += 1
         return letters
     finally:
@@ -135,7 +141,8 @@ async def replay_dead_letters(
     ``Nats-Msg-Id``, so the duplicate window lets it through) and delete it from the
     dead-letter stream. Returns the sequences replayed."""
     chosen = [
-        stored for stored in await list_dead_letters(nats_url, topology)
+        stored
+        for stored in await list_dead_letters(nats_url, topology)
         if sequences is None or stored.sequence in sequences
     ]
     nc = await nats.connect(nats_url, connect_timeout=5)
@@ -146,7 +153,12 @@ async def replay_dead_letters(
             headers = {k: v for k, v in stored.letter.headers.items() if not k.startswith("Nats-")}
             headers["Nats-Msg-Id"] = f"replay:{uuid.uuid4()}"
             headers["Reelvault-Replay-Of"] = str(stored.sequence)
-            await js.publish(stored.letter.subject, stored.letter.payload, stream=topology.stream, headers=headers)
+            await js.publish(
+                stored.letter.subject,
+                stored.letter.payload,
+                stream=topology.stream,
+                headers=headers,
+            )
             await js.delete_msg(topology.dead_letter_stream, stored.sequence)
             replayed.append(stored.sequence)
         return replayed

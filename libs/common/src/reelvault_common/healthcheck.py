@@ -28,7 +28,9 @@ async def check(target: str, settings: ServiceSettings) -> str | None:
             await nc.jetstream().stream_info(topology.stream)
             return None
         if target == "catalog":
-            reply = RpcReply.model_validate_json((await nc.request(topology.rpc_ping, b"{}", timeout=3)).data)
+            reply = RpcReply.model_validate_json(
+                (await nc.request(topology.rpc_ping, b"{}", timeout=3)).data
+            )
             return None if reply.ok else f"catalog unhealthy: {reply.error}"
         return f"unknown check {target!r} (use nats or catalog)"
     except Exception as exc:

@@ -115,7 +115,9 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
             envelope = parsed["error"]
     except ValueError:
         pass
-    message = str(envelope.get("message") or raw[:200].decode(errors="replace") or response.reason_phrase)
+    message = str(
+        envelope.get("message") or raw[:200].decode(errors="replace") or response.reason_phrase
+    )
     return ProviderError(
         message,
         status=response.status_code,
@@ -188,7 +190,11 @@ class VideosClient:
             parts.append(
                 (
                     "input_reference",
-                    (input_reference.filename, input_reference.content, input_reference.content_type),
+                    (
+                        input_reference.filename,
+                        input_reference.content,
+                        input_reference.content_type,
+                    ),
                 )
             )
         response = await self._send("POST", "/videos", files=parts)

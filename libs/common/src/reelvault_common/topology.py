@@ -48,12 +48,10 @@ class ConsumerPolicy:
         backoff: list[float] | None = None
         if self.backoff_s:
             backoff = [self.ack_wait_s, *self.backoff_s]
-            if self.max_deliver == -1:
-                # nats-server 2.9 refuses a backoff list with unlimited deliveries.
-                backoff = None
-            else:
-                # The server requires max_deliver > len(backoff).
-                backoff = backoff[: max(self.max_deliver - 1, 0)]
+            # nats-server 2.9 refuses a backoff list with unlimited deliveries, and the server
+            # requires max_deliver > len(backoff).
+            unlimited = self.max_deliver == -1
+            backoff = None if unlimited else backoff[: max(self.max_deliver - 1, 0)]
             if backoff is not None and len(backoff) < 2:
                 backoff = None
         return ConsumerConfig(
@@ -174,10 +172,22 @@ async def ensure_consumer(js: JetStreamContext, stream: str, policy: ConsumerPol
         log.info("created consumer %s on %s", policy.durable, stream)
         return
     current = info.config
-    wanted = (config.ack_wait, config.max_deliver, config.backoff, config.max_ack_pending,
-              config.filter_subject, config.filter_subjects)
-    have = (current.ack_wait, current.max_deliver, current.backoff, current.max_ack_pending,
-            current.filter_subject, current.filter_subjects)
+    wanted = (
+        config.ack_wait,
+        config.max_deliver,
+        config.backoff,
+        config.max_ack_pending,
+        config.filter_subject,
+        config.filter_subjects,
+    )
+    have = (
+        current.ack_wait,
+        current.max_deliver,
+        current.backoff,
+        current.max_ack_pending,
+        current.filter_subject,
+        current.filter_subjects,
+    )
     if wanted != have:
         await js.add_consumer(stream, config)  # same name: the server updates it
         log.info("updated consumer %s on %s", policy.durable, stream)

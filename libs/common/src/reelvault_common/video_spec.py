@@ -54,10 +54,8 @@ def check_video_spec(model: str, seconds: str, size: str) -> SpecProblem | None:
     """The first problem with a (model, seconds, size) triple, or None if the API accepts it."""
     family = base_model(model)
     if family is None:
-        return SpecProblem(
-            "model",
-            f"Invalid value: '{model}'. Supported values are: {quote_choices(tuple(SIZES_BY_MODEL))}.",
-        )
+        models = quote_choices(tuple(SIZES_BY_MODEL))
+        return SpecProblem("model", f"Invalid value: '{model}'. Supported values are: {models}.")
     if seconds not in SECONDS_ALLOWED:
         return SpecProblem(
             "seconds",

@@ -200,7 +200,13 @@ class VideoFailed(_Event):
 
     @classmethod
     def new(
-        cls, *, video_id: uuid.UUID, correlation_id: str, stage: FailureStage, code: str, **fields: object
+        cls,
+        *,
+        video_id: uuid.UUID,
+        correlation_id: str,
+        stage: FailureStage,
+        code: str,
+        **fields: object,
     ) -> VideoFailed:
         return cls(
             event_id=event_id_for(video_id, "failed", stage, code),

@@ -28,7 +28,10 @@ class Buckets:
             # Seed 001's hug-images: public read, images only.
             images=BucketSpec(settings.bucket_images, True, 10 * MB, IMAGE_MIME_TYPES),
             brand_kits=BucketSpec(
-                settings.bucket_brand_kits, False, 10 * MB, ("image/*", "font/*", "application/json")
+                settings.bucket_brand_kits,
+                False,
+                10 * MB,
+                ("image/*", "font/*", "application/json"),
             ),
         )
 
