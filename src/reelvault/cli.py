@@ -232,5 +232,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s reelvault %(levelname)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are not news
     args = build_parser().parse_args(argv)
     raise SystemExit(args.handler(args))

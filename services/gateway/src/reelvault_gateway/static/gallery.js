@@ -35,6 +35,9 @@ function card(video) {
     const label = video.status === "failed" ? "failed" : `${video.status} ${video.progress || 0}%`;
     box.append(el("div", { class: "placeholder" }, label));
   }
+  // Show each video in its own shape (1280x720 is landscape, 720x1280 portrait).
+  const [width, height] = String(video.size || "").split("x").map(Number);
+  if (width > 0 && height > 0) box.firstChild.style.aspectRatio = `${width} / ${height}`;
   const meta = el("div", { class: "meta" });
   meta.append(el("span", { class: `badge ${video.status}` }, video.status));
   meta.append(el("p", { class: "prompt" }, video.prompt));
