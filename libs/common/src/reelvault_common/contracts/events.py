@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -54,9 +54,39 @@ class _Event(_Contract):
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     correlation_id: str
 
+    # What makes two events the same fact: the kind, then these fields (dotted for nested
+    # ones). None: every event is new (an explicit command), so it gets a random id.
+    _identity_kind: ClassVar[str] = ""
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ()
+
+    @classmethod
+    def new(cls, *, video_id: uuid.UUID, correlation_id: str, **fields: Any) -> Self:
+        """Build the event with its derived id (the same fact always gets the same id)."""
+        return cls(
+            event_id=cls._derive_event_id(video_id, fields),
+            video_id=video_id,
+            correlation_id=correlation_id,
+            **fields,
+        )
+
+    @classmethod
+    def _derive_event_id(cls, video_id: uuid.UUID, fields: dict[str, Any]) -> uuid.UUID:
+        if cls._identity_fields is None:
+            return uuid.uuid4()
+        parts = []
+        for dotted in cls._identity_fields:
+            head, *rest = dotted.split(".")
+            value = fields[head]
+            for attribute in rest:
+                value = getattr(value, attribute)
+            parts.append(value)
+        return event_id_for(video_id, cls._identity_kind, *parts)
+
 
 class VideoRequested(_Event):
     type: Literal["video.requested"] = "video.requested"
+    _identity_kind: ClassVar[str] = "requested"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ()
     prompt: str = Field(min_length=1)
     model: str
     seconds: str
@@ -64,18 +94,11 @@ class VideoRequested(_Event):
     reference_images: tuple[ReferenceImage, ...] = Field(default=(), max_length=2)
     org: str = "default"
 
-    @classmethod
-    def new(cls, *, video_id: uuid.UUID, correlation_id: str, **fields: object) -> VideoRequested:
-        return cls(
-            event_id=event_id_for(video_id, "requested"),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            **fields,  # type: ignore[arg-type]
-        )
-
 
 class VideoGenerationStarted(_Event):
     type: Literal["video.generation.started"] = "video.generation.started"
+    _identity_kind: ClassVar[str] = "generation.started"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ("provider_job_id",)
     provider: str
     provider_job_id: str
     model: str
@@ -86,41 +109,21 @@ class VideoGenerationStarted(_Event):
     # When the generator first created the job: deadlines count from here, across restarts.
     job_created_at: AwareDatetime
 
-    @classmethod
-    def new(
-        cls, *, video_id: uuid.UUID, correlation_id: str, provider_job_id: str, **fields: object
-    ) -> VideoGenerationStarted:
-        return cls(
-            event_id=event_id_for(video_id, "generation.started", provider_job_id),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            provider_job_id=provider_job_id,
-            **fields,  # type: ignore[arg-type]
-        )
-
 
 class VideoGenerationProgressed(_Event):
     type: Literal["video.generation.progress"] = "video.generation.progress"
+    _identity_kind: ClassVar[str] = "generation.progress"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ("provider_job_id", "progress")
     provider_job_id: str
     progress: int = Field(ge=0, le=100)
-
-    @classmethod
-    def new(
-        cls, *, video_id: uuid.UUID, correlation_id: str, provider_job_id: str, progress: int
-    ) -> VideoGenerationProgressed:
-        return cls(
-            event_id=event_id_for(video_id, "generation.progress", provider_job_id, progress),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            provider_job_id=provider_job_id,
-            progress=progress,
-        )
 
 
 class VideoCompleted(_Event):
     """The provider finished the video; its copy is downloadable until ``expires_at``."""
 
     type: Literal["video.completed"] = "video.completed"
+    _identity_kind: ClassVar[str] = "completed"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ("provider_job_id",)
     provider: str
     provider_job_id: str
     # Where the provider serves the bytes (informational; never fetched with credentials
@@ -130,61 +133,29 @@ class VideoCompleted(_Event):
     org: str
     requested_at: AwareDatetime
 
-    @classmethod
-    def new(
-        cls, *, video_id: uuid.UUID, correlation_id: str, provider_job_id: str, **fields: object
-    ) -> VideoCompleted:
-        return cls(
-            event_id=event_id_for(video_id, "completed", provider_job_id),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            provider_job_id=provider_job_id,
-            **fields,  # type: ignore[arg-type]
-        )
-
 
 class VideoArchiveRequested(_Event):
     """Someone asked to (re-)copy a finished video from the provider into storage."""
 
     type: Literal["video.archive.requested"] = "video.archive.requested"
+    # Each explicit re-archive request is its own command.
+    _identity_fields: ClassVar[tuple[str, ...] | None] = None
     provider: str
     provider_job_id: str
     expires_at: AwareDatetime | None
     org: str
     requested_at: AwareDatetime
 
-    @classmethod
-    def new(
-        cls, *, video_id: uuid.UUID, correlation_id: str, **fields: object
-    ) -> VideoArchiveRequested:
-        # A fresh id per request: each explicit re-archive is its own command.
-        return cls(
-            event_id=uuid.uuid4(),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            **fields,  # type: ignore[arg-type]
-        )
-
 
 class VideoStored(_Event):
     """The video (and its thumbnail) are in permanent storage, verified."""
 
     type: Literal["video.stored"] = "video.stored"
+    _identity_kind: ClassVar[str] = "stored"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ("video.sha256",)
     provider_job_id: str
     video: StoredFile
     thumbnail: StoredFile | None
-
-    @classmethod
-    def new(
-        cls, *, video_id: uuid.UUID, correlation_id: str, video: StoredFile, **fields: object
-    ) -> VideoStored:
-        return cls(
-            event_id=event_id_for(video_id, "stored", video.sha256),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            video=video,
-            **fields,  # type: ignore[arg-type]
-        )
 
 
 FailureStage = Literal["request", "generation", "archive"]
@@ -192,30 +163,13 @@ FailureStage = Literal["request", "generation", "archive"]
 
 class VideoFailed(_Event):
     type: Literal["video.failed"] = "video.failed"
+    _identity_kind: ClassVar[str] = "failed"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ("stage", "code")
     stage: FailureStage
     code: str
     message: str
     retryable: bool = False
     provider_job_id: str | None = None
-
-    @classmethod
-    def new(
-        cls,
-        *,
-        video_id: uuid.UUID,
-        correlation_id: str,
-        stage: FailureStage,
-        code: str,
-        **fields: object,
-    ) -> VideoFailed:
-        return cls(
-            event_id=event_id_for(video_id, "failed", stage, code),
-            video_id=video_id,
-            correlation_id=correlation_id,
-            stage=stage,
-            code=code,
-            **fields,  # type: ignore[arg-type]
-        )
 
 
 VideoEvent = Annotated[
