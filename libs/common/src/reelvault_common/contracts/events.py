@@ -23,7 +23,10 @@ def utcnow() -> datetime:
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # In the published schema every field with a default is still always on the wire.
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
 
 
 class ReferenceImage(_Contract):
