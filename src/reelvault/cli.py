@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s reelvault %(levelname)s %(message)s"
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are not news
+    # Readiness polls and the embedded server's start-up chatter are not news.
+    for chatty in ("httpx", "pgserver"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     raise SystemExit(args.handler(args))

@@ -98,7 +98,11 @@ class NatsServer:
         # Its own session: a Ctrl-C in the terminal must not stop the broker before the
         # services have drained; whoever started it stops it, last.
         self.process = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         wait_for_port(self.port, timeout_s=timeout_s)
