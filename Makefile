@@ -31,6 +31,20 @@ test-integration: install
 test-e2e: install
 	$(VENV)/bin/python -m pytest tests/e2e
 
+# The full chaos run (300 requests, single node then a 3-node NATS cluster); prints the figures.
+chaos: install
+	$(VENV)/bin/python -m tests.support.chaos --requests 300
+
+# Archiver MB/s vs a raw loopback copy (200 and 500 MB; filesystem and Supabase test server).
+.PHONY: bench-archive
+bench-archive: install
+	$(VENV)/bin/python bench/archive.py
+
+# Whole-pipeline videos/s and latencies vs raw JetStream on the same NATS (simulator fast mode).
+.PHONY: bench-pipeline
+bench-pipeline: install
+	$(VENV)/bin/python bench/pipeline.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 

@@ -183,6 +183,9 @@ class TusUpload:
     expires_at: float
     completed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # md5 of the part file, kept up to date as PATCHes append (bytes are only ever appended
+    # at the current offset), so completing a 500 MB upload does not re-read it.
+    md5: Any = field(default_factory=lambda: hashlib.md5(usedforsecurity=False))
 
 
 @dataclass
@@ -478,7 +481,8 @@ def _cache_control(value: str | None) -> str:
 
 
 async def _drain(request: Request) -> None:
-    with contextlib.suppress(ClientDisconnect):
+    # RuntimeError: Starlette's "Stream consumed" when the body was read to its end already.
+    with contextlib.suppress(ClientDisconnect, RuntimeError):
         async for _ in request.stream():
             pass
 
@@ -491,12 +495,12 @@ async def _write_stream(request: Request, target: Path, limit: int) -> tuple[int
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                handle.close()
-                target.unlink(missing_ok=True)  # noqa: ASYNC240 (test server)
-                await _drain(request)
-                raise too_large()
+                continue  # read (and drop) the rest, so the client sees the answer
             md5.update(chunk)
             handle.write(chunk)
+    if size > limit:
+        target.unlink(missing_ok=True)  # noqa: ASYNC240 (test server)
+        raise too_large()
     return size, md5.hexdigest()
 
 
@@ -1114,12 +1118,14 @@ class SupabaseStorageApp:
                     if cut is not None and received + len(chunk) >= cut:
                         chunk = chunk[: cut - received]
                         handle.write(chunk)
+                        upload.md5.update(chunk)
                         received += len(chunk)
                         upload.offset += len(chunk)
                         return received, 0
                     if upload.offset + len(chunk) > upload.length:
                         return received, 413
                     handle.write(chunk)
+                    upload.md5.update(chunk)
                     received += len(chunk)
                     upload.offset += len(chunk)
             except ClientDisconnect:
@@ -1129,10 +1135,7 @@ class SupabaseStorageApp:
     async def _tus_finish(self, upload: TusUpload) -> None:
         bucket = self.state.bucket(upload.bucket)
         meta = upload.metadata
-        md5 = hashlib.md5(usedforsecurity=False)
-        with upload.part.open("rb") as handle:
-            while block := handle.read(MB):
-                md5.update(block)
+        md5 = upload.md5
         async with self.state.lock:
             self.state.commit(
                 bucket,

@@ -38,6 +38,9 @@ async def test_provider_without_thumbnail_stores_the_video_alone(
         outcome = await h.next_outcome()
         assert isinstance(outcome, VideoStored), outcome
         assert outcome.video.sha256 == job.sha256("video")
+        # The peer's "video" is synthetic bytes, so no frame can be extracted either: the video
+        # is still reported stored (tests/integration/archiver/test_archiver_thumbnails.py
+        # covers the extraction from a real MP4).
         assert outcome.thumbnail is None
         await h.settled()
         assert [p.name for p in h.stored_files()] == ["video.mp4"]

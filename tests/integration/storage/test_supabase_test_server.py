@@ -145,6 +145,20 @@ async def test_limits_bucket_and_global(
     assert above.status == "413"
 
 
+async def test_a_binary_upload_one_byte_over_the_limit_is_a_clean_413(
+    client: AsyncStorageClient, http: httpx.AsyncClient
+) -> None:
+    # The byte over the limit arrives with the body's last chunk: the answer must still be the
+    # documented 400/"413", not a server error.
+    await client.create_bucket("tiny", options={"file_size_limit": 1000})
+    headers = {"content-type": "a/b"}
+    over = await http.post("object/tiny/over", content=b"x" * 1001, headers=headers)
+    assert over.status_code == 400, over.text
+    assert over.json()["statusCode"] == "413"
+    exact = await http.post("object/tiny/exact", content=b"x" * 1000, headers=headers)
+    assert exact.status_code == 200, exact.text
+
+
 async def test_download_range_head_info_list_and_remove(
     client: AsyncStorageClient, http: httpx.AsyncClient
 ) -> None:

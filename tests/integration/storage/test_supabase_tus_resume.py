@@ -85,6 +85,9 @@ async def test_a_transfer_cut_in_the_middle_resumes_from_the_server_offset(
     assert sum(p.received for p in patches[2:]) == SIZE - cut_at
     assert len(storage_server.state.requests_to("POST", r"^/upload/resumable$")) == 1
     assert stored.sha256 == hashlib.sha256(data).hexdigest() == await read_sha(store, KEY)
+    # The server's etag (md5, kept up to date PATCH by PATCH) covers exactly the bytes stored.
+    obj = storage_server.state.objects[("videos", KEY)]
+    assert obj.etag == f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
 async def test_a_lost_patch_answer_does_not_resend_the_stored_bytes(

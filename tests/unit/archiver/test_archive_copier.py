@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import random
+import tempfile
 import uuid
 from collections import defaultdict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import av
 import httpx
 import pytest
+from PIL import Image
 from reelvault_archiver.copier import Failed, Retry, Stored, VideoCopier
 from reelvault_archiver.decisions import RetryPolicy
 from reelvault_archiver.jobs import ArchiveJob
@@ -43,6 +47,7 @@ class MemoryStorage:
         self.fail_puts: deque[Exception] = deque()
         self.stat_lies: dict[tuple[str, str], ObjectInfo] = {}
         self.largest_chunk = 0
+        self.reads: list[tuple[str, str]] = []
 
     async def ensure_buckets(self, specs: Sequence[BucketSpec]) -> None:
         self.specs.update({spec.name: spec for spec in specs})
@@ -79,8 +84,11 @@ class MemoryStorage:
         data, content_type = found
         return ObjectInfo(bucket, key, len(data), content_type, hashlib.sha256(data).hexdigest())
 
-    def read(self, bucket: str, key: str) -> AsyncIterator[bytes]:
-        raise NotImplementedError
+    async def read(self, bucket: str, key: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+        self.reads.append((bucket, key))
+        data = self.objects[(bucket, key)][0]
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start:start + 64 * 1024]
 
     async def public_url(self, bucket: str, key: str) -> str | None:
         return f"https://cdn.test/{bucket}/{key}" if self.specs[bucket].public else None
@@ -131,6 +139,27 @@ class FakeSource:
                 raise ProviderError("download broke off", status=None)
 
         yield headers, chunks()
+
+
+def mp4_bytes(width: int, height: int, *, color: tuple[int, int, int], frames: int = 6) -> bytes:
+    """A real H.264 MP4 (faststart) of one color."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/clip.mp4"
+        with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream("libx264", rate=4)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for index in range(frames):
+                frame = av.VideoFrame.from_image(Image.new("RGB", (width, height), color))
+                frame.pts = index
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def assert_close(pixel: object, expected: tuple[int, int, int], tolerance: int = 12) -> None:
+    assert isinstance(pixel, tuple)
+    assert all(abs(int(a) - b) <= tolerance for a, b in zip(pixel, expected, strict=True)), pixel
 
 
 def make_job(expires_in_s: float | None = 3600) -> ArchiveJob:
@@ -194,23 +223,100 @@ async def test_a_second_run_is_a_no_op_with_the_same_event(storage: MemoryStorag
         exclude={"occurred_at"})
 
 
-async def test_missing_thumbnail_is_stored_without_one(storage: MemoryStorage) -> None:
-    outcome = await copier(storage, FakeSource(thumbnail=None)).archive(make_job())
+async def test_without_a_provider_thumbnail_a_frame_of_the_stored_video_is_used(
+    storage: MemoryStorage,
+) -> None:
+    video = mp4_bytes(1280, 720, color=(20, 160, 220))
+    outcome = await copier(storage, FakeSource(video=video, thumbnail=None)).archive(make_job())
+    assert isinstance(outcome, Stored)
+    thumbnail = outcome.event.thumbnail
+    assert thumbnail is not None
+    assert (thumbnail.bucket, thumbnail.key, thumbnail.content_type) == (
+        "thumbnails", THUMB_KEY, "image/webp")
+    stored = storage.objects[("thumbnails", THUMB_KEY)][0]
+    assert thumbnail.sha256 == hashlib.sha256(stored).hexdigest()
+    image = Image.open(io.BytesIO(stored))
+    assert image.format == "WEBP"
+    assert image.size == (640, 360)  # bounded, aspect kept
+    assert_close(image.getpixel((320, 180)), (20, 160, 220))
+    # Read back from storage (the stored, verified copy), not downloaded again.
+    assert storage.reads == [("videos", VIDEO_KEY)]
+
+
+async def test_a_video_no_frame_can_be_taken_from_is_stored_without_a_thumbnail(
+    storage: MemoryStorage,
+) -> None:
+    outcome = await copier(storage, FakeSource(thumbnail=None)).archive(make_job())  # not an MP4
     assert isinstance(outcome, Stored)
     assert outcome.event.thumbnail is None
+    assert outcome.event.video.sha256 == hashlib.sha256(VIDEO).hexdigest()
     assert ("thumbnails", THUMB_KEY) not in storage.objects
 
 
-async def test_thumbnail_server_error_is_retried_and_nothing_reported(
+async def test_a_thumbnail_server_error_is_retried_in_process_not_by_downloading_again(
     storage: MemoryStorage,
 ) -> None:
     source = FakeSource()
     source.queued["thumbnail"].append(ProviderError("bad gateway", status=502))
+    outcome = await copier(storage, source, base_delay_s=0.01).archive(make_job())
+    assert isinstance(outcome, Stored)
+    assert outcome.event.thumbnail is not None
+    assert storage.objects[("thumbnails", THUMB_KEY)][0] == THUMB
+    assert [variant for _, variant, _ in source.calls] == ["video", "thumbnail", "thumbnail"]
+
+
+async def test_a_thumbnail_failing_for_good_falls_back_to_a_frame(storage: MemoryStorage) -> None:
+    source = FakeSource(video=mp4_bytes(720, 1280, color=(200, 40, 40)))
+    source.queued["thumbnail"].extend(ProviderError("bad gateway", status=502) for _ in range(3))
+    outcome = await copier(storage, source, base_delay_s=0.01).archive(make_job())
+    assert isinstance(outcome, Stored)
+    assert outcome.event.thumbnail is not None
+    assert [variant for _, variant, _ in source.calls] == ["video"] + ["thumbnail"] * 3
+    image = Image.open(io.BytesIO(storage.objects[("thumbnails", THUMB_KEY)][0]))
+    assert image.size == (360, 640)
+
+
+@pytest.mark.parametrize(
+    "serve",
+    [
+        Serve(b"<html>not an image</html>", "text/html"),  # refused by the bucket's MIME rule
+        ProviderError("forbidden", status=403),  # final refusal: no point retrying
+    ],
+)
+async def test_a_refused_provider_thumbnail_falls_back_to_a_frame(
+    storage: MemoryStorage, serve: Serve | ProviderError
+) -> None:
+    source = FakeSource(video=mp4_bytes(640, 480, color=(10, 200, 10)))
+    source.queued["thumbnail"].append(serve)
     outcome = await copier(storage, source).archive(make_job())
-    assert isinstance(outcome, Retry)
-    assert "thumbnail" in outcome.reason
-    assert "502" in outcome.reason
+    assert isinstance(outcome, Stored)
+    assert outcome.event.thumbnail is not None
+    assert outcome.event.thumbnail.content_type == "image/webp"
     assert [variant for _, variant, _ in source.calls] == ["video", "thumbnail"]
+    assert Image.open(io.BytesIO(storage.objects[("thumbnails", THUMB_KEY)][0])).format == "WEBP"
+
+
+async def test_a_thumbnail_stored_by_an_earlier_attempt_is_reused(storage: MemoryStorage) -> None:
+    first = await copier(storage, FakeSource()).archive(make_job())
+    source = FakeSource(thumbnail=b"RIFF....WEBP other bytes")
+    again = await copier(storage, source).archive(make_job(), attempt=2)
+    assert isinstance(first, Stored) and isinstance(again, Stored)
+    assert again.event.thumbnail == first.event.thumbnail
+    assert [variant for _, variant, _ in source.calls] == ["video"]
+
+
+async def test_expired_and_stored_without_thumbnail_gets_a_frame(storage: MemoryStorage) -> None:
+    video = mp4_bytes(1280, 720, color=(90, 90, 200))
+    first = await copier(storage, FakeSource(video=video)).archive(make_job())
+    assert isinstance(first, Stored)
+    del storage.objects[("thumbnails", THUMB_KEY)]  # e.g. a crash between the two copies
+    source = FakeSource(video=video)
+    late = await copier(storage, source).archive(make_job(expires_in_s=-60), attempt=5)
+    assert isinstance(late, Stored)
+    assert late.event.video == first.event.video
+    assert late.event.thumbnail is not None
+    assert source.calls == []  # the provider's copy is gone: nothing asked of it
+    assert Image.open(io.BytesIO(storage.objects[("thumbnails", THUMB_KEY)][0])).format == "WEBP"
 
 
 async def test_expired_source_fails_without_touching_provider_or_storage(

@@ -56,3 +56,13 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_heartbeat_must_be_shorter_than_ack_wait() -> None:
     with pytest.raises(ValidationError, match="heartbeat_interval_s"):
         ArchiverSettings(ack_wait_s=10, heartbeat_interval_s=10)
+
+
+def test_intake_holds_at_least_one_message_per_copy_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELVAULT_MAX_WORKERS", "6")
+    monkeypatch.setenv("REELVAULT_MAX_PENDING", "3")
+    monkeypatch.setenv("REELVAULT_THUMBNAIL_MAX_SIDE", "320")
+    settings = ArchiverSettings()
+    assert settings.intake_per_consumer == 6  # raised to max_workers
+    assert settings.thumbnail_max_side == 320
+    assert ArchiverSettings(max_workers=2, max_pending=10).intake_per_consumer == 10

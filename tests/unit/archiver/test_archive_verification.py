@@ -73,3 +73,28 @@ def test_any_mismatch_fails_verification(
 ) -> None:
     with pytest.raises(VerificationFailed, match=problem):
         verify_copy(StreamFacts(SIZE, SHA, True), the_stored, the_info, declared)
+
+
+async def test_a_counting_tally_leaves_the_sha256_to_storage() -> None:
+    tally = StreamTally(chunks(), hash_bytes=False)
+    assert [chunk async for chunk in tally] == DATA
+    facts = tally.facts()
+    assert facts == StreamFacts(SIZE, None, complete=True)
+    verify_copy(facts, stored(), info(), SIZE)  # storage's sha256 is the reference
+
+
+@pytest.mark.parametrize(
+    ("the_stored", "the_info", "problem"),
+    [
+        (stored(size=SIZE - 1), info(), "storage accounted"),
+        (stored(), info(size=SIZE + 1), "stored object has"),
+        # What was read back is not what storage computed while writing (e.g. another upload
+        # won a race at the key): caught without our own hash too.
+        (stored(), info(sha256="e" * 64), "stored object sha256"),
+    ],
+)
+def test_a_counted_copy_is_still_verified_by_size_and_stored_sha256(
+    the_stored: StoredFile, the_info: ObjectInfo, problem: str
+) -> None:
+    with pytest.raises(VerificationFailed, match=problem):
+        verify_copy(StreamFacts(SIZE, None, True), the_stored, the_info, SIZE)

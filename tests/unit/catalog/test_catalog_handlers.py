@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from reelvault_catalog.cursor import InvalidCursor
-from reelvault_catalog.handlers import CatalogHandlers, KeyedLocks, projection_policy, wait_delay
+from reelvault_catalog.handlers import (
+    CatalogHandlers,
+    KeyedLocks,
+    ProjectionRetry,
+    failure_stage,
+    projection_policy,
+    wait_delay,
+)
 from reelvault_catalog.projection import Insert, Unchanged, Wait
 from reelvault_catalog.repository import Applied
 from reelvault_common.contracts.catalog import CatalogStats, VideoPage
@@ -28,11 +35,16 @@ class FakeMessage:
     body: bytes
     delivered: int = 1
     settled: list[tuple[str, float | None]] = field(default_factory=list)
+    subject: str = "ns.video.requested"
+    progress_reports: int = 0
 
     @property
     def raw_message(self) -> Any:
-        return SimpleNamespace(subject="ns.video.requested",
+        return SimpleNamespace(subject=self.subject, data=self.body,
                                metadata=SimpleNamespace(num_delivered=self.delivered))
+
+    async def in_progress(self) -> None:
+        self.progress_reports += 1
 
     async def ack(self) -> None:
         self.settled.append(("ack", None))
@@ -51,12 +63,28 @@ class FakeStore:
     applied: list[VideoEvent] = field(default_factory=list)
     alive: bool = True
     slow_ping: bool = False
+    # An outage: the database answers neither applies nor pings for this many pings.
+    outage_pings: int = 0
+    pings: int = 0
+    # apply_many refuses a batch holding an event whose JSON contains this (apply does too).
+    poison: str | None = None
+    batches: list[int] = field(default_factory=list)
 
     async def apply(self, event: VideoEvent) -> Applied:
+        if self.outage_pings > 0:
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
         if self.error is not None:
             raise self.error
+        if self.poison is not None and self.poison in event.model_dump_json():
+            raise RuntimeError("the database refuses this event")
         self.applied.append(event)
         return Applied(self.outcome, written=isinstance(self.outcome, Insert))
+
+    async def apply_many(self, events: list[VideoEvent]) -> list[Applied]:
+        self.batches.append(len(events))
+        if self.poison is not None and any(self.poison in e.model_dump_json() for e in events):
+            raise RuntimeError("the database refuses the batch")
+        return [await self.apply(event) for event in events]
 
     async def get(self, video_id: uuid.UUID) -> None:
         return None
@@ -71,6 +99,10 @@ class FakeStore:
         return CatalogStats(by_status={}, total=0, stored_bytes=0)
 
     async def ping(self) -> bool:
+        self.pings += 1
+        if self.outage_pings > 0:
+            self.outage_pings -= 1
+            raise OSError("connection refused")
         if self.slow_ping:
             await asyncio.sleep(10)
         if not self.alive:
@@ -79,7 +111,8 @@ class FakeStore:
 
 
 def handlers_for(store: FakeStore) -> CatalogHandlers:
-    return CatalogHandlers(store, ping_timeout_s=0.2)
+    return CatalogHandlers(store, ping_timeout_s=0.2,
+                           retry=ProjectionRetry(base_s=1.0, max_s=30.0, outage_poll_s=0.01))
 
 
 async def test_an_applied_event_is_acked() -> None:
@@ -127,8 +160,9 @@ async def test_an_event_before_its_row_is_handed_back_with_a_delay(
     assert wait_delay(delivered) == delay
 
 
-async def test_a_database_outage_is_retried_with_backoff() -> None:
-    store = FakeStore(error=OperationalError("SELECT", {}, Exception("connection lost")))
+async def test_a_transient_error_while_the_database_answers_is_retried_with_backoff() -> None:
+    # The database answers its ping: the failure is this event's, and it costs a delivery.
+    store = FakeStore(error=OperationalError("SELECT", {}, Exception("statement timeout")))
     msg = FakeMessage(VideoStory().requested().model_dump_json().encode())
     await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
     [(verb, delay)] = msg.settled
@@ -137,12 +171,78 @@ async def test_a_database_outage_is_retried_with_backoff() -> None:
     assert 0 < delay <= 1.0
 
 
-async def test_an_unexpected_error_propagates_unsettled() -> None:
-    store = FakeStore(error=RuntimeError("bug"))
-    msg = FakeMessage(VideoStory().requested().model_dump_json().encode())
-    with pytest.raises(RuntimeError, match="bug"):
-        await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    assert msg.settled == []
+async def test_a_database_outage_holds_the_event_instead_of_spending_deliveries() -> None:
+    # Down for three tries: the event is held (in progress), never handed back, then applied.
+    store = FakeStore(outage_pings=3)
+    event = VideoStory().requested()
+    msg = FakeMessage(event.model_dump_json().encode())
+    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
+    assert msg.settled == [("ack", None)]
+    assert store.applied == [event]
+    assert msg.progress_reports >= 2  # ack_wait kept from running out while held
+    assert store.pings >= 2
+
+
+async def test_an_event_the_database_refuses_is_retried_later_not_at_once() -> None:
+    # e.g. a DataError (a NUL byte in a text): not transient, retried with a growing delay.
+    store = FakeStore(error=RuntimeError("refused"))
+    msg = FakeMessage(VideoStory().requested().model_dump_json().encode(), delivered=3)
+    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
+    [(verb, delay)] = msg.settled
+    assert verb == "nack"
+    assert delay is not None
+    assert 2.0 <= delay <= 4.0  # full jitter of the third attempt: base * 2**2, halved at most
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+def batching(store: FakeStore) -> CatalogHandlers:
+    return CatalogHandlers(store, ping_timeout_s=0.2, batch_size=16,
+                           retry=ProjectionRetry(base_s=1.0, max_s=30.0, outage_poll_s=0.01))
+
+
+async def test_events_handled_at_once_share_a_transaction_and_settle_each() -> None:
+    store = FakeStore()
+    story = VideoStory()
+    events = [story.requested(), story.started(), story.completed()]
+    msgs = [FakeMessage(e.model_dump_json().encode()) for e in events]
+    garbage = FakeMessage(b"{garbage")
+    handlers = batching(store)
+    await asyncio.gather(*(handlers.handle_event(m) for m in [*msgs, garbage]))  # type: ignore[arg-type]
+    assert store.batches == [3]  # one transaction for the three readable events
+    assert store.applied == events  # in the order they were handed in
+    assert [m.settled for m in msgs] == [[("ack", None)]] * 3
+    assert garbage.settled == [("reject", None)]
+
+
+async def test_a_refused_batch_is_retried_one_by_one_so_only_the_poison_pays() -> None:
+    store = FakeStore(poison="moderation text")
+    story = VideoStory()
+    good, bad, late = story.requested(), story.failed(message="moderation text"), story.completed()
+    msgs = [FakeMessage(e.model_dump_json().encode()) for e in (good, bad, late)]
+    await asyncio.gather(*(batching(store).handle_event(m) for m in msgs))  # type: ignore[arg-type]
+    assert msgs[0].settled == [("ack", None)] and msgs[2].settled == [("ack", None)]
+    [(verb, delay)] = msgs[1].settled
+    assert verb == "nack" and delay is not None and delay > 0  # retried later, on its own
+    assert good in store.applied and late in store.applied and bad not in store.applied
+
+
+async def test_a_batch_waits_out_a_database_outage_without_spending_deliveries() -> None:
+    store = FakeStore(outage_pings=2)
+    story = VideoStory()
+    msgs = [FakeMessage(e.model_dump_json().encode()) for e in (story.requested(),
+                                                                story.started())]
+    handlers = batching(store)
+    await asyncio.gather(*(handlers.handle_event(m) for m in msgs))  # type: ignore[arg-type]
+    assert [m.settled for m in msgs] == [[("ack", None)]] * 2
+    assert all(m.progress_reports >= 1 for m in msgs)
+
+
+async def test_an_event_of_a_batch_without_its_row_waits_alone() -> None:
+    store = FakeStore(outcome=Wait("video.stored before video.requested"))
+    msg = FakeMessage(VideoStory().stored().model_dump_json().encode(), delivered=2)
+    await batching(store).handle_event(msg)  # type: ignore[arg-type]
+    assert msg.settled == [("nack", 2.0)]
 
 
 # --- request/reply ------------------------------------------------------------------------------
@@ -199,11 +299,31 @@ async def test_keyed_locks_serialise_one_key_and_forget_it_afterwards() -> None:
     assert len(locks) == 0
 
 
-def test_the_projection_consumer_takes_every_lifecycle_event_forever() -> None:
+def test_the_projection_consumer_takes_every_lifecycle_event_with_bounded_deliveries() -> None:
     policy = projection_policy(Topology(namespace="acme"))
     assert policy.durable == "acme-catalog-projection"
     assert policy.filter_subjects == ("acme.video.>",)
-    assert policy.max_deliver == -1
+    assert policy.max_deliver == 20
     config = policy.to_config()
     assert config.filter_subject == "acme.video.>"
-    assert config.backoff is None
+    assert config.backoff is None  # naks carry their own delays
+    assert (config.ack_wait, config.max_deliver, config.max_ack_pending) == (30.0, 20, 1000)
+    tuned = projection_policy(Topology(namespace="acme"), ack_wait_s=5, max_deliver=3,
+                              max_ack_pending=7).to_config()
+    assert (tuned.ack_wait, tuned.max_deliver, tuned.max_ack_pending) == (5, 3, 7)
+
+
+@pytest.mark.parametrize(("subject", "body", "stage"), [
+    ("acme.video.requested", b"{}", "request"),
+    ("acme.video.generation.started", b"{}", "generation"),
+    ("acme.video.generation.progress", b"{}", "generation"),
+    ("acme.video.completed", b"{}", "archive"),
+    ("acme.video.stored", b"{}", "archive"),
+    ("acme.video.failed", b'{"stage": "generation"}', "generation"),
+    ("acme.video.failed", b"not json", "archive"),
+])
+def test_a_dead_lettered_event_fails_the_video_at_its_own_stage(
+    subject: str, body: bytes, stage: str
+) -> None:
+    msg = FakeMessage(body, subject=subject)
+    assert failure_stage(msg) == stage  # type: ignore[arg-type]

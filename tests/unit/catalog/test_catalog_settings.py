@@ -52,7 +52,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     settings = CatalogSettings()
     assert settings.public_base_url == "http://127.0.0.1:8000"
-    assert settings.max_workers == 8
+    assert settings.max_workers == 64  # handlers in flight: they share transactions
+    assert settings.projection_batch_size == 64
     assert settings.database_url.startswith("postgresql+asyncpg://")
 
 

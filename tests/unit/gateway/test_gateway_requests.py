@@ -108,3 +108,11 @@ def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ValidationError) as info:
         body(duration=4)
     assert ("duration",) in error_locs(info.value)
+
+
+def test_a_prompt_with_a_nul_character_is_refused() -> None:
+    # PostgreSQL text cannot hold U+0000: the catalog could never record such a request.
+    with pytest.raises(ValidationError) as refused:
+        body(prompt="a cat\x00 on a skateboard")
+    assert error_locs(refused.value) == [("prompt",)]
+    assert "NUL" in str(refused.value)

@@ -139,3 +139,15 @@ async def test_transient_errors_back_off_until_the_deadline_then_fail() -> None:
     clock.now = datetime(2026, 5, 1, 12, 5, tzinfo=UTC)
     await t.poll(started(), attempt=4)
     assert [e.code for e in sink.events] == ["deadline_exceeded"]
+
+
+async def test_a_poll_after_the_job_was_finished_here_asks_nothing() -> None:
+    # The webhook (or an earlier look) already published the end: the next look is free.
+    clock, sink = Clock(), Sink()
+    provider = FakeProvider(retrieve_results=[
+        (job(phase="completed", status="completed", progress=100), None)])
+    t, event = tracker(provider, sink, clock), started()
+    await t.poll(event)
+    await t.poll(event, 2)
+    assert provider.retrieves == 1
+    assert [e.type for e in sink.events] == ["video.completed"]

@@ -119,3 +119,15 @@ async def test_provider_trouble_answers_503_and_the_retry_is_processed() -> None
     assert first[0] == 503
     assert second == (200, {"status": "processed"})
     assert [e.type for e in sink.events] == ["video.completed"]
+
+
+async def test_a_webhook_for_a_job_this_process_just_finished_does_no_work() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, _, sink, _ = await setup(provider)
+    # The poll got there first: the tracker published the end (one retrieve).
+    await receiver.handle(*delivery("video_1"))
+    assert provider.retrieves == 1
+    status, body = await receiver.handle(*delivery("video_1", webhook_id="wh_other"))
+    assert (status, body) == (200, {"status": "already_finished"})
+    assert provider.retrieves == 1
+    assert len(sink.events) == 1

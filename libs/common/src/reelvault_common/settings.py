@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     rpc_timeout_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Graceful shutdown (SIGTERM): how long in-flight work may run before it is handed back
+    # (``REELVAULT_SHUTDOWN_GRACE_S``). Keep it below the supervisor's kill timeout.
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
 
     @field_validator("namespace")
     @classmethod
@@ -73,6 +76,8 @@ class ProviderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REELVAULT_", extra="ignore", frozen=True)
 
-    openai_base_url: str = Field(default="http://127.0.0.1:8100/v1", validation_alias="OPENAI_BASE_URL")
+    openai_base_url: str = Field(
+        default="http://127.0.0.1:8100/v1", validation_alias="OPENAI_BASE_URL"
+    )
     openai_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="OPENAI_API_KEY")
     provider_timeout_s: float = Field(default=30.0, gt=0)

@@ -145,9 +145,20 @@ class Topology:
     def rpc_queue(self) -> str:
         return f"{self.namespace}-catalog"
 
+    @property
+    def catalog_recorded(self) -> str:
+        """Core NATS (no stream, at most once): the catalog says "video <id> has its row now"
+        right after the commit, so the gateway need not poll for it."""
+        return f"{self.namespace}.catalog.recorded"
+
     # --- key/value buckets ----------------------------------------------------------------
     def kv_bucket(self, service: str, purpose: str) -> str:
         return f"{self.namespace}_{service}_{purpose}".replace("-", "_")
+
+    @property
+    def idempotency_bucket(self) -> str:
+        """The gateway's ``Idempotency-Key`` records (owned by the gateway)."""
+        return self.kv_bucket("gateway", "idempotency")
 
 
 async def ensure_stream(js: JetStreamContext, topology: Topology) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from faststream.nats import NatsBroker
@@ -26,7 +27,9 @@ from reelvault_common.topology import ConsumerPolicy, Topology
 from reelvault_archiver.copier import VideoCopier
 from reelvault_archiver.decisions import RetryPolicy
 from reelvault_archiver.handlers import ArchiveHandlers
+from reelvault_archiver.scheduling import DeadlineScheduler
 from reelvault_archiver.settings import ArchiverSettings
+from reelvault_archiver.thumbnails import ThumbnailSpec
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class ArchiverService:
         self._broker: NatsBroker | None = None
         self._storage: ObjectStorage | None = None
         self._videos: VideosClient | None = None
+        self._scheduler: DeadlineScheduler | None = None
 
     async def start(self) -> None:
         try:
@@ -102,6 +106,12 @@ class ArchiverService:
             self.buckets,
             policy=retry_policy(settings),
             chunk_bytes=settings.download_chunk_bytes,
+            thumbnail_attempts=settings.thumbnail_attempts,
+            thumbnails=ThumbnailSpec(max_side=settings.thumbnail_max_side),
+        )
+        # One set of copy slots for both consumers, handed out earliest expires_at first.
+        scheduler = self._scheduler = DeadlineScheduler(
+            settings.max_workers, gather_s=settings.schedule_gather_s
         )
         broker = self._broker = make_broker(settings, f"reelvault-{SERVICE}")
         publisher = EventPublisher(broker, self.topology)
@@ -112,6 +122,7 @@ class ArchiverService:
             heartbeat_interval_s=settings.heartbeat_interval_s,
             completed_dead_letter=DeadLetterRoute(completed, self.topology, publisher, "archive"),
             rearchive_dead_letter=DeadLetterRoute(rearchive, self.topology, publisher, "archive"),
+            scheduler=scheduler,
         )
 
         async def on_completed(body: bytes, msg: MessageParam) -> None:
@@ -120,19 +131,25 @@ class ArchiverService:
         async def on_archive_requested(body: bytes, msg: MessageParam) -> None:
             await handlers.on_archive_requested(body, msg)
 
-        workers = settings.max_workers
+        # Each consumer pulls batches of up to ``intake`` messages and holds that many in
+        # process; the scheduler lets ``max_workers`` of them copy at once, by deadline.
+        intake = settings.intake_per_consumer
         # raw_body: the handler sees every payload and rejects what it cannot parse.
         for policy, handler in ((completed, on_completed), (rearchive, on_archive_requested)):
             durable_subscriber(
-                broker, self.topology, policy, max_workers=workers, decoder=raw_body
+                broker, self.topology, policy, max_workers=intake, decoder=raw_body
             )(handler)
         await broker.start()
-        log.info("consuming %s and %s with %d workers each",
-                 completed.durable, rearchive.durable, workers)
+        log.info("consuming %s and %s (%d in process each), %d copies at once by deadline",
+                 completed.durable, rearchive.durable, intake, settings.max_workers)
 
     async def stop(self) -> None:
-        # Stop taking messages and let in-flight copies finish (FastStream's graceful
-        # timeout); a copy cut off here is redelivered and redone idempotently.
+        # Copies still waiting for a slot are handed back at once (nak); then stop taking
+        # messages and let in-flight copies finish (FastStream's graceful timeout); a copy cut
+        # off here is redelivered and redone idempotently.
+        if self._scheduler is not None:
+            self._scheduler.close()
+            await asyncio.sleep(0.05)  # let the waiting handlers send their naks
         if self._broker is not None:
             await self._broker.stop()
             self._broker = None

@@ -2,10 +2,16 @@
 
 Streams end to end (provider chunks go straight into ``storage.put``), so memory does not
 grow with the video. Returns what the handler should do; it publishes nothing itself.
+
+The video decides the outcome (stored, retry, failed). The thumbnail never does: once the video
+is stored, the provider's thumbnail is copied (transient trouble retried a few times in
+process), else a frame of the stored video is extracted (``thumbnails.py``), else the video is
+reported stored without one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +23,12 @@ from typing import Protocol
 import httpx
 from reelvault_common.contracts.events import StoredFile, VideoFailed, VideoStored, utcnow
 from reelvault_common.openai_videos import ContentVariant, ProviderError
-from reelvault_common.storage.interface import ObjectStorage, StorageError
+from reelvault_common.storage.interface import (
+    ObjectConflict,
+    ObjectStorage,
+    StorageError,
+    TransientStorageError,
+)
 from reelvault_common.storage.layout import Buckets
 
 from reelvault_archiver.decisions import (
@@ -28,8 +39,11 @@ from reelvault_archiver.decisions import (
     content_type_for,
     decide_on_error,
     declared_length,
+    describe_provider_error,
+    retry_within_deadline,
 )
 from reelvault_archiver.jobs import ArchiveJob, Destination, Destinations
+from reelvault_archiver.thumbnails import THUMBNAIL_CONTENT_TYPE, ThumbnailSpec, extract_thumbnail
 from reelvault_archiver.verification import StreamTally, VerificationFailed, verify_copy
 
 log = logging.getLogger(__name__)
@@ -64,6 +78,10 @@ class Retry:
 ArchiveOutcome = Stored | Failed | Retry
 
 
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 class _StepFailed(Exception):
     def __init__(self, variant: ContentVariant, cause: Exception) -> None:
         super().__init__(str(cause))
@@ -82,6 +100,8 @@ class VideoCopier:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        thumbnail_attempts: int = 3,
+        thumbnails: ThumbnailSpec | None = None,
     ) -> None:
         self._storage = storage
         self._source = source
@@ -90,6 +110,8 @@ class VideoCopier:
         self._chunk_bytes = chunk_bytes
         self._clock = clock
         self._rng = rng
+        self._thumbnail_attempts = max(1, thumbnail_attempts)
+        self._thumbnails = thumbnails or ThumbnailSpec()
 
     async def archive(self, job: ArchiveJob, *, attempt: int = 1) -> ArchiveOutcome:
         """Copy the job's video (and thumbnail) into storage; ``attempt`` counts from 1."""
@@ -106,10 +128,8 @@ class VideoCopier:
                     return earlier
             return self._failed(job, refusal)
         try:
-            # The video first: it is what expires. A transient thumbnail failure afterwards
-            # costs one more video download on the retry (an identical put is a no-op).
+            # The video first: it is what expires.
             video = await self._copy_step(job, "video", destinations.video)
-            thumbnail = await self._copy_thumbnail(job, destinations.thumbnail)
         except _StepFailed as failed:
             decision = decide_on_error(
                 failed.cause,
@@ -129,19 +149,84 @@ class VideoCopier:
                 )
                 return Retry(decision.delay, decision.reason)
             return self._failed(job, decision)
-        return self._stored(job, video, thumbnail)
+        # From here on the video is stored and verified: whatever happens to the thumbnail,
+        # the outcome is VideoStored (with or without one), never a failure or a retry that
+        # would download the whole video again.
+        return self._stored(job, video, await self._thumbnail(job, destinations.thumbnail, video))
 
     # --- steps ----------------------------------------------------------------------------
-    async def _copy_thumbnail(self, job: ArchiveJob, dest: Destination) -> StoredFile | None:
+    async def _thumbnail(
+        self, job: ArchiveJob, dest: Destination, video: StoredFile
+    ) -> StoredFile | None:
+        """The provider's thumbnail; else (none, or failing for good) a frame extracted from
+        the stored video; else None. Never raises for thumbnail trouble."""
+        earlier = await self._stored_file(dest)
+        if earlier is not None:
+            # An earlier attempt stored it (provider's or extracted): keys are never rewritten.
+            return earlier
+        problem = await self._provider_thumbnail(job, dest)
+        if isinstance(problem, StoredFile):
+            return problem
+        log.info("job %s: %s; extracting a frame from the stored video", job.provider_job_id,
+                 problem)
         try:
-            return await self._copy_step(job, "thumbnail", dest)
-        except _StepFailed as failed:
-            cause = failed.cause
-            if isinstance(cause, ProviderError) and cause.status == 404:
-                # No thumbnail from this provider: stored without one for now.
-                log.info("job %s has no thumbnail at the provider", job.provider_job_id)
-                return None
-            raise
+            return await self._extracted_thumbnail(job, dest, video)
+        except Exception as exc:  # best effort: the stored video is what must be reported
+            log.warning("job %s is stored without a thumbnail: %s; extraction failed: %r",
+                        job.provider_job_id, problem, exc)
+            return None
+
+    async def _provider_thumbnail(self, job: ArchiveJob, dest: Destination) -> StoredFile | str:
+        """The provider's thumbnail, stored; or why there is none. Transient trouble is retried
+        here, a few times and never past ``expires_at`` (a message-level retry would download
+        the video again)."""
+        for attempt in range(1, self._thumbnail_attempts + 1):
+            try:
+                return await self._copy(job, "thumbnail", dest)
+            except ProviderError as exc:
+                if exc.status == 404:
+                    return "the provider has no thumbnail"
+                problem = describe_provider_error(exc, "thumbnail")
+                if not exc.transient:
+                    return problem
+                at_least = exc.retry_after_s or 0.0
+            except ObjectConflict:
+                # Another copy of this job stored one in between: use it.
+                raced = await self._stored_file(dest)
+                if raced is not None:
+                    return raced
+                return "another thumbnail is in the way"
+            except (TransientStorageError, VerificationFailed) as exc:
+                problem, at_least = f"thumbnail: {exc}", 0.0
+            except StorageError as exc:  # bucket rules: too large, wrong type, ...
+                return f"thumbnail refused by storage: {exc.message}"
+            if attempt >= self._thumbnail_attempts:
+                return f"{problem} (after {attempt} attempts)"
+            decision = retry_within_deadline(
+                job, problem, attempt=attempt, now=self._clock(), policy=self._policy,
+                at_least_s=at_least, rng=self._rng,
+            )
+            if not isinstance(decision, RetryIn):
+                return problem
+            log.info("thumbnail of job %s: %s; retrying in %.1fs", job.provider_job_id, problem,
+                     decision.delay)
+            await asyncio.sleep(decision.delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _extracted_thumbnail(
+        self, job: ArchiveJob, dest: Destination, video: StoredFile
+    ) -> StoredFile:
+        webp = await extract_thumbnail(
+            lambda: self._storage.read(video.bucket, video.key), video.bytes, self._thumbnails
+        )
+        dest.bucket.check_upload(THUMBNAIL_CONTENT_TYPE, len(webp))
+        tally = StreamTally(_once(webp))
+        stored = await self._storage.put(dest.bucket.name, dest.key, tally, THUMBNAIL_CONTENT_TYPE)
+        info = await self._storage.stat(dest.bucket.name, dest.key)
+        verify_copy(tally.facts(), stored, info, len(webp))
+        log.info("stored an extracted thumbnail of job %s: %s/%s (%d bytes)",
+                 job.provider_job_id, dest.bucket.name, dest.key, stored.bytes)
+        return stored
 
     async def _copy_step(
         self, job: ArchiveJob, variant: ContentVariant, dest: Destination
@@ -163,7 +248,8 @@ class VideoCopier:
             expected = declared_length(headers)
             # Refuse before downloading what the bucket would refuse after.
             dest.bucket.check_upload(content_type, expected)
-            tally = StreamTally(chunks)
+            # Videos: counted here, hashed once by the backend (see StreamTally).
+            tally = StreamTally(chunks, hash_bytes=variant != "video")
             stored = await self._storage.put(bucket, dest.key, tally, content_type)
         info = await self._storage.stat(bucket, dest.key)
         verify_copy(tally.facts(), stored, info, expected)
@@ -175,7 +261,15 @@ class VideoCopier:
         video = await self._stored_file(destinations.video)
         if video is None:
             return None
-        return self._stored(job, video, await self._stored_file(destinations.thumbnail))
+        thumbnail = await self._stored_file(destinations.thumbnail)
+        if thumbnail is None:
+            # E.g. a crash between the two copies: the provider's copy is gone, the frame is not.
+            try:
+                thumbnail = await self._extracted_thumbnail(job, destinations.thumbnail, video)
+            except Exception as exc:  # best effort, as in _thumbnail
+                log.warning("job %s: no thumbnail could be extracted: %r", job.provider_job_id,
+                            exc)
+        return self._stored(job, video, thumbnail)
 
     async def _stored_file(self, dest: Destination) -> StoredFile | None:
         try:

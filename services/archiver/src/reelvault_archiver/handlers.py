@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from faststream.nats import NatsMessage
@@ -18,12 +19,15 @@ from reelvault_common.messaging import (
 from reelvault_archiver.copier import Retry, VideoCopier
 from reelvault_archiver.heartbeat import keep_alive
 from reelvault_archiver.jobs import ArchiveJob
+from reelvault_archiver.scheduling import DeadlineScheduler, SchedulerClosed
 
 log = logging.getLogger(__name__)
 
 
 class ArchiveHandlers:
-    """Both inputs lead to the same copy; each has its own durable (and dead-letter route)."""
+    """Both inputs lead to the same copy; each has its own durable (and dead-letter route).
+    With a ``scheduler``, copies wait for a slot, earliest ``expires_at`` first (heartbeated
+    while they wait)."""
 
     def __init__(
         self,
@@ -33,12 +37,14 @@ class ArchiveHandlers:
         heartbeat_interval_s: float,
         completed_dead_letter: DeadLetterRoute | None = None,
         rearchive_dead_letter: DeadLetterRoute | None = None,
+        scheduler: DeadlineScheduler | None = None,
     ) -> None:
         self._copier = copier
         self._publisher = publisher
         self._heartbeat_interval_s = heartbeat_interval_s
         self._completed_dead_letter = completed_dead_letter
         self._rearchive_dead_letter = rearchive_dead_letter
+        self._scheduler = scheduler
 
     async def on_completed(self, body: bytes, msg: NatsMessage) -> None:
         await self._handle(body, msg, VideoCompleted, self._completed_dead_letter)
@@ -69,7 +75,12 @@ class ArchiveHandlers:
 
         async def work() -> None:
             async with keep_alive(msg.in_progress, self._heartbeat_interval_s):
-                outcome = await self._copier.archive(job, attempt=delivery_attempt(msg))
+                try:
+                    async with self._slot(job):
+                        outcome = await self._copier.archive(job, attempt=delivery_attempt(msg))
+                except SchedulerClosed:
+                    # Stopping: hand the waiting message back for another replica (or us later).
+                    raise RetryLater(0.5, "the archiver is stopping") from None
             if isinstance(outcome, Retry):
                 raise RetryLater(outcome.delay, outcome.reason)
             await self._publisher.publish(outcome.event)
@@ -77,3 +88,8 @@ class ArchiveHandlers:
         # A publish that timed out is retried soon; anything unknown is redelivered after
         # ack_wait (the copy is idempotent either way).
         await settle(msg, work, transient=(TimeoutError,), dead_letter=dead_letter)
+
+    def _slot(self, job: ArchiveJob) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._scheduler is None:
+            return contextlib.nullcontext()
+        return self._scheduler.slot(job.expires_at)

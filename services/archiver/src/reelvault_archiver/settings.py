@@ -16,6 +16,14 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
 
     # Copies running at once (each holds one download and one upload).
     max_workers: int = Field(default=4, ge=1, le=64)
+    # Messages each consumer holds in process (copying + waiting for a copy slot). Waiting ones
+    # get slots earliest ``expires_at`` first and are heartbeated meanwhile. At least
+    # ``max_workers`` (raised to it if lower). Larger orders more work by deadline; smaller
+    # leaves more for other archiver replicas to pull.
+    max_pending: int = Field(default=8, ge=1, le=256)
+    # An idle archiver waits this long before starting the first copy of a pulled batch, so
+    # the whole batch is ordered by deadline.
+    schedule_gather_s: float = Field(default=0.02, ge=0, le=1)
     # Bytes per read from the provider; also the unit handed to storage (memory per copy).
     download_chunk_bytes: int = Field(default=MIB, ge=16 * 1024, le=16 * MIB)
     # JetStream redelivers an unacked message after this long...
@@ -34,10 +42,19 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
     max_attempts_without_deadline: int = Field(default=20, ge=1)
     # No new download attempt is scheduled closer than this to expires_at.
     min_time_left_s: float = Field(default=2.0, ge=0)
+    # Provider thumbnail downloads tried in process before falling back to extracting a frame
+    # from the stored video (a message-level retry would download the whole video again).
+    thumbnail_attempts: int = Field(default=3, ge=1, le=10)
+    # Extracted thumbnails: WebP, at most this many pixels on the longer side.
+    thumbnail_max_side: int = Field(default=640, ge=64, le=4096)
     # Safety net only: the rules above end every archive long before this many deliveries
     # (within an hour of backoff capped at 30 s). A message that still fails on its last
     # delivery (a handler that keeps crashing) goes to the dead-letter stream.
     max_deliveries: int = Field(default=500, ge=2)
+
+    @property
+    def intake_per_consumer(self) -> int:
+        return max(self.max_pending, self.max_workers)
 
     @model_validator(mode="after")
     def _heartbeat_inside_ack_wait(self) -> Self:

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from faststream.nats import NatsBroker
 from reelvault_common.lifecycle import wait_for_stop_signal
 from reelvault_common.logs import configure_logging
-from reelvault_common.messaging import make_broker, prepare_topology
+from reelvault_common.messaging import (
+    DeadLetterRoute,
+    EventPublisher,
+    make_broker,
+    prepare_topology,
+    stop_consuming,
+    track_fetched,
+)
 from reelvault_common.topology import ConsumerPolicy, Topology
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reelvault_catalog.handlers import CatalogHandlers, projection_policy, register
+from reelvault_catalog.handlers import (
+    CatalogHandlers,
+    ProjectionRetry,
+    failure_stage,
+    projection_policy,
+    register,
+)
 from reelvault_catalog.migrate import migrate
 from reelvault_catalog.repository import CatalogRepository, make_engine
 from reelvault_catalog.settings import CatalogSettings
@@ -25,10 +39,16 @@ class CatalogService:
     def __init__(self, settings: CatalogSettings) -> None:
         self.settings = settings
         self.topology = Topology.from_settings(settings)
-        self.policy: ConsumerPolicy = projection_policy(self.topology)
+        self.policy: ConsumerPolicy = projection_policy(
+            self.topology,
+            ack_wait_s=settings.projection_ack_wait_s,
+            max_deliver=settings.projection_max_deliver,
+            max_ack_pending=settings.projection_max_ack_pending,
+        )
         self._engine: AsyncEngine | None = None
         self._repository: CatalogRepository | None = None
         self._broker: NatsBroker | None = None
+        self._handlers: CatalogHandlers | None = None
 
     @property
     def repository(self) -> CatalogRepository:
@@ -47,20 +67,46 @@ class CatalogService:
             self._repository = CatalogRepository(self._engine, settings.public_base_url)
             await prepare_topology(settings, self.topology, [self.policy])
             broker = make_broker(settings, "reelvault-catalog")
-            handlers = CatalogHandlers(self._repository, ping_timeout_s=settings.ping_timeout_s)
-            register(broker, self.topology, handlers,
-                     max_workers=settings.max_workers, rpc_workers=settings.rpc_workers)
+            publisher = EventPublisher(broker, self.topology)
+            handlers = CatalogHandlers(
+                self._repository,
+                ping_timeout_s=settings.ping_timeout_s,
+                # The stage is the failing event's (a refused video.requested fails the request).
+                dead_letter=DeadLetterRoute(self.policy, self.topology, publisher, "request",
+                                            stage_of=failure_stage),
+                retry=ProjectionRetry(
+                    base_s=settings.projection_retry_base_s,
+                    max_s=settings.projection_retry_max_s,
+                    outage_poll_s=settings.db_outage_poll_s,
+                ),
+                batch_size=settings.projection_batch_size,
+                on_recorded=self._announce_recorded,
+            )
+            register(broker, self.topology, handlers, max_workers=settings.max_workers,
+                     rpc_workers=settings.rpc_workers, policy=self.policy)
+            self._handlers = handlers
             self._broker = broker
             await broker.start()
+            track_fetched(broker)
         except BaseException:
             await self.stop()
             raise
 
+    async def _announce_recorded(self, video_id: uuid.UUID) -> None:
+        broker = self._broker
+        if broker is not None:
+            await broker.connection.publish(self.topology.catalog_recorded,
+                                            str(video_id).encode())
+
     async def stop(self) -> None:
-        """Stop taking messages, let in-flight handlers finish, then close the pool."""
+        """Stop taking messages, let in-flight handlers finish within ``shutdown_grace_s``
+        (the rest hand their messages back), then close the pool."""
         broker, self._broker = self._broker, None
         if broker is not None:
-            await broker.stop()
+            await stop_consuming(broker)
+        handlers, self._handlers = self._handlers, None
+        if handlers is not None:
+            await handlers.close()
         engine, self._engine = self._engine, None
         self._repository = None
         if engine is not None:

@@ -1,15 +1,22 @@
 """The catalog's database adapter: applies events to rows and answers the read queries.
 
-Every event is applied in one transaction: lock the row (``SELECT ... FOR UPDATE``), ask the
-projection what to write, write it. Replicas working on the same video therefore take turns, and
-two inserts of the same id end in one row (``ON CONFLICT DO NOTHING``).
+Events are applied in one transaction per batch (``apply_many``; ``apply`` is a batch of one):
+lock the batch's rows (``SELECT ... FOR UPDATE``, in id order), ask the projection what each
+event writes (a video's events in their order, each seeing the row as the previous left it),
+write it. Replicas working on the same video therefore take turns, and two inserts of the same
+id end in one row (``ON CONFLICT DO NOTHING``; the loser then locks the winner's row). Videos
+are handled in id order, so two batches never wait for each other in a circle.
+
+Writes use SQLAlchemy Core (no ORM session): the projection is the hot path of the catalog.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from reelvault_common.contracts.catalog import (
     VIDEO_STATUSES,
@@ -19,9 +26,10 @@ from reelvault_common.contracts.catalog import (
     VideoStatus,
 )
 from reelvault_common.contracts.events import VideoEvent
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import Column, bindparam, func, inspect, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     async_sessionmaker,
     create_async_engine,
@@ -30,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
 from reelvault_catalog.cursor import decode_cursor, encode_cursor
 from reelvault_catalog.models import VideoRow
 from reelvault_catalog.projection import (
+    STATE_FIELDS,
     Insert,
     Outcome,
     Update,
@@ -91,6 +100,49 @@ def to_record(row: VideoRow) -> VideoRecord:
     )
 
 
+# ORM attribute -> table column (``provider_job_id`` is the seed's ``video_id`` column).
+_COLUMNS: dict[str, Column[object]] = {
+    attr.key: attr.columns[0] for attr in inspect(VideoRow).column_attrs  # type: ignore[misc]
+}
+_TABLE = VideoRow.__table__
+_STATE_COLUMNS = [_COLUMNS[name] for name in STATE_FIELDS]
+
+
+def _row_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """ORM attribute names -> column names, for Core statements."""
+    return {_COLUMNS[name].name: value for name, value in values.items()}
+
+
+# The projection's statements are built once and reused with new parameters: building one per
+# event (``.values(**...)``) costs more CPU in SQLAlchemy's cache-key traversal than the query.
+_LOCK = (
+    select(_COLUMNS["id"], *_STATE_COLUMNS)
+    .where(_COLUMNS["id"].in_(bindparam("ids", expanding=True)))
+    .order_by(_COLUMNS["id"])
+    .with_for_update()
+)
+_INSERT = (
+    insert(_TABLE).on_conflict_do_nothing(index_elements=[_COLUMNS["id"]]).returning(_COLUMNS["id"])
+)
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_for(columns: tuple[str, ...]) -> Any:
+    """``UPDATE videos SET <columns> WHERE id = :row_id``, one statement per set of columns."""
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        statement = _UPDATES[columns] = (
+            update(_TABLE)
+            .where(_COLUMNS["id"] == bindparam("row_id"))
+            .values({name: bindparam(f"set_{name}") for name in columns})
+        )
+    return statement
+
+
+def _state(row: Sequence[Any]) -> VideoState:
+    return VideoState(**dict(zip(STATE_FIELDS, row, strict=True)))
+
+
 @dataclass(frozen=True)
 class Applied:
     """What applying one event did."""
@@ -108,29 +160,67 @@ class CatalogRepository:
 
     # --- writes ---------------------------------------------------------------------------
     async def apply(self, event: VideoEvent, *, now: datetime | None = None) -> Applied:
-        async with self._sessions() as session, session.begin():
-            row = await session.get(VideoRow, event.video_id, with_for_update=True)
-            state = VideoState.of(row) if row is not None else None
-            outcome = project(
-                state, event, now=now or datetime.now(UTC), public_base_url=self._public_base_url
+        [applied] = await self.apply_many([event], now=now)
+        return applied
+
+    async def apply_many(
+        self, events: Sequence[VideoEvent], *, now: datetime | None = None
+    ) -> list[Applied]:
+        """Apply ``events`` in one transaction; what each did, in their order. Raises (and
+        writes nothing) if the database refuses any of them."""
+        if not events:
+            return []
+        moment = now or datetime.now(UTC)
+        by_video: dict[uuid.UUID, list[int]] = {}
+        for index, event in enumerate(events):
+            by_video.setdefault(event.video_id, []).append(index)
+        results: list[Applied | None] = [None] * len(events)
+        async with self._engine.begin() as conn:
+            states = await self._lock(conn, sorted(by_video))
+            for video_id in sorted(by_video):
+                for index in by_video[video_id]:
+                    results[index] = await self._apply_one(conn, events[index], states, moment)
+        return [result for result in results if result is not None]
+
+    async def _lock(
+        self, conn: AsyncConnection, video_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, VideoState]:
+        rows = await conn.execute(_LOCK, {"ids": video_ids})
+        return {row[0]: _state(row[1:]) for row in rows}
+
+    async def _apply_one(
+        self,
+        conn: AsyncConnection,
+        event: VideoEvent,
+        states: dict[uuid.UUID, VideoState],
+        now: datetime,
+    ) -> Applied:
+        video_id = event.video_id
+        outcome = project(
+            states.get(video_id), event, now=now, public_base_url=self._public_base_url
+        )
+        if isinstance(outcome, Insert):
+            inserted = await conn.execute(_INSERT, _row_values(outcome.values))
+            written = inserted.scalar_one_or_none() is not None
+            if written:
+                values = outcome.values
+                states[video_id] = VideoState(
+                    **{name: values[name] for name in STATE_FIELDS if name in values}
+                )
+            else:
+                # Another replica inserted it first (and has committed): take its row.
+                states.update(await self._lock(conn, [video_id]))
+            return Applied(outcome, written=written)
+        if isinstance(outcome, Update):
+            values = _row_values(outcome.changes)
+            columns = tuple(sorted(values))
+            await conn.execute(
+                _update_for(columns),
+                {"row_id": video_id, **{f"set_{name}": values[name] for name in columns}},
             )
-            if isinstance(outcome, Insert):
-                result = await session.execute(
-                    insert(VideoRow)
-                    .values(**outcome.values)
-                    .on_conflict_do_nothing(index_elements=[VideoRow.id])
-                    .returning(VideoRow.id)
-                )
-                return Applied(outcome, written=result.scalar_one_or_none() is not None)
-            if isinstance(outcome, Update):
-                await session.execute(
-                    update(VideoRow)
-                    .where(VideoRow.id == event.video_id)
-                    .values(**outcome.changes)
-                    .execution_options(synchronize_session=False)
-                )
-                return Applied(outcome, written=True)
-            return Applied(outcome, written=False)
+            states[video_id] = states[video_id].with_changes(outcome.changes)
+            return Applied(outcome, written=True)
+        return Applied(outcome, written=False)
 
     # --- reads ----------------------------------------------------------------------------
     async def get(self, video_id: uuid.UUID) -> VideoRecord | None:

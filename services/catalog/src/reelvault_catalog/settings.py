@@ -65,7 +65,23 @@ class CatalogSettings(ServiceSettings):
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
     db_statement_timeout_s: float = Field(default=30.0, gt=0)
     # Concurrent handlers of the projection consumer (per replica).
-    max_workers: int = Field(default=8, ge=1, le=256)
+    max_workers: int = Field(default=64, ge=1, le=256)
+    # Events handled at the same moment are applied in one transaction, up to this many (a
+    # lone event goes at once: no added latency when the stream is quiet). 1: one each.
+    projection_batch_size: int = Field(default=64, ge=1, le=1000)
+    # The projection consumer (durable, shared by replicas): a handler that neither acks nor
+    # naks (crashed, stuck) is redelivered after ack_wait; an event still failing on its
+    # max_deliver-th delivery goes to the dead-letter stream and its video is marked failed.
+    # Deliveries are spent only while the database answers: during an outage the event is
+    # held, not retried (see handlers.py), so a long outage dead-letters nothing.
+    projection_ack_wait_s: float = Field(default=30.0, gt=0)
+    projection_max_deliver: int = Field(default=20, ge=2)
+    projection_max_ack_pending: int = Field(default=1000, ge=1)
+    # Retries of an event that failed while the database answered: exponential, full jitter.
+    projection_retry_base_s: float = Field(default=1.0, gt=0)
+    projection_retry_max_s: float = Field(default=30.0, gt=0)
+    # While the database is down, a held event looks again at most this often.
+    db_outage_poll_s: float = Field(default=5.0, gt=0)
     # Concurrent request/reply handlers per RPC subject (per replica).
     rpc_workers: int = Field(default=16, ge=1, le=256)
     ping_timeout_s: float = Field(default=2.0, gt=0)

@@ -16,6 +16,7 @@ from reelvault_gateway.broker import BrokerLink
 from reelvault_gateway.catalog import NatsCatalogClient
 from reelvault_gateway.context import GatewayContext
 from reelvault_gateway.errors import install_error_handlers
+from reelvault_gateway.idempotency_store import KvIdempotencyStore
 from reelvault_gateway.middleware import ContentLengthGuard, RequestContextMiddleware
 from reelvault_gateway.routes import files, gallery, health, seed, uploads, videos
 from reelvault_gateway.settings import GatewaySettings
@@ -39,7 +40,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         topology = Topology.from_settings(settings)
         buckets = Buckets.from_settings(settings)
         storage = open_storage(settings)
-        link = BrokerLink(settings, topology, publish_timeout_s=settings.publish_timeout_s)
+        link = BrokerLink(settings, topology, publish_timeout_s=settings.publish_timeout_s,
+                          idempotency_ttl_s=settings.idempotency_ttl_s)
         try:
             await storage.ensure_buckets(buckets.all())
             # Connects and prepares the stream (no consumers: the gateway only publishes).
@@ -51,6 +53,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 events=link,
                 catalog=NatsCatalogClient(link, topology, settings.rpc_timeout_s),
                 broker=link,
+                idempotency=KvIdempotencyStore(link.idempotency_bucket),
+                recorded=link.recorded,
             )
             log.info(
                 "gateway ready on namespace %s (storage: %s)",

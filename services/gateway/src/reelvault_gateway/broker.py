@@ -15,11 +15,15 @@ from faststream.exceptions import IncorrectState
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import PubAck
+from nats.js.api import KeyValueConfig, PubAck, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel
 from reelvault_common.messaging import EventPublisher, backoff_delay, make_broker, prepare_topology
 from reelvault_common.settings import ServiceSettings
 from reelvault_common.topology import Topology
+
+from reelvault_gateway.visibility import RecordedWatch
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +52,25 @@ class BrokerLink:
     """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``."""
 
     def __init__(
-        self, settings: ServiceSettings, topology: Topology, publish_timeout_s: float
+        self,
+        settings: ServiceSettings,
+        topology: Topology,
+        publish_timeout_s: float,
+        idempotency_ttl_s: float | None = None,
     ) -> None:
         self._settings = settings
         self._topology = topology
+        # The Idempotency-Key records (None: no bucket, keys are refused with 503).
+        self._idempotency_ttl_s = idempotency_ttl_s
+        self._idempotency: KeyValue | None = None
+        # Announcements of new catalog rows (creates wait for them instead of polling).
+        self.recorded = RecordedWatch()
         # No buffering while reconnecting: a publish we reported as failed must never be sent.
         self._broker: NatsBroker = make_broker(
             settings, "reelvault-gateway", buffer_while_reconnecting=False
         )
         self._publisher = EventPublisher(self._broker, topology, timeout_s=publish_timeout_s)
+        self._publisher_timeout_s = publish_timeout_s
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -82,6 +96,9 @@ class BrokerLink:
             attempt += 1
             try:
                 await prepare_topology(self._settings, self._topology)
+                if self._idempotency_ttl_s is not None:
+                    self._idempotency = await self._open_idempotency_bucket()
+                await self._listen_for_recorded()
                 break
             except Exception as exc:
                 delay = backoff_delay(attempt, base=0.5, cap=10.0)
@@ -89,6 +106,39 @@ class BrokerLink:
                 await asyncio.sleep(delay)
         self._ready.set()
         log.info("broker connected, stream %s ready", self._topology.stream)
+
+    async def _open_idempotency_bucket(self) -> KeyValue:
+        client = self._client()
+        if client is None:
+            raise BrokerUnavailable("the message broker is not connected")
+        js = client.jetstream(timeout=self._publisher_timeout_s)
+        bucket = self._topology.idempotency_bucket
+        try:
+            return await js.key_value(bucket)
+        except (BucketNotFoundError, NotFoundError):
+            pass
+        assert self._idempotency_ttl_s is not None
+        # Records expire ttl after their last write (the bucket stream's max_age).
+        return await js.create_key_value(KeyValueConfig(
+            bucket=bucket, history=1, ttl=self._idempotency_ttl_s, storage=StorageType.FILE,
+            replicas=self._settings.stream_replicas))
+
+    async def _listen_for_recorded(self) -> None:
+        client = self._client()
+        if client is None:
+            raise BrokerUnavailable("the message broker is not connected")
+
+        async def on_recorded(msg: Msg) -> None:
+            self.recorded.on_message(msg.data)
+
+        # A core subscription: nats-py renews it after every reconnect by itself.
+        await client.subscribe(self._topology.catalog_recorded, cb=on_recorded)
+
+    def idempotency_bucket(self) -> KeyValue:
+        """The KV bucket of Idempotency-Key records; ``BrokerUnavailable`` until connected."""
+        if self._idempotency is None or not self.connected:
+            raise BrokerUnavailable("the message broker is not connected")
+        return self._idempotency
 
     def _client(self) -> Client | None:
         try:

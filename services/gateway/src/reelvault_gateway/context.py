@@ -11,7 +11,9 @@ from reelvault_common.storage.layout import Buckets
 
 from reelvault_gateway.broker import EventSink
 from reelvault_gateway.catalog import CatalogClient
+from reelvault_gateway.idempotency import IdempotencyStore
 from reelvault_gateway.settings import GatewaySettings
+from reelvault_gateway.visibility import RecordedWatch
 
 
 class BrokerHealth(Protocol):
@@ -27,5 +29,9 @@ class GatewayContext:
     events: EventSink
     catalog: CatalogClient
     broker: BrokerHealth
+    # Idempotency-Key records (None: requests with a key are answered 503).
+    idempotency: IdempotencyStore | None = None
+    # The catalog's announcements of new rows (None: creates poll the catalog instead).
+    recorded: RecordedWatch | None = None
     # Decoding a large image takes memory; only a few at a time.
     image_decoders: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.layout import Buckets
 
 from reelvault_gateway.broker import EventSink
 from reelvault_gateway.catalog import CatalogClient
 from reelvault_gateway.context import GatewayContext
+from reelvault_gateway.idempotency import HEADER, checked_key, client_identity
 from reelvault_gateway.settings import GatewaySettings
 
 
@@ -47,9 +49,36 @@ def get_correlation_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
 
+@dataclass(frozen=True)
+class IdempotencyKey:
+    client: str
+    key: str
+
+
+def get_idempotency_key(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="Makes the request safe to retry: the same key with the same body "
+            "returns the same video (no new request) for at least 24 h; with another body it "
+            "is a 409. Keys are per client (the `Authorization` header if sent, else the "
+            "remote address).",
+        ),
+    ] = None,
+) -> IdempotencyKey | None:
+    key = checked_key(idempotency_key)
+    if key is None:
+        return None
+    remote = request.client.host if request.client else None
+    return IdempotencyKey(client_identity(request.headers.get("authorization"), remote), key)
+
+
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 StorageDep = Annotated[ObjectStorage, Depends(get_storage)]
 BucketsDep = Annotated[Buckets, Depends(get_buckets)]
 CatalogDep = Annotated[CatalogClient, Depends(get_catalog)]
 EventsDep = Annotated[EventSink, Depends(get_events)]
 CorrelationIdDep = Annotated[str, Depends(get_correlation_id)]
+IdempotencyKeyDep = Annotated[IdempotencyKey | None, Depends(get_idempotency_key)]

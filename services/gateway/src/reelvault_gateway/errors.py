@@ -217,7 +217,8 @@ _DESCRIPTIONS: dict[int, str] = {
     400: "Bad request (`bad_request`, `empty_file`, `corrupt_image`, `invalid_cursor`, ...).",
     403: "Forbidden: missing, invalid or expired link signature.",
     404: "Not found.",
-    409: "Conflict: the video is not in a state that allows this (`video_not_ready`).",
+    409: "Conflict: the video is not in a state that allows this (`video_not_ready`), or the "
+    "Idempotency-Key was already used for a different request (`idempotency_key_reused`).",
     410: "Gone: the provider's copy expired before it was stored (`source_expired`).",
     413: "Payload too large.",
     415: "Unsupported media type: only JPEG, PNG and WebP images.",

@@ -39,3 +39,5 @@ class GatewaySettings(ServiceSettings, StorageSettings):
     list_all_max: int = Field(default=1000, ge=1)
     # Graceful shutdown: how long in-flight requests may run after SIGTERM.
     shutdown_grace_s: float = Field(default=10.0, gt=0)
+    # How long an Idempotency-Key is remembered after its last use (at least 24 h).
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,7 +39,17 @@ def normalize_seconds(value: Any) -> Any:
     return value
 
 
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=PROMPT_MAX_CHARS)]
+def no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold U+0000: such a prompt could never be catalogued (the event
+    would end in the dead-letter stream), so it is refused at the door."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return value
+
+
+Prompt = Annotated[
+    str, StringConstraints(min_length=1, max_length=PROMPT_MAX_CHARS), AfterValidator(no_nul)
+]
 Seconds = Annotated[
     str,
     BeforeValidator(normalize_seconds),

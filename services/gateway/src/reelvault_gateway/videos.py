@@ -13,9 +13,17 @@ from reelvault_common.contracts.events import ReferenceImage, VideoArchiveReques
 from reelvault_common.ids import new_video_id
 from reelvault_common.storage import InvalidKey, ObjectNotFound
 
+from reelvault_gateway.broker import BrokerUnavailable
 from reelvault_gateway.catalog import CatalogClient, CatalogError, CatalogUnavailable
 from reelvault_gateway.context import GatewayContext
 from reelvault_gateway.errors import ApiError
+from reelvault_gateway.idempotency import (
+    fingerprint,
+    new_record,
+    on_repeat,
+    scope_of,
+    video_id_for,
+)
 from reelvault_gateway.representation import Video, video_from_record, video_from_request
 from reelvault_gateway.storage_keys import usable_key
 from reelvault_gateway.video_requests import VideoSpec, unknown_upload
@@ -84,14 +92,14 @@ async def wait_until_visible(
         pause = min(pause * 2, 0.2)
 
 
-async def create_video(context: GatewayContext, spec: VideoSpec, correlation_id: str) -> Video:
-    """Validate references, publish VideoRequested and wait for the stream's ack.
-
-    Nothing is written before the publish, and the publish is the only write: when it fails
-    the request failed as a whole (503, ``BrokerUnavailable`` propagates)."""
-    images = await resolve_references(context, spec)
-    video_id = new_video_id()
-    event = VideoRequested.new(
+def requested_event(
+    context: GatewayContext,
+    spec: VideoSpec,
+    images: tuple[ReferenceImage, ...],
+    video_id: uuid.UUID,
+    correlation_id: str,
+) -> VideoRequested:
+    return VideoRequested.new(
         video_id=video_id,
         correlation_id=correlation_id or str(video_id),
         prompt=spec.prompt,
@@ -101,17 +109,101 @@ async def create_video(context: GatewayContext, spec: VideoSpec, correlation_id:
         reference_images=images,
         org=context.settings.org,
     )
+
+
+async def _publish_requested(context: GatewayContext, event: VideoRequested) -> None:
+    """Publish and wait for the stream's ack, then (briefly) for the catalog to show it."""
+    timeout = context.settings.create_visibility_timeout_s
+    if context.recorded is None or timeout <= 0:
+        await _publish(context, event)
+        if await wait_until_visible(context.catalog, event.video_id, timeout) is None:
+            _not_visible(event, timeout)
+        return
+    with context.recorded.expect(event.video_id) as recorded:
+        await _publish(context, event)
+        try:
+            await asyncio.wait_for(asyncio.shield(recorded), timeout)
+            return
+        except TimeoutError:
+            pass
+    # No word from the catalog (busy, or the word got lost): one last look decides the log.
+    try:
+        found = await context.catalog.get(event.video_id, timeout_s=0.5)
+    except (CatalogUnavailable, CatalogError):
+        found = None
+    if found is None:
+        _not_visible(event, timeout)
+
+
+async def _publish(context: GatewayContext, event: VideoRequested) -> None:
     ack = await context.events.publish(event)
     log.info(
         "video %s requested (stream seq %s, correlation %s)",
-        video_id,
+        event.video_id,
         ack.seq,
         event.correlation_id,
     )
-    timeout = context.settings.create_visibility_timeout_s
-    if await wait_until_visible(context.catalog, video_id, timeout) is None and timeout > 0:
-        log.warning("video %s not in the catalog after %.1fs; answering anyway", video_id, timeout)
+
+
+def _not_visible(event: VideoRequested, timeout: float) -> None:
+    if timeout > 0:
+        log.warning(
+            "video %s not in the catalog after %.1fs; answering anyway", event.video_id, timeout
+        )
+
+
+async def create_video(context: GatewayContext, spec: VideoSpec, correlation_id: str) -> Video:
+    """Validate references, publish VideoRequested and wait for the stream's ack.
+
+    Nothing is written before the publish, and the publish is the only write: when it fails
+    the request failed as a whole (503, ``BrokerUnavailable`` propagates)."""
+    images = await resolve_references(context, spec)
+    event = requested_event(context, spec, images, new_video_id(), correlation_id)
+    await _publish_requested(context, event)
     return video_from_request(event)
+
+
+@dataclass(frozen=True)
+class Created:
+    video: Video
+    replayed: bool  # True: an earlier request with the same Idempotency-Key made this video
+
+
+async def create_video_once(
+    context: GatewayContext, spec: VideoSpec, correlation_id: str, client: str, key: str
+) -> Created:
+    """``create_video`` under an ``Idempotency-Key`` (see ``idempotency.py``): the first request
+    with the key creates the video, repeats of the same request get the same answer, another
+    request under the key is a 409."""
+    store = context.idempotency
+    if store is None:
+        raise BrokerUnavailable("idempotency keys are not available")
+    scope = scope_of(client, key)
+    wanted = fingerprint(spec, context.settings.org)
+    found = await store.read(scope)
+    if found is None:
+        images = await resolve_references(context, spec)
+        event = requested_event(context, spec, images, video_id_for(scope), correlation_id)
+        record = new_record(event, wanted, datetime.now(UTC))
+        revision = await store.reserve(scope, record)
+        if revision is not None:
+            # Reserved (pending) before publishing: if the publish fails, the key keeps
+            # pointing at this very event and a retry publishes it again.
+            await _publish_requested(context, event)
+            await store.complete(scope, record.done(), last=revision)
+            return Created(video_from_request(event), replayed=False)
+        found = await store.read(scope)  # another request with this key won the race
+        if found is None:
+            raise BrokerUnavailable("the idempotency record vanished; retry")
+    record, revision = found
+    replay = on_repeat(record, wanted)
+    if replay.republish:
+        # The first attempt failed or is still publishing: the same event id makes JetStream
+        # drop whichever copy comes second.
+        await _publish_requested(context, replay.event)
+        await store.complete(scope, record.done(), last=revision)
+    log.info("video %s: repeat of an idempotent request", replay.event.video_id)
+    return Created(video_from_request(replay.event), replayed=True)
 
 
 async def get_record(context: GatewayContext, video_id: uuid.UUID) -> VideoRecord:

@@ -11,7 +11,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig, StorageType
 from reelvault_common.lifecycle import wait_for_stop_signal
 from reelvault_common.logs import configure_logging
-from reelvault_common.messaging import EventPublisher, make_broker, prepare_topology
+from reelvault_common.messaging import (
+    EventPublisher,
+    make_broker,
+    prepare_topology,
+    stop_consuming,
+    track_fetched,
+)
 from reelvault_common.openai_videos import VideosClient
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.factory import open_storage
@@ -161,8 +167,10 @@ class GeneratorService:
             deadline_s=settings.job_deadline_s,
             retry_base_s=settings.poll_retry_base_s,
         )
-        handlers.register(self._broker, self.topology, settings, starter=starter, tracker=tracker)
+        handlers.register(self._broker, self.topology, settings, starter=starter, tracker=tracker,
+                          publisher=publisher)
         await self._broker.start()
+        track_fetched(self._broker)
         if settings.webhook_port is not None and settings.webhook_secret is not None:
             seen = await open_bucket(js, self.bucket("webhooks"), config=KeyValueConfig(
                 bucket=self.bucket("webhooks"), history=1, storage=StorageType.FILE,
@@ -184,12 +192,13 @@ class GeneratorService:
                  self._provider.name, settings.openai_base_url)
 
     async def stop(self) -> None:
-        # No new webhooks, then no new messages (waits for in-flight handlers), then release
-        # what they used.
+        # No new webhooks, then no new messages: in-flight handlers get shutdown_grace_s to
+        # finish, the rest hand their messages back (an interrupted create leaves its claim,
+        # which the next owner recovers); then release what they used.
         if self._webhooks is not None:
             await self._webhooks.stop()
             self._webhooks = None
-        await self._broker.stop()
+        await stop_consuming(self._broker)
         if self._provider is not None and self._owns_provider:
             await self._provider.aclose()
         if self._storage is not None and self._owns_storage:

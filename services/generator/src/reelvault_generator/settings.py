@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
 
 from pydantic import Field, SecretStr, model_validator
 from reelvault_common.settings import ProviderSettings, ServiceSettings, StorageSettings
+
+from reelvault_generator.polling import MIN_POLL_DELAY_S
+
+# Extra deliveries of a poll message beyond what its deadline can use.
+POLL_DELIVERY_SLACK = 20
 
 
 def _default_instance_id() -> str:
@@ -53,9 +59,16 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     poll_max_ack_pending: int = Field(default=10000, ge=1)
 
     # --- consumers ------------------------------------------------------------------------
-    requests_max_workers: int = Field(default=4, ge=1, le=256)
+    # Requests being started at once per replica (each mostly waits on the provider and KV).
+    requests_max_workers: int = Field(default=16, ge=1, le=256)
     poll_max_workers: int = Field(default=16, ge=1, le=256)
     ack_wait_s: float = Field(default=120.0, gt=0)
+    # Deliveries of one VideoRequested before it is dead-lettered (video failed,
+    # ``dead_lettered``; replayable). Retries back off exponentially up to create_retry_max_s,
+    # so the default covers about two hours of a provider refusing or failing.
+    requests_max_deliver: int = Field(default=150, ge=2)
+    # Requests in flight per consumer (delivered, not yet acked: retries waiting count too).
+    requests_max_ack_pending: int = Field(default=10000, ge=1)
 
     # --- provider webhooks (issue 3) ------------------------------------------------------
     webhook_secret: SecretStr | None = None
@@ -83,6 +96,20 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
             raise ValueError("a webhook endpoint needs REELVAULT_WEBHOOK_SECRET (unsigned "
                              "deliveries would let anyone finish videos)")
         return self
+
+    @property
+    def poll_max_deliver(self) -> int:
+        """The poll consumer's ``max_deliver``: every delivery is one scheduled look, and looks
+        are never closer than ``min_poll_gap_s``, so a job reaches its deadline (where the
+        handler ends it) long before this many deliveries. It only bounds a look that keeps
+        failing -- and such a look is dead-lettered at the deadline anyway."""
+        return math.ceil(self.job_deadline_s / self.min_poll_gap_s) + POLL_DELIVERY_SLACK
+
+    @property
+    def min_poll_gap_s(self) -> float:
+        """The shortest wait between two looks at a job (a poll-after of 0, or the first
+        backoff of a failed look: full jitter between half the base and the base)."""
+        return min(MIN_POLL_DELAY_S, self.poll_retry_base_s / 2)
 
     @property
     def claim_stale_after_s(self) -> float:

@@ -85,6 +85,10 @@ class JobStarter:
     async def handle(self, request: VideoRequested, attempt: int = 1) -> None:
         """Returns when the outcome (Started or VideoFailed) is published; raises ``RetryLater``
         to be asked again."""
+        # A first delivery almost never finds an entry: claim straight away (one KV round trip
+        # less per video); the claim's atomic create still settles any race.
+        if attempt == 1 and await self._claim_and_create(request, attempt):
+            return
         for _ in range(self.MAX_ROUNDS):
             current = await self._ledger.read(request.video_id)
             decision = decide(current, self._clock(), self._timing)
@@ -219,8 +223,11 @@ class JobStarter:
                 log.error("provider rejected our API key (%s); retrying %s later", error, video_id)
                 delay = self._unauthorized_retry_s
             else:
-                delay = error.retry_after_s or backoff_delay(
-                    attempt, base=self._retry_base_s, cap=self._retry_max_s
+                # The provider's retry-after is a minimum; a request refused again and again
+                # also backs off, so its deliveries (max_deliver) last hours, not minutes.
+                delay = max(
+                    error.retry_after_s or 0.0,
+                    backoff_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
                 )
             raise RetryLater(delay, f"create refused for now: {error}")
         failed = claim.failed(code=refusal_code(error), message=refusal_message(error))

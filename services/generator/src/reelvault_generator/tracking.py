@@ -66,6 +66,26 @@ class _LastProgress:
         self._seen.pop(job_id, None)
 
 
+class _RecentlyFinished:
+    """Jobs whose end this process has published. A second look at one (the poll after a
+    webhook, the webhook after a poll) has nothing to add: the outcome is in the stream, and
+    its event id would be deduplicated anyway. Only an optimisation: after a restart it is
+    empty and the second look does the work again."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._jobs: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def add(self, job_id: str) -> None:
+        self._jobs[job_id] = None
+        self._jobs.move_to_end(job_id)
+        while len(self._jobs) > self._capacity:
+            self._jobs.popitem(last=False)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+
 @dataclass(frozen=True)
 class FollowedJob:
     """What finishing a video needs: from the Started event, or from the ledger (webhooks)."""
@@ -109,6 +129,11 @@ class JobTracker:
         self._clock = clock
         self._rng = rng
         self._progress = _LastProgress()
+        self._finished = _RecentlyFinished()
+
+    def finished(self, job_id: str) -> bool:
+        """Has this process already published the end of ``job_id``?"""
+        return job_id in self._finished
 
     async def poll(self, started: VideoGenerationStarted | FollowedJob, attempt: int = 1) -> None:
         """One look at the job: returns once a terminal outcome is published, else raises
@@ -116,6 +141,8 @@ class JobTracker:
         if isinstance(started, VideoGenerationStarted):
             started = FollowedJob.from_started(started)
         job_id = started.provider_job_id
+        if job_id in self._finished:
+            return  # a webhook ended it a moment ago: no need to ask the provider
         try:
             job, poll_after = await self._provider.retrieve(job_id)
         except ProviderError as error:
@@ -159,6 +186,7 @@ class JobTracker:
                 )
             )
             self._progress.forget(job.id)
+            self._finished.add(job.id)
             log.info("job %s of %s completed", job.id, started.video_id)
             return
         if job.phase == "failed":
@@ -199,3 +227,6 @@ class JobTracker:
                 provider_job_id=started.provider_job_id,
             )
         )
+        # Only once the failure is in the stream: marked before, a publish that failed would
+        # make the redelivered message return early (and be acked) with nothing published.
+        self._finished.add(started.provider_job_id)

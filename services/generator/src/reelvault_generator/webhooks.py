@@ -95,6 +95,9 @@ class WebhookReceiver:
         try:
             if await self._seen.seen(webhook_id):
                 return 200, {"status": "duplicate"}
+            if self._tracker.finished(event.job_id):
+                # This process already published the job's end (its poll got there first).
+                return 200, {"status": "already_finished"}
             status = await self._process(event.type, event.job_id)
             await self._seen.remember(webhook_id)
         except (ProviderError, nats.errors.Error, TimeoutError) as exc:

@@ -39,7 +39,7 @@ async def _serve(settings: SimSettings) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep configure_logging's handler
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
         access_log=settings.log_level.upper() == "DEBUG",
     )
     server = _Server(config)

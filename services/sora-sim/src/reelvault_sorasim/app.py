@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -86,6 +87,9 @@ def _guard(sim: Simulator, route: Route) -> Callable[[Request], Awaitable[None]]
         error = sim.faults.on_request(route)
         if error is not None:
             raise error
+        delay = sim.faults.response_delay(route)
+        if delay > 0:
+            await asyncio.sleep(delay)  # a slow provider (tests of timeouts and shutdowns)
 
     return dependency
 

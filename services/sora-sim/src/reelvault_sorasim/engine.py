@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -54,6 +55,15 @@ REFERENCE_FILE = "reference.bin"
 SWEEP_EVERY_S = 30.0
 
 
+def _link_render(source: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in _FILES.values():
+        try:
+            os.link(source / name, out_dir / name)
+        except OSError:  # another filesystem: a copy will do
+            shutil.copyfile(source / name, out_dir / name)
+
+
 @dataclass(frozen=True)
 class SourceVideo:
     """What an edit or extension starts from."""
@@ -93,6 +103,8 @@ class Simulator:
         self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
         self._data_dir: Path | None = None
         self._swept: set[str] = set()
+        # reuse_renders: one finished render per clip shape, hard-linked into later jobs.
+        self._renders: dict[tuple[object, ...], asyncio.Future[Path]] = {}
         # Authenticated /v1 calls per route, faulted ones included (admin listing).
         self.calls: dict[str, int] = {}
 
@@ -203,7 +215,10 @@ class Simulator:
             if reference is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 (out_dir / REFERENCE_FILE).write_bytes(reference)
-            await loop.run_in_executor(self._executor, render.render_job, spec, out_dir)
+            if self.settings.reuse_renders:
+                await self._render_once(spec, out_dir)
+            else:
+                await loop.run_in_executor(self._executor, render.render_job, spec, out_dir)
         except Exception as exc:
             log.exception("render of %s failed", job.id)
             job.render_error = f"{type(exc).__name__}: {exc}"
@@ -211,6 +226,27 @@ class Simulator:
             job.render_finished_at = self.clock()
         if job.deleted:
             self._remove_files(job)
+
+    async def _render_once(self, spec: render.RenderSpec, out_dir: Path) -> None:
+        """``reuse_renders``: the first job of a shape renders it, every job links to it."""
+        shape = (spec.width, spec.height, spec.seconds, spec.fps, spec.pad_to_bytes,
+                 spec.thumbnail_max_px)
+        rendered = self._renders.get(shape)
+        if rendered is None:
+            rendered = self._renders[shape] = asyncio.get_running_loop().create_future()
+            source = self.data_dir / "_renders" / "-".join(map(str, shape))
+            generic = render.RenderSpec(spec.width, spec.height, spec.seconds, spec.fps,
+                                        pad_to_bytes=spec.pad_to_bytes,
+                                        thumbnail_max_px=spec.thumbnail_max_px)
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, render.render_job, generic, source)
+            except BaseException as exc:
+                del self._renders[shape]
+                rendered.set_exception(exc)
+                raise
+            rendered.set_result(source)
+        _link_render(await asyncio.shield(rendered), out_dir)
 
     def delete_job(self, video_id: str) -> Job:
         job = self.store.delete(video_id)

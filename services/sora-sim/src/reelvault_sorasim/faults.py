@@ -44,6 +44,7 @@ RuleKind = Literal[
     "slow_job",
     "content_error",
     "content_cut",
+    "slow_response",
 ]
 Rate = float
 
@@ -96,11 +97,15 @@ class FaultRule(BaseModel):
     generation_s: float | None = Field(default=None, ge=0)
     cut_after_bytes: int | None = Field(default=None, ge=0)
     cut_fraction: float | None = Field(default=None, ge=0, lt=1)
+    # slow_response: how long the matching request waits before it is served.
+    delay_s: float | None = Field(default=None, ge=0, le=600)
 
 
 _REQUEST_KINDS = {"rate_limit", "quota", "server_error"}
 _JOB_KINDS = {"job_failed", "job_expired", "slow_job"}
 _CONTENT_KINDS = {"content_error", "content_cut"}
+_DELAY_KINDS = {"slow_response"}
+DEFAULT_SLOW_RESPONSE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,15 @@ class FaultPolicy:
             self._hit("slow_job")
             return JobPlan(duration * s.slow_job_factor, "completed", None)
         return JobPlan(duration, "completed", None)
+
+    def response_delay(self, route: Route) -> float:
+        """Seconds to hold this request before serving it (a ``slow_response`` rule; only
+        rules, no standing rate: it draws nothing, so seeded decisions stay the same)."""
+        rule = self._take(route, _DELAY_KINDS)
+        if rule is None:
+            return 0.0
+        self._hit("slow_response")
+        return rule.delay_s if rule.delay_s is not None else DEFAULT_SLOW_RESPONSE_S
 
     def on_content(self) -> ApiError | ContentCut | None:
         """A failed or cut download for this content request, or None."""

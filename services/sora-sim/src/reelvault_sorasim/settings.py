@@ -28,6 +28,11 @@ class SimSettings(BaseSettings):
     seed: int = 0
     # Load tests: 1 fps real MP4s, no generation delay, small previews.
     fast_mode: bool = False
+    # Load tests of the pipeline (not of the provider): render one clip per (size, seconds)
+    # and give every later job of that shape a copy of it (a hard link), so the provider's
+    # encode time -- a real provider's GPUs, 80-140 ms of CPU here per fast-mode clip -- does
+    # not dominate the machine. Prompts and reference images then do not change the pixels.
+    reuse_renders: bool = False
     poll_after_ms: int | None = Field(default=None, ge=0)
     # Serve /content as a 302 to an unauthenticated tokenised URL, as real CDNs do.
     content_redirect: bool = False
@@ -41,6 +46,8 @@ class SimSettings(BaseSettings):
     # Loopback http(s) image_url references are fetched; other hosts are refused (no SSRF).
     fetch_loopback_image_urls: bool = True
     log_level: str = "INFO"
+    # SIGTERM: requests in flight get this long to finish before the process exits 0.
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
 
     # Standard Webhooks deliveries of video.completed / video.failed.
     webhook_urls: list[str] = Field(default_factory=list)

@@ -30,6 +30,7 @@ from reelvault_common.storage.interface import (
     StorageError,
     check_key,
 )
+from reelvault_common.storage.streams import WRITEBACK_BYTES, HashingWriter, prefetch
 
 READ_CHUNK = 1024 * 1024
 
@@ -105,28 +106,30 @@ class FilesystemStorage:
         spec.check_upload(content_type)
         final = self._object_path(bucket, key)
         tmp = self._root / ".tmp" / uuid.uuid4().hex
-        digest = hashlib.sha256()
-        size = 0
         handle: IO[bytes] = await anyio.to_thread.run_sync(tmp.open, "wb")
+        # Writeback starts as the file grows, so the one fsync at the end is short.
+        writer = HashingWriter(handle, writeback_bytes=WRITEBACK_BYTES)
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if spec.file_size_limit is not None and size > spec.file_size_limit:
+            # The source (e.g. a download) keeps streaming while a thread hashes and writes;
+            # one fsync at the end, not per chunk.
+            limit = spec.file_size_limit
+            async for chunk in prefetch(chunks):
+                if limit is not None and writer.size + len(chunk) > limit:
                     raise PayloadTooLarge(
                         f"object exceeds the {spec.file_size_limit} byte limit of bucket {bucket}"
                     )
-                digest.update(chunk)
-                await anyio.to_thread.run_sync(handle.write, chunk)
-            await anyio.to_thread.run_sync(handle.flush)
-            await anyio.to_thread.run_sync(os.fsync, handle.fileno())
+                await writer.write(chunk)
+            sha256 = await writer.finish(fsync=True)
         except BaseException:
             handle.close()
             tmp.unlink(missing_ok=True)
             raise
         handle.close()
-        sha256 = digest.hexdigest()
+        size = writer.size
         try:
-            await anyio.to_thread.run_sync(self._commit, tmp, final, bucket, key, content_type, size, sha256)
+            await anyio.to_thread.run_sync(
+                self._commit, tmp, final, bucket, key, content_type, size, sha256
+            )
         finally:
             tmp.unlink(missing_ok=True)
         return StoredFile(
@@ -139,7 +142,14 @@ class FilesystemStorage:
         )
 
     def _commit(
-        self, tmp: Path, final: Path, bucket: str, key: str, content_type: str, size: int, sha256: str
+        self,
+        tmp: Path,
+        final: Path,
+        bucket: str,
+        key: str,
+        content_type: str,
+        size: int,
+        sha256: str,
     ) -> None:
         meta = self._meta_path(bucket, key)
         meta.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +159,9 @@ class FilesystemStorage:
             self._check_same(bucket, key, existing, sha256)
             return
         meta_tmp = self._root / ".tmp" / f"meta-{uuid.uuid4().hex}"
-        meta_tmp.write_text(json.dumps({"content_type": content_type, "size": size, "sha256": sha256}))
+        meta_tmp.write_text(
+            json.dumps({"content_type": content_type, "size": size, "sha256": sha256})
+        )
         os.replace(meta_tmp, meta)
         try:
             os.link(tmp, final)  # fails if the key exists: no overwrite, even under a race

@@ -54,6 +54,7 @@ from reelvault_common.storage.interface import (
     check_key,
 )
 from reelvault_common.storage.retry import RetryPolicy, retrying
+from reelvault_common.storage.streams import HashingWriter, prefetch
 from reelvault_common.storage.supabase_errors import (
     ObjectExists,
     ServerError,
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MB = 1024 * 1024
 READ_CHUNK = 1024 * 1024
-SPOOL_WRITE = 1024 * 1024
 SHA256_METADATA_KEY = "sha256"
 
 
@@ -351,28 +351,18 @@ class SupabaseStorage:
         handle: IO[bytes] = os.fdopen(fd, "wb")
         limit = known.file_size_limit if known is not None else None
         try:
-            digest = hashlib.sha256()
-            size = 0
-            pending = bytearray()
-            async for chunk in chunks:
-                size += len(chunk)
-                if limit is not None and size > limit:
+            # The source (e.g. a download) keeps streaming while a thread hashes and writes.
+            writer = HashingWriter(handle)
+            async for chunk in prefetch(chunks):
+                if limit is not None and writer.size + len(chunk) > limit:
                     assert known is not None
                     raise PayloadTooLarge(
                         f"{what}: the object exceeds the {limit} byte limit of bucket {known.name}"
                     )
-                digest.update(chunk)
-                if not pending and len(chunk) >= SPOOL_WRITE:
-                    await anyio.to_thread.run_sync(handle.write, chunk)  # big: no copy
-                    continue
-                pending += chunk  # small chunks: batch them into ~1 MB writes
-                if len(pending) >= SPOOL_WRITE:
-                    await anyio.to_thread.run_sync(handle.write, bytes(pending))
-                    pending.clear()
-            if pending:
-                await anyio.to_thread.run_sync(handle.write, bytes(pending))
+                await writer.write(chunk)
+            sha256 = await writer.finish(fsync=False)  # a scratch file: no fsync needed
             await anyio.to_thread.run_sync(handle.close)
-            yield Spooled(path, size, digest.hexdigest())
+            yield Spooled(path, writer.size, sha256)
         finally:
             handle.close()
             path.unlink(missing_ok=True)  # noqa: ASYNC240 (a local unlink, microseconds)

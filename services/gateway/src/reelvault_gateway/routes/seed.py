@@ -7,17 +7,24 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from reelvault_common.contracts.catalog import VideoStatus
 
 from reelvault_gateway.context import GatewayContext
-from reelvault_gateway.deps import ContextDep, CorrelationIdDep
+from reelvault_gateway.deps import ContextDep, CorrelationIdDep, IdempotencyKeyDep
 from reelvault_gateway.errors import error_responses
+from reelvault_gateway.idempotency import REPLAYED_HEADER
 from reelvault_gateway.representation import Video, video_from_record
 from reelvault_gateway.video_requests import SeedCreateVideoBody, VideoIdBody, spec_from_seed
-from reelvault_gateway.videos import create_video, get_video, list_all_videos, request_archive
+from reelvault_gateway.videos import (
+    create_video,
+    create_video_once,
+    get_video,
+    list_all_videos,
+    request_archive,
+)
 
 router = APIRouter(prefix="/api", tags=["seed"])
 
@@ -69,15 +76,28 @@ async def _public_prefix(context: GatewayContext) -> str:
     "/create-video",
     response_model=SeedCreated,
     summary="Request a video (seed app)",
-    responses=error_responses(400, 413, 422, 503),
+    responses=error_responses(400, 409, 413, 422, 503),
 )
 async def seed_create_video(
-    body: SeedCreateVideoBody, context: ContextDep, correlation_id: CorrelationIdDep
+    body: SeedCreateVideoBody,
+    context: ContextDep,
+    correlation_id: CorrelationIdDep,
+    idempotency: IdempotencyKeyDep,
+    response: Response,
 ) -> SeedCreated:
     """`image1_url`/`image2_url` are URLs returned by `/api/upload` (or upload keys).
-    Answers once the request is durable in the event stream."""
+    Answers once the request is durable in the event stream. Takes an `Idempotency-Key`
+    like `POST /v1/videos`."""
     spec = spec_from_seed(body, await _public_prefix(context))
-    video = await create_video(context, spec, correlation_id)
+    if idempotency is None:
+        video = await create_video(context, spec, correlation_id)
+    else:
+        created = await create_video_once(
+            context, spec, correlation_id, idempotency.client, idempotency.key
+        )
+        video = created.video
+        if created.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
     return SeedCreated(id=video.id, status=video.status)
 
 

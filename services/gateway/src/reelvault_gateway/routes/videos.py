@@ -9,11 +9,18 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
 from reelvault_common.contracts.catalog import VideoStatus
 
-from reelvault_gateway.deps import ContextDep, CorrelationIdDep
+from reelvault_gateway.deps import ContextDep, CorrelationIdDep, IdempotencyKeyDep
 from reelvault_gateway.errors import error_responses
+from reelvault_gateway.idempotency import REPLAYED_HEADER
 from reelvault_gateway.representation import Video, VideoList
 from reelvault_gateway.video_requests import CreateVideoBody, spec_from_body
-from reelvault_gateway.videos import content_url, create_video, get_video, list_videos
+from reelvault_gateway.videos import (
+    content_url,
+    create_video,
+    create_video_once,
+    get_video,
+    list_videos,
+)
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -30,19 +37,39 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
                 "Location": {
                     "description": "Where to follow the video: `/v1/videos/{id}`.",
                     "schema": {"type": "string"},
-                }
+                },
+                REPLAYED_HEADER: {
+                    "description": "`true` when an earlier request with the same "
+                    "Idempotency-Key created this video (nothing new was requested).",
+                    "schema": {"type": "string"},
+                },
             },
         },
-        **error_responses(400, 413, 422, 503),
+        **error_responses(400, 409, 413, 422, 503),
     },
 )
 async def request_video(
-    body: CreateVideoBody, context: ContextDep, correlation_id: CorrelationIdDep, response: Response
+    body: CreateVideoBody,
+    context: ContextDep,
+    correlation_id: CorrelationIdDep,
+    idempotency: IdempotencyKeyDep,
+    response: Response,
 ) -> Video:
     """Answers 202 only after the request is stored in the event stream (JetStream ack).
     422 names the offending field (`unknown_upload` for a reference that was never uploaded);
-    503 when the broker is unavailable, and then nothing was created."""
-    video = await create_video(context, spec_from_body(body), correlation_id)
+    503 when the broker is unavailable, and then nothing was created (or, with an
+    `Idempotency-Key`, a retry with the key finishes what was started). 409
+    `idempotency_key_reused` when the key was used for a different request."""
+    spec = spec_from_body(body)
+    if idempotency is None:
+        video = await create_video(context, spec, correlation_id)
+    else:
+        created = await create_video_once(
+            context, spec, correlation_id, idempotency.client, idempotency.key
+        )
+        video = created.video
+        if created.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
     response.headers["Location"] = f"/v1/videos/{video.id}"
     return video
 

@@ -1,0 +1,334 @@
+"""The whole system on the Supabase storage backend: ``reelvault up`` (every service its own
+process) against the Supabase-Storage-compatible test server running as its own loopback process
+(``python -m tests.support.supabase_storage``), driven only over HTTP, as the filesystem e2e
+test does: upload two images, request a video, poll, follow the content redirect to a signed
+URL of the storage server whose bytes are the provider's playable MP4, find the thumbnail in the
+public thumbnails bucket. Plus what the Supabase backend adds: signed links with a short,
+configured lifetime, the catalog keeping object keys (never signed URLs), bucket rules refusing
+oversize or wrong-type files with clear errors (through the gateway and directly), and videos
+above the TUS threshold going through resumable upload."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+from PIL import Image
+from reelvault_common.settings import StorageSettings
+from reelvault_common.storage import MimeTypeNotAllowed, PayloadTooLarge
+from reelvault_common.storage.layout import MB, Buckets, thumbnail_key, video_key
+from reelvault_common.storage.supabase import SupabaseStorage
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.media import png_bytes, probe_mp4
+from tests.support.supabase_storage import make_jwt
+from tests.support.system import RunningSystem, reelvault_up
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+JWT_SECRET = "e2e-supabase-jwt-secret-" + uuid.uuid4().hex
+SIGNED_URL_TTL_S = 5
+# Above the 6 MB TUS threshold: the archiver's copy goes through resumable upload.
+PADDED_VIDEO_BYTES = 7 * MB
+
+
+@dataclass
+class StorageServer:
+    url: str  # the bare storage server (no /storage/v1 prefix)
+    service_key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def admin(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.service_key}", "apikey": self.service_key}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def storage_server(tmp_path: Path) -> Iterator[StorageServer]:
+    port_file = tmp_path / "storage.port"
+    log = tmp_path / "storage-server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.supabase_storage", "--root",
+             str(tmp_path / "supabase"), "--jwt-secret", JWT_SECRET, "--port-file", str(port_file)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the storage test server did not start"
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text().strip()}/"
+        yield StorageServer(url, make_jwt(JWT_SECRET, "service_role", 3 * 3600), process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def system(
+    tmp_path: Path, nats_url: str, database_url: str, namespace: str, storage_server: StorageServer
+) -> Iterator[RunningSystem]:
+    env = {
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "REELVAULT_NAMESPACE": namespace,
+        "SORA_SIM_GENERATION_S": "1.5",
+        "SORA_SIM_PAD_VIDEO_TO_BYTES": str(PADDED_VIDEO_BYTES),
+        "REELVAULT_POLL_INTERVAL_S": "0.5",
+        "REELVAULT_STORAGE_BACKEND": "supabase",
+        "SUPABASE_STORAGE_URL": storage_server.url,
+        "SUPABASE_SERVICE_ROLE_KEY": storage_server.service_key,
+        "REELVAULT_SIGNED_URL_TTL_S": str(SIGNED_URL_TTL_S),
+    }
+    # (SUPABASE_STORAGE_URL wins over a SUPABASE_URL the environment might carry.)
+    with reelvault_up(tmp_path / "data", env) as running:
+        yield running
+        code = running.stop()
+        assert code == 0, "\n".join(running.output)
+        stopped = [line for line in running.output if line.startswith("stopped:")]
+        assert stopped, running.output
+        codes = stopped[0].removeprefix("stopped: ").split(", ")
+        assert all(part.endswith("=0") for part in codes), stopped
+
+
+def wait_for_status(
+    client: httpx.Client, video_id: str, wanted: set[str], timeout_s: float = 120
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while time.monotonic() < deadline:
+        response = client.get(f"/v1/videos/{video_id}")
+        if response.status_code == 200:
+            seen = response.json()
+            if seen["status"] in wanted:
+                return seen
+        time.sleep(0.25)
+    raise AssertionError(f"video {video_id} not in {wanted} after {timeout_s}s; last seen {seen}")
+
+
+def served(system: RunningSystem, job_id: str, variant: str = "video") -> tuple[str, int]:
+    response = httpx.get(f"{system.simulator.removesuffix('/v1')}/_sim/jobs/{job_id}/sha256",
+                         params={"variant": variant}, timeout=10)
+    response.raise_for_status()
+    return str(response.json()["sha256"]), int(response.json()["size"])
+
+
+def upload_image(client: httpx.Client, route: str, color: tuple[int, int, int],
+                 size: tuple[int, int]) -> dict[str, Any]:
+    image = png_bytes(*size, color)
+    response = client.post(route, files={"file": ("person.png", image, "image/png")})
+    assert response.status_code in (200, 201), response.text
+    return dict(response.json())
+
+
+async def catalog_row(database_url: str, video_id: str) -> dict[str, Any]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                text("SELECT * FROM videos WHERE id = :id"), {"id": uuid.UUID(video_id)}
+            )
+            row = result.mappings().one()
+            return dict(row)
+    finally:
+        await engine.dispose()
+
+
+def test_v1_flow_stores_into_supabase_with_signed_links(
+    system: RunningSystem, storage_server: StorageServer, database_url: str
+) -> None:
+    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+        keys = []
+        for color, size in (((200, 30, 30), (640, 480)), ((30, 30, 200), (480, 640))):
+            upload = upload_image(client, "/v1/uploads", color, size)
+            # The images bucket is public: the URL is the storage server's public route.
+            assert upload["url"].startswith(f"{storage_server.url}object/public/hug-images/")
+            image = httpx.get(upload["url"], timeout=10)
+            assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+            keys.append(upload["key"])
+
+        created = client.post("/v1/videos", json={
+            "prompt": "two friends hug on a beach", "model": "sora-2", "seconds": "4",
+            "size": "1280x720", "reference_images": keys,
+        })
+        assert created.status_code == 202, created.text
+        video_id = created.json()["id"]
+
+        video = wait_for_status(client, video_id, {"completed", "failed"})
+        assert video["status"] == "completed", (video, system.logs())
+        served_sha, served_size = served(system, video["provider_job_id"])
+        assert served_size >= PADDED_VIDEO_BYTES
+        assert (video["sha256"], video["bytes"]) == (served_sha, served_size)
+        # Above the threshold: the archiver sent it with TUS (resumable), not one POST.
+        archiver_log = (system.data_dir / "logs" / "archiver.log").read_text(errors="replace")
+        assert "TUS put videos/" in archiver_log and "done:" in archiver_log, archiver_log[-2000:]
+
+        # GET /v1/videos/{id}/content -> a fresh signed URL of the storage server.
+        redirect = client.get(f"/v1/videos/{video_id}/content", follow_redirects=False)
+        assert redirect.status_code in (302, 307), redirect.text
+        location = redirect.headers["location"]
+        assert location.startswith(f"{storage_server.url}object/sign/videos/"), location
+        token = parse_qs(urlsplit(location).query)["token"][0]
+        claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] == SIGNED_URL_TTL_S  # the configured lifetime
+        assert storage_server.service_key not in location
+        stored = httpx.get(location, timeout=30)
+        assert stored.status_code == 200, stored.text
+        assert stored.headers["content-type"].startswith("video/mp4")
+        content = stored.content
+        assert hashlib.sha256(content).hexdigest() == served_sha
+        facts = probe_mp4(content)
+        assert (facts.width, facts.height) == (1280, 720)
+        assert facts.duration_s == pytest.approx(4.0, abs=0.5)
+        assert facts.frames > 1
+
+        # The thumbnail lives in the public thumbnails bucket: a permanent URL, no token.
+        thumb_url = video["thumbnail_url"]
+        assert thumb_url.startswith(f"{storage_server.url}object/public/thumbnails/"), thumb_url
+        thumb = httpx.get(thumb_url, timeout=10)
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+        assert Image.open(io.BytesIO(thumb.content)).format == "WEBP"
+        assert hashlib.sha256(thumb.content).hexdigest() == served(
+            system, video["provider_job_id"], "thumbnail")[0]
+        variant = client.get(f"/v1/videos/{video_id}/content", params={"variant": "thumbnail"},
+                             follow_redirects=False)
+        assert variant.headers["location"] == thumb_url
+
+        # The catalog keeps the permanent object keys; links are made fresh on each request.
+        row = asyncio.run(catalog_row(database_url, video_id))
+        requested_at = row["requested_at"]
+        assert row["video_bucket"] == "videos"
+        assert row["video_key"] == video_key("default", requested_at, uuid.UUID(video_id))
+        assert row["thumbnail_key"] == thumbnail_key("default", requested_at, uuid.UUID(video_id))
+        assert row["video_url"] == f"{system.gateway}/v1/videos/{video_id}/content"
+        assert all("token=" not in str(value) for value in row.values()), row
+        assert "token=" not in client.get(f"/v1/videos/{video_id}").text
+
+        # What the storage server holds, asked directly: the key, size and type, and the
+        # archiver's sha256 in the object's user metadata; bucket rules as the seeds set them.
+        with storage_server.admin() as admin:
+            info = admin.get(f"object/info/videos/{row['video_key']}")
+            assert info.status_code == 200, info.text
+            assert info.json()["size"] == served_size
+            assert info.json()["content_type"] == "video/mp4"
+            assert info.json()["metadata"]["sha256"] == served_sha
+            bucket = admin.get("bucket/videos").json()
+            assert (bucket["public"], bucket["file_size_limit"], bucket["allowed_mime_types"]) == (
+                False, 500 * MB, ["video/*"])
+
+        # The signed link stops working after its lifetime.
+        while time.time() <= claims["exp"] + 1:
+            time.sleep(0.2)
+        expired = httpx.get(location, timeout=10)
+        assert expired.status_code == 400 and "expired" in expired.text, expired.text
+        fresh = client.get(f"/v1/videos/{video_id}/content", follow_redirects=False)
+        assert httpx.get(fresh.headers["location"], timeout=30).status_code == 200
+
+
+def test_seed_api_routes_on_supabase(system: RunningSystem, storage_server: StorageServer) -> None:
+    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+        urls = [upload_image(client, "/api/upload", color, (300, 300))["url"]
+                for color in ((10, 200, 10), (200, 200, 10))]
+        assert all(url.startswith(f"{storage_server.url}object/public/hug-images/") for url in urls)
+        created = client.post("/api/create-video", json={
+            "prompt": "a hug", "image1_url": urls[0], "image2_url": urls[1],
+        })
+        assert created.status_code in (200, 201, 202), created.text
+        video_id = created.json()["id"]
+
+        deadline = time.monotonic() + 120
+        while True:
+            check = client.post("/api/check-video", json={"id": video_id})
+            assert check.status_code == 200, check.text
+            if check.json()["status"] in ("completed", "failed"):
+                break
+            assert time.monotonic() < deadline, check.json()
+            time.sleep(0.25)
+        assert check.json()["status"] == "completed", check.json()
+        listed = client.get("/api/list-videos").json()["videos"]
+        assert listed[0]["image1_url"] == urls[0] and listed[0]["image2_url"] == urls[1]
+
+        again = client.post("/api/download-and-store-video", json={"id": video_id})
+        assert again.status_code == 200, again.text
+        assert again.json()["video_url"] == check.json()["video_url"]
+
+        redirect = client.get(f"/v1/videos/{video_id}/content", follow_redirects=False)
+        stored = httpx.get(redirect.headers["location"], timeout=30)
+        assert stored.status_code == 200
+        facts = probe_mp4(stored.content)
+        assert (facts.width, facts.height) == (720, 1280)
+
+
+def test_bucket_rules_refuse_oversize_and_wrong_types_clearly(
+    system: RunningSystem, storage_server: StorageServer
+) -> None:
+    # Through the gateway: JSON errors with the right status.
+    with httpx.Client(base_url=system.gateway, timeout=60) as client:
+        text_file = {"file": ("notes.txt", b"not an image", "text/plain")}
+        wrong = client.post("/v1/uploads", files=text_file)
+        assert wrong.status_code == 415, wrong.text
+        assert wrong.json()["error"]["code"] == "unsupported_media_type"
+        big = png_bytes(16, 16, (1, 2, 3)) + bytes(10 * MB)  # 10 MB + a bit: over the limit
+        oversize = client.post("/v1/uploads", files={"file": ("big.png", big, "image/png")})
+        assert oversize.status_code == 413, oversize.text
+        assert oversize.json()["error"]["code"] == "payload_too_large"
+        assert "limit" in oversize.json()["error"]["message"]
+
+    # Directly against the storage server: the backend's typed errors carry its words...
+    async def direct() -> None:
+        store = SupabaseStorage.for_storage_server(storage_server.url, storage_server.service_key)
+        try:
+            await store.ensure_buckets(Buckets.from_settings(StorageSettings()).all())  # no-op
+
+            async def once(data: bytes) -> AsyncIterator[bytes]:
+                yield data
+
+            with pytest.raises(MimeTypeNotAllowed, match="text/plain"):
+                await store.put("hug-images", "e2e/notes.txt", once(b"hello"), "text/plain")
+            with pytest.raises(MimeTypeNotAllowed, match="image/png"):
+                await store.put("videos", "e2e/frame.png", once(png_bytes(8, 8, (0, 0, 0))),
+                                "image/png")
+            with pytest.raises(PayloadTooLarge, match=r"limit|large"):
+                await store.put("thumbnails", "e2e/huge.webp", once(bytes(5 * MB + 1)),
+                                "image/webp")
+        finally:
+            await store.aclose()
+
+    asyncio.run(direct())
+
+    # ...which are the server's own answers: HTTP 400 with the real status in the body.
+    with storage_server.admin() as admin:
+        refused = admin.post("object/hug-images/e2e/raw.txt", content=b"hello",
+                             headers={"content-type": "text/plain"})
+        assert refused.status_code == 400
+        assert refused.json()["statusCode"] == "415"
+        assert refused.json()["error"] == "invalid_mime_type"
+        too_big = admin.post("object/thumbnails/e2e/raw.webp", content=bytes(5 * MB + 1),
+                             headers={"content-type": "image/webp"})
+        assert too_big.status_code == 400
+        assert too_big.json()["statusCode"] == "413"
+        listed = admin.post("object/list/hug-images", json={"prefix": "e2e", "limit": 10})
+        assert listed.status_code == 200 and listed.json() == []  # nothing refused was kept
