@@ -1,1 +1,2 @@
-"""What every reelvault service shares: event contracts, topology, settings, storage, provider protocol."""
+"""What every reelvault service shares: event contracts, topology, settings, storage and the
+provider protocol."""

@@ -30,6 +30,7 @@ from reelvault_archiver.handlers import ArchiveHandlers
 from reelvault_archiver.scheduling import DeadlineScheduler
 from reelvault_archiver.settings import ArchiverSettings
 from reelvault_archiver.thumbnails import ThumbnailSpec
+from reelvault_archiver.tuning import tune_http_reads
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class ArchiverService:
 
     async def _start(self) -> None:
         settings = self.settings
+        tune_http_reads(max(settings.download_chunk_bytes, 64 * 1024))
         await prepare_topology(settings, self.topology, self.policies)
         storage = self._storage = open_storage(settings)
         await storage.ensure_buckets(self.buckets.all())
