@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from reelvault_common.nats_servers import redact_url
+
 from reelvault.embedded import EmbeddedPostgres, NatsServer, free_port, port_is_free
 from reelvault.supervisor import ProcessSpec, Supervisor
 
@@ -152,7 +154,8 @@ def up(args: argparse.Namespace) -> int:
         for managed in supervisor.processes:
             if managed.spec.public_url:
                 print(f"{managed.spec.name:<10} {managed.spec.public_url}", flush=True)
-        print(f"{'nats':<10} {env.get('NATS_URL', os.environ.get('NATS_URL'))}", flush=True)
+        nats_url = env.get("NATS_URL", os.environ.get("NATS_URL", ""))
+        print(f"{'nats':<10} {redact_url(nats_url)}", flush=True)  # may carry credentials
         print(f"logs in {supervisor.log_dir}; Ctrl-C stops everything", flush=True)
         while True:
             time.sleep(0.5)
@@ -189,7 +192,7 @@ def dead_letters(args: argparse.Namespace) -> int:
     settings = ServiceSettings()
     topology = Topology.from_settings(settings)
     if args.action == "list":
-        letters = asyncio.run(list_dead_letters(settings.nats_url, topology))
+        letters = asyncio.run(list_dead_letters(settings.nats_servers, topology))
         for stored in letters:
             letter = stored.letter
             print(
@@ -203,7 +206,7 @@ def dead_letters(args: argparse.Namespace) -> int:
         print("reelvault: replay needs --seq N [N ...] or --all", file=sys.stderr)
         return 2
     chosen = None if args.all else list(args.seq)
-    replayed = asyncio.run(replay_dead_letters(settings.nats_url, topology, chosen))
+    replayed = asyncio.run(replay_dead_letters(settings.nats_servers, topology, chosen))
     print(f"replayed {len(replayed)}: {' '.join(map(str, replayed))}")
     return 0
 

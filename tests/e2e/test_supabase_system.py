@@ -37,7 +37,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.media import png_bytes, probe_mp4
 from tests.support.supabase_storage import make_jwt
-from tests.support.system import RunningSystem, reelvault_up
+from tests.support.system import (
+    RunningSystem,
+    reelvault_up,
+    served_by_simulator,
+    stop_cleanly,
+    wait_for_seed_check,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -106,34 +113,7 @@ def system(
     # (SUPABASE_STORAGE_URL wins over a SUPABASE_URL the environment might carry.)
     with reelvault_up(tmp_path / "data", env) as running:
         yield running
-        code = running.stop()
-        assert code == 0, "\n".join(running.output)
-        stopped = [line for line in running.output if line.startswith("stopped:")]
-        assert stopped, running.output
-        codes = stopped[0].removeprefix("stopped: ").split(", ")
-        assert all(part.endswith("=0") for part in codes), stopped
-
-
-def wait_for_status(
-    client: httpx.Client, video_id: str, wanted: set[str], timeout_s: float = 120
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    seen = None
-    while time.monotonic() < deadline:
-        response = client.get(f"/v1/videos/{video_id}")
-        if response.status_code == 200:
-            seen = response.json()
-            if seen["status"] in wanted:
-                return seen
-        time.sleep(0.25)
-    raise AssertionError(f"video {video_id} not in {wanted} after {timeout_s}s; last seen {seen}")
-
-
-def served(system: RunningSystem, job_id: str, variant: str = "video") -> tuple[str, int]:
-    response = httpx.get(f"{system.simulator.removesuffix('/v1')}/_sim/jobs/{job_id}/sha256",
-                         params={"variant": variant}, timeout=10)
-    response.raise_for_status()
-    return str(response.json()["sha256"]), int(response.json()["size"])
+        stop_cleanly(running)
 
 
 def upload_image(client: httpx.Client, route: str, color: tuple[int, int, int],
@@ -177,14 +157,16 @@ def test_v1_flow_stores_into_supabase_with_signed_links(
         assert created.status_code == 202, created.text
         video_id = created.json()["id"]
 
-        video = wait_for_status(client, video_id, {"completed", "failed"})
+        video = wait_for_status(client, video_id, {"completed", "failed"}, timeout_s=120)
         assert video["status"] == "completed", (video, system.logs())
-        served_sha, served_size = served(system, video["provider_job_id"])
+        served_sha, served_size = served_by_simulator(system, video["provider_job_id"])
         assert served_size >= PADDED_VIDEO_BYTES
         assert (video["sha256"], video["bytes"]) == (served_sha, served_size)
-        # Above the threshold: the archiver sent it with TUS (resumable), not one POST.
+        # Above the threshold: the archiver streamed it with TUS (resumable) while downloading,
+        # then copied it into place; not one POST.
         archiver_log = (system.data_dir / "logs" / "archiver.log").read_text(errors="replace")
-        assert "TUS put videos/" in archiver_log and "done:" in archiver_log, archiver_log[-2000:]
+        assert "TUS put videos/" in archiver_log, archiver_log[-2000:]
+        assert "done (streamed):" in archiver_log, archiver_log[-2000:]
 
         # GET /v1/videos/{id}/content -> a fresh signed URL of the storage server.
         redirect = client.get(f"/v1/videos/{video_id}/content", follow_redirects=False)
@@ -211,7 +193,7 @@ def test_v1_flow_stores_into_supabase_with_signed_links(
         thumb = httpx.get(thumb_url, timeout=10)
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
         assert Image.open(io.BytesIO(thumb.content)).format == "WEBP"
-        assert hashlib.sha256(thumb.content).hexdigest() == served(
+        assert hashlib.sha256(thumb.content).hexdigest() == served_by_simulator(
             system, video["provider_job_id"], "thumbnail")[0]
         variant = client.get(f"/v1/videos/{video_id}/content", params={"variant": "thumbnail"},
                              follow_redirects=False)
@@ -259,21 +241,14 @@ def test_seed_api_routes_on_supabase(system: RunningSystem, storage_server: Stor
         assert created.status_code in (200, 201, 202), created.text
         video_id = created.json()["id"]
 
-        deadline = time.monotonic() + 120
-        while True:
-            check = client.post("/api/check-video", json={"id": video_id})
-            assert check.status_code == 200, check.text
-            if check.json()["status"] in ("completed", "failed"):
-                break
-            assert time.monotonic() < deadline, check.json()
-            time.sleep(0.25)
-        assert check.json()["status"] == "completed", check.json()
+        check = wait_for_seed_check(client, video_id, timeout_s=120)
+        assert check["status"] == "completed", check
         listed = client.get("/api/list-videos").json()["videos"]
         assert listed[0]["image1_url"] == urls[0] and listed[0]["image2_url"] == urls[1]
 
         again = client.post("/api/download-and-store-video", json={"id": video_id})
         assert again.status_code == 200, again.text
-        assert again.json()["video_url"] == check.json()["video_url"]
+        assert again.json()["video_url"] == check["video_url"]
 
         redirect = client.get(f"/v1/videos/{video_id}/content", follow_redirects=False)
         stored = httpx.get(redirect.headers["location"], timeout=30)

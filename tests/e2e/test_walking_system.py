@@ -6,16 +6,21 @@ served. Both the /v1 API and the seed app's /api routes, plus the bad-input cont
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.media import png_bytes, probe_mp4
-from tests.support.system import RunningSystem, reelvault_up
+from tests.support.system import (
+    RunningSystem,
+    reelvault_up,
+    served_by_simulator,
+    stop_cleanly,
+    wait_for_seed_check,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,39 +38,7 @@ def system(
     }
     with reelvault_up(tmp_path / "data", env) as running:
         yield running
-        code = running.stop()
-        assert code == 0, "\n".join(running.output)
-        stopped = [line for line in running.output if line.startswith("stopped:")]
-        assert stopped, running.output
-        # Every service stopped on SIGTERM by itself, with exit code 0.
-        assert all(
-            part.endswith("=0") for part in stopped[0].removeprefix("stopped: ").split(", ")
-        ), stopped
-
-
-def wait_for_status(
-    client: httpx.Client, video_id: str, wanted: set[str], timeout_s: float = 90
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    seen = None
-    while time.monotonic() < deadline:
-        response = client.get(f"/v1/videos/{video_id}")
-        if response.status_code == 200:
-            seen = response.json()
-            if seen["status"] in wanted:
-                return seen
-        time.sleep(0.25)
-    raise AssertionError(f"video {video_id} not in {wanted} after {timeout_s}s; last seen {seen}")
-
-
-def served_sha256(system: RunningSystem, job_id: str) -> str:
-    response = httpx.get(
-        f"{system.simulator.removesuffix('/v1')}/_sim/jobs/{job_id}/sha256",
-        params={"variant": "video"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["sha256"])
+        stop_cleanly(running)
 
 
 def fetch_content(client: httpx.Client, video_id: str) -> bytes:
@@ -118,7 +91,7 @@ def test_v1_flow_from_request_to_permanent_storage(system: RunningSystem) -> Non
         assert facts.duration_s == pytest.approx(4.0, abs=0.5)
         assert facts.frames > 1
         digest = hashlib.sha256(content).hexdigest()
-        assert digest == video["sha256"] == served_sha256(system, video["provider_job_id"])
+        assert digest == video["sha256"] == served_by_simulator(system, video["provider_job_id"])[0]
         assert len(content) == video["bytes"]
 
 
@@ -142,16 +115,9 @@ def test_seed_api_routes(system: RunningSystem) -> None:
         assert created.status_code in (200, 201, 202), created.text
         video_id = created.json()["id"]
 
-        deadline = time.monotonic() + 90
-        while True:
-            check = client.post("/api/check-video", json={"id": video_id})
-            assert check.status_code == 200, check.text
-            if check.json()["status"] in ("completed", "failed"):
-                break
-            assert time.monotonic() < deadline, check.json()
-            time.sleep(0.25)
-        assert check.json()["status"] == "completed", check.json()
-        assert check.json()["video_url"]
+        check = wait_for_seed_check(client, video_id)
+        assert check["status"] == "completed", check
+        assert check["video_url"]
 
         listed = client.get("/api/list-videos").json()["videos"]
         assert listed[0]["id"] == video_id  # newest first
@@ -159,7 +125,7 @@ def test_seed_api_routes(system: RunningSystem) -> None:
 
         again = client.post("/api/download-and-store-video", json={"id": video_id})
         assert again.status_code == 200, again.text
-        assert again.json()["video_url"] == check.json()["video_url"]
+        assert again.json()["video_url"] == check["video_url"]
 
         facts = probe_mp4(fetch_content(client, video_id))
         assert (facts.width, facts.height) == (720, 1280)  # the default size

@@ -341,9 +341,10 @@ class ChaosPhase:
         node = 0
         for service in (*SERVICES, "gateway"):
             for index in range(config.replicas):
-                # Spread the processes over the cluster's nodes (NATS_URL holds one URL; the
-                # others are learnt from the server once connected).
-                env = {**shared, "NATS_URL": urls[node % len(urls)]}
+                # Every process gets every node, each starting from another one (spread), so a
+                # process restarted while its first node is down connects to the next.
+                first = node % len(urls)
+                env = {**shared, "NATS_URL": ",".join(urls[first:] + urls[:first])}
                 node += 1
                 ready = None
                 if service == "gateway":
@@ -460,7 +461,7 @@ class ChaosPhase:
             return
         await until(0.4)
         started = self.clock()
-        victim = 1  # node 2: the seed node of a third of the processes
+        victim = 1  # node 2: the first node of a third of the processes
         self.event(f"SIGKILL nats node {victim + 1}")
         self.nats.kill(victim)
         if self.config.node_outage_s is None:

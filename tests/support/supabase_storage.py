@@ -3,13 +3,13 @@
 Faithful to ``shared/docs/supabase-storage-api.md`` and the open-source server where it matters
 to a client: the routes storage3 uses (buckets; object upload POST/PUT as binary or multipart
 ``file`` part with ``x-upsert``, cache-control and metadata; download on the plain,
-authenticated and public routes with Range; info/HEAD; list; remove; sign single + batch with
-expiring tokens), TUS ``/upload/resumable`` (OPTIONS, POST create, PATCH with offset checks,
-HEAD, DELETE, real statuses, plain-text errors), HS256 JWT auth (``role`` claim;
-``service_role`` bypasses row-level security, other roles may only read public buckets), bucket
-size limits and MIME rules (wildcards, the server's own matching), and the error quirks: HTTP
-400 with ``{"statusCode": "<real status>", "error", "message", "code"}`` (5xx stay 5xx). Keys are
-checked against the documented character set.
+authenticated and public routes with Range; info/HEAD; list; remove; server-side copy with
+``x-metadata``; sign single + batch with expiring tokens), TUS ``/upload/resumable`` (OPTIONS,
+POST create, PATCH with offset checks, HEAD, DELETE, real statuses, plain-text errors), HS256
+JWT auth (``role`` claim; ``service_role`` bypasses row-level security, other roles may only
+read public buckets), bucket size limits and MIME rules (wildcards, the server's own matching),
+and the error quirks: HTTP 400 with ``{"statusCode": "<real status>", "error", "message",
+"code"}`` (5xx stay 5xx). Keys are checked against the documented character set.
 
 Object bytes live on disk under ``root`` (a 500 MB object never sits in RAM); the catalogue of
 buckets and objects is in memory (a server lives for one test session).
@@ -34,6 +34,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -526,6 +527,7 @@ class SupabaseStorageApp:
             Route("/bucket/{bucket_id}", self.update_bucket, methods=["PUT"]),
             Route("/bucket/{bucket_id}", self.delete_bucket, methods=["DELETE"]),
             Route("/bucket/{bucket_id}/empty", self.empty_bucket, methods=["POST"]),
+            Route("/object/copy", self.copy_object, methods=["POST"]),
             Route("/object/list/{bucket}", self.list_objects, methods=["POST"]),
             Route("/object/sign/{bucket}", self.sign_many, methods=["POST"]),
             Route("/object/sign/{bucket}/{key:path}", self.sign_one, methods=["POST"]),
@@ -729,6 +731,67 @@ class SupabaseStorageApp:
             user = _decode_user_metadata(raw_meta if isinstance(raw_meta, str) else None, False)
             cache_control = _cache_control(cache if isinstance(cache, str) else None)
         return size, md5.hexdigest(), mimetype, cache_control, user
+
+    async def copy_object(self, request: Request) -> Response:
+        """``POST /object/copy``: server-side. ``copyMetadata`` (default true) carries the
+        source's user metadata over; when false, the ``x-metadata`` header (base64 JSON) is the
+        copy's, and the body's ``metadata`` may change ``mimetype``/``cacheControl`` (the rest of
+        the source's file metadata is kept). Never overwrites unless ``x-upsert: true``; the
+        destination bucket's rules apply."""
+        role = self.state.role(request)
+        body = await request.json()
+        for field_name in ("bucketId", "sourceKey", "destinationKey"):
+            if not isinstance(body.get(field_name), str) or not body[field_name]:
+                raise StorageError(
+                    400, "Error", f"body must have required property '{field_name}'",
+                    "InvalidRequest",
+                )
+        source_bucket = self.state.bucket(body["bucketId"])
+        destination_bucket = self.state.bucket(body.get("destinationBucket") or body["bucketId"])
+        key = body["destinationKey"]
+        check_key(key)
+        if role != "service_role":
+            raise unauthorized(RLS_MESSAGE)
+        source = self.state.objects.get((source_bucket.id, body["sourceKey"]))
+        if source is None:
+            raise object_not_found()
+        mimetype, cache_control = source.mimetype, source.cache_control
+        user_metadata = source.user_metadata
+        if body.get("copyMetadata", True) is False:
+            given = body.get("metadata") or {}
+            mimetype = str(given.get("mimetype") or mimetype)
+            cache_control = str(given.get("cacheControl") or cache_control)
+            user_metadata = _decode_user_metadata(request.headers.get("x-metadata"), True)
+        upsert = _bool_header(request, "x-upsert")
+        if not upsert and (destination_bucket.id, key) in self.state.objects:
+            raise duplicate()
+        if not mime_allowed(mimetype, destination_bucket.allowed_mime_types):
+            raise bad_mime(mimetype)
+        if source.size > self.state.upload_limit(destination_bucket, standard=False):
+            raise too_large()
+        # Stored bytes are never modified in place, so a hard link is a faithful copy.
+        target = self.state.tmp_path()
+        os.link(source.path, target)
+        try:
+            async with self.state.lock:
+                obj = self.state.commit(
+                    destination_bucket, key, target, source.size, source.etag.strip('"'),
+                    mimetype, cache_control, user_metadata, upsert,
+                )
+        finally:
+            target.unlink(missing_ok=True)
+        return JSONResponse(
+            {
+                "Id": obj.id,
+                "Key": f"{destination_bucket.id}/{key}",
+                "id": obj.id,
+                "name": obj.name,
+                "bucket_id": obj.bucket,
+                "version": obj.version,
+                "metadata": obj.system_metadata(),
+                "user_metadata": obj.user_metadata,
+            }
+        )
 
     # --- objects: read --------------------------------------------------------------------
     def _readable(self, request: Request, public_route: bool) -> StoredObject:

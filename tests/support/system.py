@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from reelvault.embedded import free_port
 
@@ -50,8 +53,14 @@ class RunningSystem:
 
 @contextmanager
 def reelvault_up(
-    data_dir: Path, env: dict[str, str], *extra_args: str, ready_timeout_s: float = 120.0
+    data_dir: Path,
+    env: dict[str, str],
+    *extra_args: str,
+    ready_timeout_s: float = 120.0,
+    unset: Sequence[str] = (),
 ) -> Iterator[RunningSystem]:
+    """``reelvault up`` with this process's environment plus ``env``, less the variables named
+    in ``unset`` (e.g. ``NATS_URL``, for the embedded servers whatever the shell says)."""
     argv = [
         str(Path(sys.executable).parent / "reelvault"),
         "up",
@@ -67,7 +76,7 @@ def reelvault_up(
     ]
     process = subprocess.Popen(
         argv,
-        env={**os.environ, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in unset}, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -93,3 +102,59 @@ def reelvault_up(
         yield system
     finally:
         system.stop()
+
+
+# --- driving a running system over HTTP (the e2e tests) ------------------------------------------
+def stop_cleanly(system: RunningSystem) -> dict[str, str]:
+    """Stop ``reelvault up`` and check every service stopped on SIGTERM by itself with exit code
+    0; each process's exit code by name."""
+    code = system.stop()
+    assert code == 0, "\n".join(system.output)
+    stopped = [line for line in system.output if line.startswith("stopped:")]
+    assert stopped, system.output
+    codes = dict(part.split("=", 1) for part in stopped[0].removeprefix("stopped: ").split(", "))
+    assert set(codes.values()) == {"0"}, stopped
+    return codes
+
+
+def wait_for_status(
+    client: httpx.Client, video_id: str, wanted: set[str], timeout_s: float = 90
+) -> dict[str, Any]:
+    """Poll ``GET /v1/videos/{id}`` until its status is one of ``wanted``; the video then."""
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while time.monotonic() < deadline:
+        response = client.get(f"/v1/videos/{video_id}")
+        if response.status_code == 200:
+            seen = response.json()
+            if seen["status"] in wanted:
+                return dict(seen)
+        time.sleep(0.25)
+    raise AssertionError(f"video {video_id} not in {wanted} after {timeout_s}s; last seen {seen}")
+
+
+def wait_for_seed_check(
+    client: httpx.Client, video_id: str, timeout_s: float = 90
+) -> dict[str, Any]:
+    """Poll the seed app's ``POST /api/check-video`` until the video is completed or failed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        check = client.post("/api/check-video", json={"id": video_id})
+        assert check.status_code == 200, check.text
+        if check.json()["status"] in ("completed", "failed"):
+            return dict(check.json())
+        assert time.monotonic() < deadline, check.json()
+        time.sleep(0.25)
+
+
+def served_by_simulator(
+    system: RunningSystem, job_id: str, variant: str = "video"
+) -> tuple[str, int]:
+    """The sha256 and size of what the simulator serves for a job (``video``/``thumbnail``)."""
+    response = httpx.get(
+        f"{system.simulator.removesuffix('/v1')}/_sim/jobs/{job_id}/sha256",
+        params={"variant": variant},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.json()["sha256"]), int(response.json()["size"])

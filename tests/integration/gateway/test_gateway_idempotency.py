@@ -179,3 +179,39 @@ async def test_a_publish_failing_after_the_key_was_reserved_is_finished_by_the_r
     assert headers["Nats-Msg-Id"] == str(event.event_id)
     assert (await create(gateway, "flaky-1")).json() == retried.json()
     assert len(await requested_ids(stream)) == 1
+
+
+class CountingStore:
+    """The real store, counting its KV round trips."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls: list[str] = []
+
+    async def reserve(self, scope: str, record: IdempotencyRecord) -> int | None:
+        self.calls.append("reserve")
+        return await self.real.reserve(scope, record)  # type: ignore[no-any-return]
+
+    async def read(self, scope: str) -> Any:
+        self.calls.append("read")
+        return await self.real.read(scope)
+
+    async def complete(self, scope: str, record: IdempotencyRecord, *, last: int) -> bool:
+        self.calls.append("complete")
+        return await self.real.complete(scope, record, last=last)  # type: ignore[no-any-return]
+
+
+async def test_a_new_key_costs_a_reservation_and_its_completion_only(
+    gateway: RunningGateway, stream: StreamProbe
+) -> None:
+    context = gateway.app.state.context
+    counting = context.idempotency = CountingStore(context.idempotency)
+    first = await create(gateway, "cheap-1")
+    assert first.status_code == 202, first.text
+    assert counting.calls == ["reserve", "complete"]  # no read: the key was new
+    counting.calls.clear()
+    again = await create(gateway, "cheap-1")
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert counting.calls == ["reserve", "read"]  # taken: the record decides
+    assert await requested_ids(stream) == [first.json()["id"]]

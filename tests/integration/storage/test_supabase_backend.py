@@ -30,16 +30,12 @@ from reelvault_common.storage.retry import RetryPolicy
 from reelvault_common.storage.supabase import SupabaseStorage, SupabaseStorageOptions
 from storage3 import AsyncStorageClient
 
+from tests.support.byte_streams import chunks
 from tests.support.supabase_storage import SupabaseStorageServer, make_jwt
 
 pytestmark = pytest.mark.integration
 
 KEY = "org-1/2026/11/5f0c/video.mp4"
-
-
-async def chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
 
 
 async def read_all(store: SupabaseStorage, bucket: str, key: str) -> bytes:

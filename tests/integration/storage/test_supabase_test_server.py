@@ -131,6 +131,46 @@ async def test_no_overwrite_unless_upsert(client: AsyncStorageClient) -> None:
     assert await files.download("k") == b"third"
 
 
+async def test_server_side_copy_metadata_rules_and_no_overwrite(
+    client: AsyncStorageClient, http: httpx.AsyncClient
+) -> None:
+    await client.create_bucket("v", options={"allowed_mime_types": ["video/*"]})
+    await client.create_bucket("img", options={"allowed_mime_types": ["image/*"]})
+    files = client.from_("v")
+    await files.upload(
+        "src.mp4", b"frames", {"content-type": "video/mp4", "metadata": {"who": "source"}}
+    )
+    # storage3's copy: copyMetadata defaults to true, the user metadata comes along.
+    await files.copy("src.mp4", "a/copy.mp4")
+    assert await files.download("a/copy.mp4") == b"frames"
+    info = await files.info("a/copy.mp4")
+    assert info["metadata"] == {"who": "source"}
+    assert info["content_type"] == "video/mp4"
+    # copyMetadata false: the x-metadata header (base64 JSON) is the copy's user metadata.
+    header = base64.b64encode(json.dumps({"sha256": "abc"}).encode()).decode()
+    body = {"bucketId": "v", "sourceKey": "src.mp4", "destinationKey": "b.mp4",
+            "copyMetadata": False}
+    answer = await http.post("/object/copy", json=body, headers={"x-metadata": header})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["Key"] == "v/b.mp4"
+    info = await files.info("b.mp4")
+    assert (info["metadata"], info["content_type"]) == ({"sha256": "abc"}, "video/mp4")
+    # Never over an existing object (unless x-upsert), and the destination bucket's rules hold.
+    again = await http.post("/object/copy", json=body, headers={"x-metadata": header})
+    assert (again.status_code, again.json()["statusCode"], again.json()["error"]) == (
+        400, "409", "Duplicate"
+    )
+    wrong_type = await http.post(
+        "/object/copy", json={**body, "destinationBucket": "img", "destinationKey": "c.mp4"}
+    )
+    assert wrong_type.json()["statusCode"] == "415"
+    missing = await http.post("/object/copy", json={**body, "sourceKey": "nope.mp4"})
+    assert (missing.json()["statusCode"], missing.json()["error"]) == ("404", "not_found")
+    # A copy is its own object: removing the source leaves it readable.
+    await files.remove(["src.mp4"])
+    assert await files.download("b.mp4") == b"frames"
+
+
 async def test_limits_bucket_and_global(
     client: AsyncStorageClient, storage_server: SupabaseStorageServer
 ) -> None:

@@ -28,6 +28,7 @@ from reelvault_common.storage.interface import (
     BucketSpec,
     ObjectConflict,
     ObjectInfo,
+    StreamLengthMismatch,
     TransientStorageError,
 )
 from reelvault_common.storage.layout import Buckets, thumbnail_key, video_key
@@ -53,12 +54,18 @@ class MemoryStorage:
         self.specs.update({spec.name: spec for spec in specs})
 
     async def put(
-        self, bucket: str, key: str, chunks: AsyncIterable[bytes], content_type: str
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str,
+        *,
+        size: int | None = None,
     ) -> StoredFile:
         spec = self.specs.get(bucket)
         if spec is None:
             raise BucketNotFound(f"Bucket not found: {bucket}")
-        spec.check_upload(content_type)
+        spec.check_upload(content_type, size)
         parts = []
         async for chunk in chunks:
             self.largest_chunk = max(self.largest_chunk, len(chunk))
@@ -66,6 +73,8 @@ class MemoryStorage:
         if self.fail_puts:
             raise self.fail_puts.popleft()
         data = b"".join(parts)
+        if size is not None and len(data) != size:
+            raise StreamLengthMismatch(f"the stream had {len(data)} bytes, not {size}")
         spec.check_upload(content_type, len(data))
         existing = self.objects.get((bucket, key))
         if existing is not None and existing[0] != data:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,3 +101,121 @@ async def test_existing_bucket_with_other_rules_is_reported(storage: FilesystemS
     await storage.ensure_buckets([VIDEOS])  # same rules: fine
     with pytest.raises(BucketRulesMismatch):
         await storage.ensure_buckets([BucketSpec("videos", True, 1000, ("video/*",))])
+
+
+# --- states a crash, a lock-less writer or an older version leaves on disk ----------------------
+def place(root: Path, bucket: str, key: str, data: bytes, meta: dict[str, object] | None) -> None:
+    """Write an object and/or its metadata directly, as something other than ``put`` would."""
+    (root / bucket / key).parent.mkdir(parents=True, exist_ok=True)
+    (root / bucket / key).write_bytes(data)
+    if meta is not None:
+        (root / ".meta" / bucket / f"{key}.json").parent.mkdir(parents=True, exist_ok=True)
+        (root / ".meta" / bucket / f"{key}.json").write_text(json.dumps(meta))
+
+
+def meta_of(data: bytes, content_type: str) -> dict[str, object]:
+    sha = hashlib.sha256(data).hexdigest()
+    return {"content_type": content_type, "size": len(data), "sha256": sha}
+
+
+async def test_an_object_without_metadata_is_described_by_its_bytes(
+    storage: FilesystemStorage, tmp_path: Path
+) -> None:
+    place(tmp_path / "store", "videos", "o/video.mp4", b"bytes", None)
+    info = await storage.stat("videos", "o/video.mp4")
+    assert info is not None
+    assert (info.size, info.sha256, info.content_type) == (
+        5, hashlib.sha256(b"bytes").hexdigest(), "video/mp4"  # guessed from the key
+    )
+    again = await storage.put("videos", "o/video.mp4", chunks(b"by", b"tes"), "video/mp4")
+    assert again.sha256 == info.sha256
+    with pytest.raises(ObjectConflict):
+        await storage.put("videos", "o/video.mp4", chunks(b"other"), "video/mp4")
+
+
+async def test_metadata_of_other_bytes_is_not_believed(
+    storage: FilesystemStorage, tmp_path: Path
+) -> None:
+    # What the old commit could leave after a race: one writer's bytes, another's metadata.
+    place(tmp_path / "store", "videos", "k.mp4", b"winner", meta_of(b"the loser", "video/webm"))
+    info = await storage.stat("videos", "k.mp4")
+    assert info is not None
+    assert (info.size, info.sha256) == (6, hashlib.sha256(b"winner").hexdigest())
+    assert info.content_type == "video/mp4"
+    await storage.put("videos", "k.mp4", chunks(b"winner"), "video/mp4")  # same bytes: no-op
+    with pytest.raises(ObjectConflict):
+        await storage.put("videos", "k.mp4", chunks(b"the loser"), "video/webm")
+
+
+async def test_metadata_without_an_object_is_not_an_object_and_is_replaced(
+    storage: FilesystemStorage, tmp_path: Path
+) -> None:
+    # A writer died after putting its metadata in place, before linking its bytes.
+    meta = tmp_path / "store" / ".meta" / "videos" / "k.mp4.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps(meta_of(b"dead", "video/x")))
+    assert await storage.stat("videos", "k.mp4") is None
+    with pytest.raises(ObjectNotFound):
+        await storage.signed_url("videos", "k.mp4", 60)
+    stored = await storage.put("videos", "k.mp4", chunks(b"alive!"), "video/mp4")
+    info = await storage.stat("videos", "k.mp4")
+    assert info is not None
+    assert (info.size, info.sha256, info.content_type) == (6, stored.sha256, "video/mp4")
+
+
+async def test_leftover_temp_files_are_ignored(storage: FilesystemStorage, tmp_path: Path) -> None:
+    leftovers = [tmp_path / "store" / ".tmp" / name for name in ("0123abcd", "meta-4567ef")]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half a vid")
+    assert await storage.stat("videos", "0123abcd") is None
+    await storage.put("videos", "0123abcd", chunks(b"whole"), "video/mp4")
+    assert b"".join([c async for c in storage.read("videos", "0123abcd")]) == b"whole"
+    assert all(leftover.read_bytes() == b"half a vid" for leftover in leftovers)
+
+
+async def test_same_bytes_under_another_type_report_what_is_stored(
+    storage: FilesystemStorage,
+) -> None:
+    await storage.put("videos", "k.mp4", chunks(b"same"), "video/mp4")
+    again = await storage.put("videos", "k.mp4", chunks(b"same"), "video/webm")
+    assert again.content_type == "video/mp4"
+    info = await storage.stat("videos", "k.mp4")
+    assert info is not None and info.content_type == "video/mp4"
+
+
+@pytest.mark.parametrize("theirs", [b"theirs", b"ours"])
+async def test_a_writer_that_skips_the_lock_is_detected_at_the_link(
+    storage: FilesystemStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, theirs: bytes
+) -> None:
+    # E.g. a replica still running a version before the commit lock: its bytes land at the key
+    # between our metadata and our link.
+    final = tmp_path / "store" / "videos" / "k.mp4"
+    real_link = os.link
+
+    def link_after_them(src: object, dst: object) -> None:
+        if Path(str(dst)) == final:
+            final.write_bytes(theirs)
+        real_link(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link_after_them)
+    if theirs == b"ours":
+        stored = await storage.put("videos", "k.mp4", chunks(b"ours"), "video/mp4")
+        assert stored.sha256 == hashlib.sha256(b"ours").hexdigest()
+    else:
+        with pytest.raises(ObjectConflict):
+            await storage.put("videos", "k.mp4", chunks(b"ours"), "video/mp4")
+    info = await storage.stat("videos", "k.mp4")
+    assert info is not None
+    assert (info.size, info.sha256) == (len(theirs), hashlib.sha256(theirs).hexdigest())
+    assert b"".join([c async for c in storage.read("videos", "k.mp4")]) == theirs
+
+
+async def test_a_key_that_is_a_folder_of_other_objects_conflicts(
+    storage: FilesystemStorage, tmp_path: Path
+) -> None:
+    await storage.put("videos", "a/b.mp4", chunks(b"inner"), "video/mp4")
+    assert await storage.stat("videos", "a") is None
+    with pytest.raises(ObjectConflict):
+        await storage.put("videos", "a", chunks(b"outer"), "video/mp4")
+    assert not (tmp_path / "store" / ".meta" / "videos" / "a.json").exists()
+    assert await storage.stat("videos", "a") is None

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.openai_videos import ProviderError
-from reelvault_generator.ledger import LedgerEntry
+from reelvault_generator.ledger import JobBinding, LedgerEntry
 from reelvault_generator.provider import ProviderJob
 from reelvault_generator.reference_loader import ReferenceProblem
 
@@ -35,7 +35,8 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self.entries: dict[uuid.UUID, tuple[LedgerEntry, int]] = {}
-        self.jobs: dict[str, uuid.UUID] = {}
+        self.jobs: dict[str, JobBinding] = {}
+        self.reads = 0  # KV reads a real ledger would make (read, job_owner, job_binding)
         self._revision = 0
 
     def _next(self) -> int:
@@ -43,6 +44,7 @@ class MemoryLedger:
         return self._revision
 
     async def read(self, video_id: uuid.UUID) -> tuple[LedgerEntry, int] | None:
+        self.reads += 1
         return self.entries.get(video_id)
 
     async def claim(self, video_id: uuid.UUID, entry: LedgerEntry) -> int | None:
@@ -67,11 +69,19 @@ class MemoryLedger:
         del self.entries[video_id]
         return True
 
-    async def bind_job(self, provider: str, job_id: str, video_id: uuid.UUID) -> bool:
-        owner = self.jobs.setdefault(f"{provider}.{job_id}", video_id)
-        return owner == video_id
+    async def bind_job(self, provider: str, job_id: str, video_id: uuid.UUID, *,
+                       binding: JobBinding | None = None) -> bool:
+        if binding is None or binding.video_id != video_id:
+            binding = JobBinding(video_id=video_id)
+        owner = self.jobs.setdefault(f"{provider}.{job_id}", binding)
+        return owner.video_id == video_id
 
     async def job_owner(self, provider: str, job_id: str) -> uuid.UUID | None:
+        binding = await self.job_binding(provider, job_id)
+        return binding.video_id if binding is not None else None
+
+    async def job_binding(self, provider: str, job_id: str) -> JobBinding | None:
+        self.reads += 1
         return self.jobs.get(f"{provider}.{job_id}")
 
 

@@ -3,6 +3,7 @@ the clock."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from reelvault_generator.ledger import (
     MIN_WAIT_S,
     ClaimAndCreate,
     ClaimTiming,
+    JobBinding,
     LedgerEntry,
     Recover,
     RepublishFailure,
@@ -81,3 +83,15 @@ def test_entries_round_trip_through_bytes() -> None:
     entry = claim().created(provider="openai", provider_job_id="video_9",
                             job_created_at=T0 + timedelta(seconds=3), adopted=True)
     assert LedgerEntry.from_bytes(entry.to_bytes()) == entry
+
+
+def test_job_bindings_round_trip_and_old_bare_ids_still_read() -> None:
+    video_id = uuid.uuid4()
+    full = JobBinding(video_id=video_id, correlation_id="c", org="acme", requested_at=T0,
+                      job_created_at=T0 + timedelta(seconds=1))
+    assert JobBinding.from_bytes(full.to_bytes()) == full
+    assert full.complete
+    # What bind_job wrote before bindings carried details: the bare video id.
+    bare = JobBinding.from_bytes(str(video_id).encode())
+    assert bare == JobBinding(video_id=video_id)
+    assert not bare.complete

@@ -44,7 +44,7 @@ async def test_creates_once_records_and_publishes_started(clock: Clock) -> None:
     assert provider.creates == [("a cat", b"png")]
     entry, _ = ledger.entries[req.video_id]
     assert (entry.state, entry.provider_job_id, entry.job_created_at) == ("created", "video_1", T0)
-    assert ledger.jobs == {"openai.video_1": req.video_id}
+    assert {key: b.video_id for key, b in ledger.jobs.items()} == {"openai.video_1": req.video_id}
     [started] = sink.events
     assert started.type == "video.generation.started"
     assert (started.provider_job_id, started.job_created_at, started.org) == ("video_1", T0, "acme")
@@ -220,3 +220,62 @@ async def test_storage_outage_leaves_no_claim_behind(clock: Clock) -> None:
     with pytest.raises(TransientStorageError):
         await starter(ledger, provider, sink, clock, Flaky()).handle(req)
     assert ledger.entries == {}
+
+
+# --- what a webhook about the new job will need ------------------------------------------
+class CreatingProbe(FakeProvider):
+    """Records whether the starter said "creating" while the create was under way."""
+
+    seen_creating: list[bool] = []
+
+    async def create(self, request, reference):  # type: ignore[no-untyped-def]
+        self.seen_creating.append(self.starter.creating)
+        return await super().create(request, reference)
+
+
+async def test_the_job_binding_carries_what_finishing_the_video_needs(clock: Clock) -> None:
+    ledger, provider, sink = MemoryLedger(), FakeProvider(create_results=[job()]), Sink()
+    recorded = []
+    req = request()
+    gen = JobStarter(ledger=ledger, provider=provider, references=FakeReferences(), events=sink,
+                     owner="gen-a", timing=TIMING, clock=clock, on_recorded=recorded.append)
+    await gen.handle(req)
+
+    binding = ledger.jobs["openai.video_1"]
+    assert binding.complete
+    assert (binding.video_id, binding.correlation_id, binding.org) == (
+        req.video_id, req.correlation_id, req.org)
+    assert (binding.requested_at, binding.job_created_at) == (req.occurred_at, T0)
+    [followed] = recorded
+    assert (followed.video_id, followed.provider_job_id, followed.job_created_at) == (
+        req.video_id, "video_1", T0)
+    assert followed.org == req.org and followed.requested_at == req.occurred_at
+
+
+async def test_creating_is_true_only_while_a_create_is_being_recorded(clock: Clock) -> None:
+    ledger, sink = MemoryLedger(), Sink()
+    provider = CreatingProbe(create_results=[job()])
+    gen = starter(ledger, provider, sink, clock)
+    provider.starter = gen  # type: ignore[attr-defined]
+    assert not gen.creating
+    await gen.handle(request())
+    assert provider.seen_creating == [True]
+    assert not gen.creating
+
+
+async def test_an_adopted_job_is_recorded_with_the_providers_creation_time(clock: Clock) -> None:
+    ledger, sink = MemoryLedger(), Sink()
+    req = request()
+    created_remotely = job("video_lost", created_at=T0 + timedelta(seconds=1))
+    provider = FakeProvider(create_results=[ProviderError("read timeout", status=None)])
+    provider.listed.append(created_remotely)
+    recorded = []
+    gen = JobStarter(ledger=ledger, provider=provider, references=FakeReferences(), events=sink,
+                     owner="gen-a", timing=TIMING, clock=clock, on_recorded=recorded.append)
+    with pytest.raises(RetryLater):
+        await gen.handle(req)
+    assert recorded == [] and not gen.creating  # the outcome is unknown: nothing recorded
+    clock.advance(TIMING.stale_after_s + 1)
+    await gen.handle(req, attempt=2)
+    assert ledger.jobs["openai.video_lost"].job_created_at == created_remotely.created_at
+    assert [r.provider_job_id for r in recorded] == ["video_lost"]

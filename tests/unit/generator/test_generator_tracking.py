@@ -12,7 +12,7 @@ from reelvault_common.contracts.events import VideoGenerationStarted
 from reelvault_common.messaging import RetryLater
 from reelvault_common.openai_videos import ProviderError
 from reelvault_generator.polling import PollSchedule
-from reelvault_generator.tracking import JobTracker
+from reelvault_generator.tracking import FollowedJob, JobTracker
 
 SCHEDULE = PollSchedule(interval_s=2.0, max_interval_s=15.0, backoff_factor=1.5, jitter=0.0)
 
@@ -151,3 +151,75 @@ async def test_a_poll_after_the_job_was_finished_here_asks_nothing() -> None:
     await t.poll(event, 2)
     assert provider.retrieves == 1
     assert [e.type for e in sink.events] == ["video.completed"]
+
+
+# --- with webhooks: the first look waits (the webhook normally ends the job first) ---------
+def hooked_tracker(provider: FakeProvider, sink: Sink, clock: Clock,
+                   first_look_after_s: float = 30.0) -> JobTracker:
+    return JobTracker(provider=provider, events=sink, schedule=SCHEDULE, deadline_s=3600,
+                      retry_base_s=1.0, clock=clock, rng=random.Random(1),
+                      first_look_after_s=first_look_after_s)
+
+
+async def test_with_webhooks_the_first_look_waits_without_asking_the_provider() -> None:
+    clock, sink = Clock(T0 + timedelta(seconds=2)), Sink()
+    provider = FakeProvider()
+    with pytest.raises(RetryLater) as retry:
+        await hooked_tracker(provider, sink, clock).poll(started(), 1)
+    # Counted from the job's creation, not from this delivery.
+    assert retry.value.delay == pytest.approx(28.0)
+    assert provider.retrieves == 0
+    assert sink.events == []
+
+
+async def test_with_webhooks_the_delayed_look_polls_as_usual() -> None:
+    # No webhook came: the redelivery (attempt 2) looks, and the job ends by polling.
+    clock, sink = Clock(T0 + timedelta(seconds=1)), Sink()
+    provider = FakeProvider(retrieve_results=[
+        (job(phase="completed", status="completed", progress=100), None)])
+    t, event = hooked_tracker(provider, sink, clock), started()
+    with pytest.raises(RetryLater):
+        await t.poll(event, 1)
+    clock.advance(30)
+    await t.poll(event, 2)
+    assert provider.retrieves == 1
+    assert [e.type for e in sink.events] == ["video.completed"]
+
+
+async def test_with_webhooks_a_started_event_seen_late_is_looked_at_at_once() -> None:
+    # A backlog (or a restart) delivered the Started event after the first-look time.
+    clock, sink = Clock(T0 + timedelta(seconds=45)), Sink()
+    provider = FakeProvider(retrieve_results=[(job(status="in_progress", progress=50), None)])
+    with pytest.raises(RetryLater) as retry:
+        await hooked_tracker(provider, sink, clock).poll(started(), 1)
+    assert provider.retrieves == 1
+    assert retry.value.delay == 2.0  # the normal schedule from here
+    assert [e.progress for e in sink.events] == [50]
+
+
+async def test_with_webhooks_a_job_the_webhook_ended_is_acked_on_first_look() -> None:
+    clock, sink = Clock(T0 + timedelta(seconds=1)), Sink()
+    provider = FakeProvider(retrieve_results=[
+        (job(phase="completed", status="completed", progress=100), None)])
+    t, event = hooked_tracker(provider, sink, clock), started()
+    followed = FollowedJob.from_started(event)
+    await t.settle_job(followed, (await provider.retrieve("video_1"))[0])  # the webhook
+    await t.poll(event, 1)  # returns: nothing to wait for
+    assert provider.retrieves == 1
+
+
+async def test_with_webhooks_the_first_look_never_waits_past_the_deadline() -> None:
+    clock, sink = Clock(T0 + timedelta(seconds=1)), Sink()
+    t = JobTracker(provider=FakeProvider(), events=sink, schedule=SCHEDULE, deadline_s=10,
+                   clock=clock, first_look_after_s=30.0)
+    with pytest.raises(RetryLater) as retry:
+        await t.poll(started(), 1)
+    assert retry.value.delay == pytest.approx(9.05)  # the deadline, plus its slack
+
+
+def test_recorded_jobs_are_remembered_until_they_end() -> None:
+    t = hooked_tracker(FakeProvider(), Sink(), Clock())
+    followed = FollowedJob.from_started(started())
+    assert t.followed("video_1") is None
+    t.follow(followed)
+    assert t.followed("video_1") == followed

@@ -8,9 +8,9 @@ import uuid
 
 from generator_fakes import T0, FakeProvider, MemoryLedger, Sink, job
 from reelvault_common.openai_videos import ProviderError
-from reelvault_generator.ledger import new_claim
+from reelvault_generator.ledger import JobBinding, new_claim
 from reelvault_generator.polling import PollSchedule
-from reelvault_generator.tracking import JobTracker
+from reelvault_generator.tracking import FollowedJob, JobTracker
 from reelvault_generator.webhook_signing import signature
 from reelvault_generator.webhooks import WebhookReceiver
 
@@ -22,11 +22,14 @@ class MemorySeen:
     def __init__(self) -> None:
         self.ids: set[str] = set()
 
-    async def seen(self, webhook_id: str) -> bool:
-        return webhook_id in self.ids
-
-    async def remember(self, webhook_id: str) -> None:
+    async def claim(self, webhook_id: str) -> bool:
+        if webhook_id in self.ids:
+            return False
         self.ids.add(webhook_id)
+        return True
+
+    async def release(self, webhook_id: str) -> None:
+        self.ids.discard(webhook_id)
 
 
 def delivery(job_id: str, event_type: str = "video.completed", webhook_id: str = "wh_1",
@@ -37,7 +40,11 @@ def delivery(job_id: str, event_type: str = "video.completed", webhook_id: str =
             "webhook-signature": signature(SECRET, webhook_id, str(int(at)), body)}, body
 
 
-async def setup(provider: FakeProvider) -> tuple[WebhookReceiver, MemoryLedger, Sink, uuid.UUID]:
+async def setup(
+    provider: FakeProvider, *, binding: str = "bare", creating: bool = False
+) -> tuple[WebhookReceiver, MemoryLedger, Sink, uuid.UUID]:
+    """A video whose job ``video_1`` is recorded in the ledger. ``binding``: "bare" (the video
+    id only, as bindings were first written), "full" (with what finishing needs), "none"."""
     ledger, sink = MemoryLedger(), Sink()
     video_id = uuid.uuid4()
     claim = new_claim(owner="g", now=T0, correlation_id="corr", org="acme", requested_at=T0)
@@ -45,11 +52,18 @@ async def setup(provider: FakeProvider) -> tuple[WebhookReceiver, MemoryLedger, 
     assert revision is not None
     await ledger.replace(video_id, claim.created(provider="openai", provider_job_id="video_1",
                                                  job_created_at=T0), last=revision)
-    await ledger.bind_job("openai", "video_1", video_id)
+    if binding == "full":
+        await ledger.bind_job("openai", "video_1", video_id, binding=JobBinding(
+            video_id=video_id, correlation_id="corr", org="acme", requested_at=T0,
+            job_created_at=T0))
+    elif binding == "bare":
+        await ledger.bind_job("openai", "video_1", video_id)
     tracker = JobTracker(provider=provider, events=sink, schedule=PollSchedule(),
                          deadline_s=3600, clock=lambda: T0, rng=random.Random(0))
     receiver = WebhookReceiver(secret=SECRET, seen=MemorySeen(), ledger=ledger,
-                               provider=provider, tracker=tracker, clock=lambda: NOW)
+                               provider=provider, tracker=tracker, clock=lambda: NOW,
+                               creating=lambda: creating)
+    ledger.reads = 0
     return receiver, ledger, sink, video_id
 
 
@@ -131,3 +145,56 @@ async def test_a_webhook_for_a_job_this_process_just_finished_does_no_work() -> 
     assert (status, body) == (200, {"status": "already_finished"})
     assert provider.retrieves == 1
     assert len(sink.events) == 1
+
+
+# --- finding the job's video cheaply ------------------------------------------------------
+async def test_a_full_job_binding_is_the_only_read() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, ledger, sink, video_id = await setup(provider, binding="full")
+    assert await receiver.handle(*delivery("video_1")) == (200, {"status": "processed"})
+    assert ledger.reads == 1  # the binding; the ledger entry is not needed
+    [completed] = sink.events
+    assert (completed.video_id, completed.correlation_id, completed.org) == (
+        video_id, "corr", "acme")
+
+
+async def test_a_bare_binding_from_before_falls_back_to_the_ledger_entry() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, ledger, sink, video_id = await setup(provider, binding="bare")
+    assert await receiver.handle(*delivery("video_1")) == (200, {"status": "processed"})
+    assert ledger.reads == 2
+    assert [e.video_id for e in sink.events] == [video_id]
+
+
+async def test_a_job_this_process_recorded_needs_no_read() -> None:
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, ledger, sink, video_id = await setup(provider, binding="none")
+    receiver._tracker.follow(FollowedJob(video_id=video_id, correlation_id="corr",
+                                         provider_job_id="video_1", org="acme",
+                                         requested_at=T0, job_created_at=T0))
+    assert await receiver.handle(*delivery("video_1")) == (200, {"status": "processed"})
+    assert ledger.reads == 0
+    assert [e.video_id for e in sink.events] == [video_id]
+
+
+async def test_a_webhook_overtaking_our_own_create_is_retried_by_the_sender() -> None:
+    # The provider's webhook arrived while this process was still recording the job it just
+    # created: 503 (not "unknown"), and the sender's retry, once recorded, is processed.
+    provider = FakeProvider(retrieve_results=[completed_job()])
+    receiver, ledger, sink, video_id = await setup(provider, binding="none", creating=True)
+    first = await receiver.handle(*delivery("video_1"))
+    assert first[0] == 503
+    assert provider.retrieves == 0 and sink.events == []
+    await ledger.bind_job("openai", "video_1", video_id, binding=JobBinding(
+        video_id=video_id, correlation_id="corr", org="acme", requested_at=T0,
+        job_created_at=T0))
+    assert await receiver.handle(*delivery("video_1")) == (200, {"status": "processed"})
+    assert [e.type for e in sink.events] == ["video.completed"]
+
+
+async def test_an_unknown_job_while_nothing_is_being_created_is_not_ours() -> None:
+    provider = FakeProvider()
+    receiver, _, sink, _ = await setup(provider, binding="none", creating=False)
+    assert await receiver.handle(*delivery("video_1")) == (200, {"status": "unknown_job"})
+    assert await receiver.handle(*delivery("video_1")) == (200, {"status": "duplicate"})
+    assert sink.events == []

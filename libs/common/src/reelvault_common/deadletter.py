@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-import nats
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from reelvault_common.contracts.events import utcnow
+from reelvault_common.nats_client import connect_nats
+from reelvault_common.nats_servers import NatsServer
 from reelvault_common.topology import Topology
+
+# ``NATS_URL`` as given (one URL or a comma-separated list) or already parsed.
+NatsServers = str | Sequence[str] | Sequence[NatsServer]
 
 DEAD_LETTER_MAX_AGE_S = 30 * 86400
 
@@ -106,9 +111,9 @@ class StoredDeadLetter(BaseModel):
 
 
 async def list_dead_letters(
-    nats_url: str, topology: Topology, limit: int = 1000
+    nats_url: NatsServers, topology: Topology, limit: int = 1000
 ) -> list[StoredDeadLetter]:
-    nc = await nats.connect(nats_url, connect_timeout=5)
+    nc = await connect_nats(nats_url, name="reelvault-dead-letters", max_reconnect_attempts=1)
     try:
         js = nc.jetstream()
         try:
@@ -135,7 +140,7 @@ async def list_dead_letters(
 
 
 async def replay_dead_letters(
-    nats_url: str, topology: Topology, sequences: list[int] | None = None
+    nats_url: NatsServers, topology: Topology, sequences: list[int] | None = None
 ) -> list[int]:
     """Publish each chosen dead letter's payload to its original subject (with a fresh
     ``Nats-Msg-Id``, so the duplicate window lets it through) and delete it from the
@@ -145,7 +150,7 @@ async def replay_dead_letters(
         for stored in await list_dead_letters(nats_url, topology)
         if sequences is None or stored.sequence in sequences
     ]
-    nc = await nats.connect(nats_url, connect_timeout=5)
+    nc = await connect_nats(nats_url, name="reelvault-dead-letters", max_reconnect_attempts=1)
     replayed: list[int] = []
     try:
         js = nc.jetstream()

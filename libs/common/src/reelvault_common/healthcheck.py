@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import nats
-
 from reelvault_common.contracts.catalog import RpcReply
+from reelvault_common.nats_client import connect_nats
+from reelvault_common.nats_servers import redact_url
 from reelvault_common.settings import ServiceSettings
 from reelvault_common.topology import Topology
 
@@ -20,9 +20,11 @@ async def check(target: str, settings: ServiceSettings) -> str | None:
     """None when healthy, else the reason."""
     topology = Topology.from_settings(settings)
     try:
-        nc = await nats.connect(settings.nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        # One pass over NATS_URL's servers (nats-py alone would retry forever when none is up).
+        nc = await connect_nats(settings.nats_servers, name="reelvault-healthcheck",
+                                connect_timeout=2, max_reconnect_attempts=1)
     except Exception as exc:
-        return f"nats unreachable: {exc!r}"
+        return f"nats unreachable at {settings.nats_url_for_logs}: {redact_url(str(exc))}"
     try:
         if target == "nats":
             await nc.jetstream().stream_info(topology.stream)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
+from collections.abc import Awaitable, Callable
+
+from reelvault_common.startup import StartupTimeout
+
+log = logging.getLogger(__name__)
+
+# The listener ``start_unless_stopped`` leaves running once start-up is done, taken over by the
+# next ``wait_for_stop_signal`` (so there is no moment without a handler in between).
+_listening: asyncio.Task[signal.Signals] | None = None
 
 
-async def wait_for_stop_signal() -> signal.Signals:
-    """Return the first SIGTERM or SIGINT received by this process."""
+async def _first_stop_signal() -> signal.Signals:
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
 
@@ -22,3 +32,63 @@ async def wait_for_stop_signal() -> signal.Signals:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def wait_for_stop_signal() -> signal.Signals:
+    """Return the first SIGTERM or SIGINT received by this process."""
+    global _listening
+    listener, _listening = _listening, None
+    if listener is not None and not listener.cancelled():
+        with contextlib.suppress(RuntimeError):  # a task of another (finished) event loop
+            if listener.get_loop() is asyncio.get_running_loop():
+                return await listener
+    return await _first_stop_signal()
+
+
+async def start_unless_stopped(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    *,
+    service: str,
+    logger: logging.Logger | None = None,
+) -> signal.Signals | None:
+    """Run a service's ``start`` while already listening for SIGTERM/SIGINT.
+
+    Returns None once started (then ``wait_for_stop_signal`` as usual). A signal during
+    start-up (e.g. still waiting for NATS): start-up is cancelled, ``stop`` releases what was
+    opened, and the signal is returned -- the caller returns, the process exits 0. Start-up
+    giving up (``StartupTimeout``): one error line, then ``SystemExit(1)``. Other errors
+    propagate."""
+    global _listening
+    logger = logger or log
+    listener = asyncio.ensure_future(_first_stop_signal())
+    starting = asyncio.ensure_future(start())
+    try:
+        await asyncio.wait({listener, starting}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        starting.cancel()
+        listener.cancel()
+        raise
+    if starting.done():
+        try:
+            starting.result()
+        except StartupTimeout as exc:
+            listener.cancel()
+            logger.error("%s cannot start: %s", service, exc)
+            raise SystemExit(1) from None
+        except BaseException:
+            listener.cancel()
+            raise
+        _listening = listener
+        return None
+    sig = listener.result()
+    logger.info("%s stopping before it was ready (%s)", service, sig.name)
+    starting.cancel()
+    try:
+        await starting
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # it was being cut short anyway
+        logger.debug("start-up ended with %r while stopping", exc)
+    await stop()
+    return sig

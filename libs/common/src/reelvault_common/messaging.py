@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-import nats
 from faststream import AckPolicy, StreamMessage
 
 # The class behind ``faststream.Context(...)`` (that one is a factory function).
@@ -27,7 +26,9 @@ from pydantic import BaseModel
 
 from reelvault_common.contracts.events import FailureStage, VideoFailed
 from reelvault_common.deadletter import DeadLetter, ensure_dead_letter_stream, publish_dead_letter
+from reelvault_common.nats_client import connect_nats, is_nats_unreachable
 from reelvault_common.settings import ServiceSettings
+from reelvault_common.startup import Startup
 from reelvault_common.topology import ConsumerPolicy, Topology, ensure_consumer, ensure_stream
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def make_broker(
         # after the caller was told it failed.
         options["pending_size"] = 0
     return NatsBroker(
-        settings.nats_url,
+        # Every server of NATS_URL: nats-py shuffles them and fails over between them.
+        settings.nats_server_urls,
         name=client_name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
@@ -94,8 +96,16 @@ def make_broker(
 async def prepare_topology(
     settings: ServiceSettings, topology: Topology, policies: Sequence[ConsumerPolicy] = ()
 ) -> None:
-    """Create or reconcile the stream and this service's durable consumers before consuming."""
-    nc = await nats.connect(settings.nats_url, name="reelvault-setup", connect_timeout=5)
+    """Create or reconcile the stream and this service's durable consumers before consuming.
+
+    Connects once (``NatsUnreachable`` when no server answers): at start-up, run it under
+    ``Startup.wait_for`` (see ``wait_for_nats``)."""
+    nc = await connect_nats(
+        # Short-lived: a cut connection fails the set-up (retried at start-up) instead of
+        # reconnecting for long (nats-py reads 0 as "forever").
+        settings.nats_servers, name="reelvault-setup", connect_timeout=5,
+        max_reconnect_attempts=1, reconnect_time_wait=0.5,
+    )
     try:
         js = nc.jetstream()
         await ensure_stream(js, topology)
@@ -103,6 +113,21 @@ async def prepare_topology(
             await ensure_consumer(js, topology.stream, policy)
     finally:
         await nc.drain()
+
+
+async def wait_for_nats(
+    startup: Startup,
+    settings: ServiceSettings,
+    topology: Topology,
+    policies: Sequence[ConsumerPolicy] = (),
+) -> None:
+    """``prepare_topology`` at start-up: retried (one log line per attempt) while no server of
+    ``NATS_URL`` answers or JetStream is not ready, until the start-up deadline."""
+    await startup.wait_for(
+        "NATS", settings.nats_url_for_logs,
+        lambda: prepare_topology(settings, topology, policies),
+        retryable=is_nats_unreachable,
+    )
 
 
 async def raw_body(msg: StreamMessage[Any]) -> bytes:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from reelvault_common.http_pool import env_proxies_configured, lean_transport
+
 VideoJobStatus = Literal["queued", "in_progress", "completed", "failed", "expired", "canceled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "expired", "canceled"})
 ContentVariant = Literal["video", "thumbnail", "spritesheet"]
@@ -146,6 +148,9 @@ class VideosClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        if transport is None and not env_proxies_configured():
+            # httpcore's stock pool spends O(connections^2) per request (see http_pool).
+            transport = lean_transport()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
@@ -162,8 +167,12 @@ class VideosClient:
         return f"{self.base_url}/videos/{video_id}/content{suffix}"
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        request = self._http.build_request(method, path, **kwargs)
+        # A multipart body (create) joined up front: sent in one write instead of one per
+        # piece (each a trip through h11, httpcore and anyio).
+        request.read()
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._http.send(request)
         except httpx.TransportError as exc:
             raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
         if response.status_code >= 400:

@@ -10,8 +10,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reelvault_common.nats_servers import NatsServer, parse_nats_servers, servers_for_logs
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
@@ -19,9 +21,20 @@ NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 class ServiceSettings(BaseSettings):
     """What every service needs: where the broker is and which namespace it lives in."""
 
-    model_config = SettingsConfigDict(env_prefix="REELVAULT_", extra="ignore", frozen=True)
+    # Validation errors must not echo the input: NATS_URL may carry user:password.
+    model_config = SettingsConfigDict(
+        env_prefix="REELVAULT_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
-    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
+    # One server or a comma-separated list (cluster seeds; the client fails over between
+    # them). Use ``nats_servers`` / ``nats_server_urls`` to connect, ``nats_url_for_logs`` to
+    # show it; repr=False: it may carry credentials.
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", validation_alias="NATS_URL", repr=False
+    )
+    # Start-up: how long a service waits for NATS (and the catalog for PostgreSQL) before it
+    # gives up and exits non-zero (``REELVAULT_STARTUP_TIMEOUT_S``).
+    startup_timeout_s: float = Field(default=120.0, gt=0)
     # Namespaces isolate stream, subjects, consumers and KV buckets (tests run side by side).
     namespace: str = "reelvault"
     stream_replicas: int = Field(default=1, ge=1, le=5)
@@ -33,6 +46,44 @@ class ServiceSettings(BaseSettings):
     # Graceful shutdown (SIGTERM): how long in-flight work may run before it is handed back
     # (``REELVAULT_SHUTDOWN_GRACE_S``). Keep it below the supervisor's kill timeout.
     shutdown_grace_s: float = Field(default=10.0, gt=0)
+
+    _nats_servers: tuple[NatsServer, ...] = PrivateAttr(default=())
+
+    @field_validator("nats_url", mode="before")
+    @classmethod
+    def _nats_url_list(cls, value: object) -> object:
+        # Also accept a list of URLs (settings built in code).
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(item) for item in value)
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_url_shape(cls, value: str) -> str:
+        return ",".join(server.url for server in parse_nats_servers(value))
+
+    def model_post_init(self, context: object, /) -> None:
+        super().model_post_init(context)
+        # Validated above, so this cannot fail.
+        self._nats_servers = parse_nats_servers(self.nats_url)
+
+    @property
+    def nats_servers(self) -> tuple[NatsServer, ...]:
+        """``NATS_URL`` parsed: every server, in the order given."""
+        servers = self._nats_servers
+        if ",".join(server.url for server in servers) != self.nats_url:
+            # ``model_copy(update={"nats_url": ...})`` skips model_post_init.
+            servers = parse_nats_servers(self.nats_url)
+        return servers
+
+    @property
+    def nats_server_urls(self) -> list[str]:
+        """What a NATS client connects to (``nats.connect(servers=...)``, ``NatsBroker``)."""
+        return [server.url for server in self.nats_servers]
+
+    @property
+    def nats_url_for_logs(self) -> str:
+        return servers_for_logs(self.nats_servers)
 
     @field_validator("namespace")
     @classmethod

@@ -8,17 +8,18 @@ import logging
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage as MessageParam
 from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted
-from reelvault_common.lifecycle import wait_for_stop_signal
+from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.logs import configure_logging
 from reelvault_common.messaging import (
     DeadLetterRoute,
     EventPublisher,
     durable_subscriber,
     make_broker,
-    prepare_topology,
     raw_body,
+    wait_for_nats,
 )
 from reelvault_common.openai_videos import VideosClient
+from reelvault_common.startup import Startup
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.interface import ObjectStorage
 from reelvault_common.storage.layout import Buckets
@@ -95,7 +96,10 @@ class ArchiverService:
     async def _start(self) -> None:
         settings = self.settings
         tune_http_reads(max(settings.download_chunk_bytes, 64 * 1024))
-        await prepare_topology(settings, self.topology, self.policies)
+        # NATS may not be up yet: wait for it (one log line per attempt) until
+        # REELVAULT_STARTUP_TIMEOUT_S.
+        await wait_for_nats(Startup.from_settings(settings), settings, self.topology,
+                            self.policies)
         storage = self._storage = open_storage(settings)
         await storage.ensure_buckets(self.buckets.all())
         # Downloads only ever go to the configured provider base URL.
@@ -167,7 +171,10 @@ async def main() -> None:
     settings = ArchiverSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     service = ArchiverService(settings)
-    await service.start()
+    if await start_unless_stopped(service.start, service.stop, service=SERVICE,
+                                  logger=log) is not None:
+        log.info("%s stopped", SERVICE)
+        return
     log.info("%s ready", SERVICE)
     signal_received = await wait_for_stop_signal()
     log.info("%s stopping (%s)", SERVICE, signal_received.name)

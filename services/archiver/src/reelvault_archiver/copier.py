@@ -27,6 +27,7 @@ from reelvault_common.storage.interface import (
     ObjectConflict,
     ObjectStorage,
     StorageError,
+    StreamLengthMismatch,
     TransientStorageError,
 )
 from reelvault_common.storage.layout import Buckets
@@ -250,7 +251,15 @@ class VideoCopier:
             dest.bucket.check_upload(content_type, expected)
             # Videos: counted here, hashed once by the backend (see StreamTally).
             tally = StreamTally(chunks, hash_bytes=variant != "video")
-            stored = await self._storage.put(bucket, dest.key, tally, content_type)
+            try:
+                stored = await self._storage.put(
+                    bucket, dest.key, tally, content_type, size=expected
+                )
+            except StreamLengthMismatch as exc:  # nothing was stored
+                raise VerificationFailed(
+                    f"received {tally.size} bytes or more, but the provider announced "
+                    f"{expected}: {exc.message}"
+                ) from exc
         info = await self._storage.stat(bucket, dest.key)
         verify_copy(tally.facts(), stored, info, expected)
         log.info("stored %s of job %s: %s/%s (%d bytes)",

@@ -190,7 +190,7 @@ def first_keyframe_webp(file: io.RawIOBase, spec: ThumbnailSpec) -> bytes:
             stream.codec_context.skip_frame = "NONKEY"
             image = None
             for frame in container.decode(stream):
-                image = frame.to_image()
+                image = frame.to_image()  # type: ignore[no-untyped-call]  # PyAV is untyped here
                 break
     except av.FFmpegError as exc:
         raise FrameExtractionFailed(f"the stored video cannot be decoded: {exc}") from None

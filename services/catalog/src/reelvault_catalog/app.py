@@ -6,16 +6,17 @@ import logging
 import uuid
 
 from faststream.nats import NatsBroker
-from reelvault_common.lifecycle import wait_for_stop_signal
+from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.logs import configure_logging
 from reelvault_common.messaging import (
     DeadLetterRoute,
     EventPublisher,
     make_broker,
-    prepare_topology,
     stop_consuming,
     track_fetched,
+    wait_for_nats,
 )
+from reelvault_common.startup import Startup
 from reelvault_common.topology import ConsumerPolicy, Topology
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +27,7 @@ from reelvault_catalog.handlers import (
     projection_policy,
     register,
 )
-from reelvault_catalog.migrate import migrate
+from reelvault_catalog.migrate import database_unreachable, migrate
 from reelvault_catalog.repository import CatalogRepository, make_engine
 from reelvault_catalog.settings import CatalogSettings
 
@@ -61,11 +62,15 @@ class CatalogService:
         settings = self.settings
         log.info("catalog starting: database %s, namespace %s",
                  settings.database_url_for_logs, settings.namespace)
-        self._engine = make_engine(settings)
+        engine = self._engine = make_engine(settings)
+        # Postgres and NATS may not be up yet (compose, Kubernetes, a restart): wait for them,
+        # one log line per attempt, until REELVAULT_STARTUP_TIMEOUT_S.
+        startup = Startup.from_settings(settings)
         try:
-            await migrate(self._engine)
-            self._repository = CatalogRepository(self._engine, settings.public_base_url)
-            await prepare_topology(settings, self.topology, [self.policy])
+            await startup.wait_for("PostgreSQL", settings.database_url_for_logs,
+                                   lambda: migrate(engine), retryable=database_unreachable)
+            self._repository = CatalogRepository(engine, settings.public_base_url)
+            await wait_for_nats(startup, settings, self.topology, [self.policy])
             broker = make_broker(settings, "reelvault-catalog")
             publisher = EventPublisher(broker, self.topology)
             handlers = CatalogHandlers(
@@ -117,7 +122,10 @@ async def main() -> None:
     settings = CatalogSettings()
     configure_logging("catalog", settings.log_level, settings.log_format)
     service = CatalogService(settings)
-    await service.start()
+    if await start_unless_stopped(service.start, service.stop, service="catalog",
+                                  logger=log) is not None:
+        log.info("catalog stopped")
+        return
     log.info("catalog ready")
     try:
         sig = await wait_for_stop_signal()

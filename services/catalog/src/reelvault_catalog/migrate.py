@@ -11,15 +11,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import asyncpg.exceptions
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from reelvault_common.startup import is_unreachable
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
+
+# Postgres is there but cannot take us yet: starting up or shutting down (57P03), out of
+# connection slots, or the connection broke (class 08).
+_NOT_READY = (
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number unique to "catalog schema migrations" (advisory locks are per
@@ -59,3 +69,19 @@ async def migrate(engine: AsyncEngine) -> str | None:
     else:
         log.info("catalog schema at %s", after)
     return after
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """At start-up: is this the database not being there (yet)? Worth another try, unlike a
+    wrong password or a missing database."""
+    if is_unreachable(exc):
+        return True
+    cause: BaseException | None = exc
+    for _ in range(10):  # SQLAlchemy wraps asyncpg's error (``orig`` -> ``__cause__``)
+        if cause is None:
+            break
+        if isinstance(cause, _NOT_READY):
+            return True
+        orig = getattr(cause, "orig", None)
+        cause = orig if isinstance(orig, BaseException) else cause.__cause__
+    return False

@@ -26,8 +26,8 @@ from reelvault_common.contracts.catalog import (
     VideoStatus,
 )
 from reelvault_common.contracts.events import VideoEvent
-from sqlalchemy import Column, bindparam, func, inspect, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Column, Uuid, any_, bindparam, func, inspect, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -115,9 +115,11 @@ def _row_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 # The projection's statements are built once and reused with new parameters: building one per
 # event (``.values(**...)``) costs more CPU in SQLAlchemy's cache-key traversal than the query.
+# ``id = ANY(:ids)`` with one array parameter, not ``IN (:ids_1, ...)``: an expanding IN is
+# re-rendered for every execution (and is a new prepared statement per batch size).
 _LOCK = (
     select(_COLUMNS["id"], *_STATE_COLUMNS)
-    .where(_COLUMNS["id"].in_(bindparam("ids", expanding=True)))
+    .where(_COLUMNS["id"] == any_(bindparam("ids", type_=ARRAY(Uuid()))))
     .order_by(_COLUMNS["id"])
     .with_for_update()
 )

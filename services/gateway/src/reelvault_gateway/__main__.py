@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from reelvault_common.lifecycle import wait_for_stop_signal
@@ -31,8 +32,17 @@ class _Server(uvicorn.Server):
 async def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
+    # NATS not answering within REELVAULT_STARTUP_TIMEOUT_S ends the process (non-zero), so
+    # an orchestrator sees a failed start instead of a gateway that is never ready.
+    gave_up: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_startup_failure(reason: str) -> None:
+        if not gave_up.done():
+            gave_up.set_result(reason)
+
+    stopping = asyncio.Event()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, on_startup_failure=on_startup_failure, stopping=stopping),
         host=settings.host,
         port=settings.port,
         lifespan="on",
@@ -46,10 +56,18 @@ async def main() -> None:
     server = _Server(config)
     serving = asyncio.create_task(server.serve(), name="uvicorn")
     stop = asyncio.create_task(wait_for_stop_signal(), name="stop-signal")
-    await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+    waits: set[asyncio.Future[Any]] = {serving, stop, gave_up}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if gave_up.done() and not stop.done():
+        log.error("gateway cannot start: %s", gave_up.result())
+        stop.cancel()
+        server.should_exit = True
+        await serving
+        raise SystemExit(1)
     if stop.done():
         log.info("gateway stopping (%s)", stop.result().name)
         server.should_exit = True
+        stopping.set()  # still starting up (waiting for NATS)? stop waiting
         # A second signal while draining: stop waiting for in-flight requests.
         second = asyncio.create_task(wait_for_stop_signal())
         second.add_done_callback(lambda _: setattr(server, "force_exit", True))

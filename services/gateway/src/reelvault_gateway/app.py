@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -34,18 +35,28 @@ Every error is JSON: `{"error": {"code": "...", "message": "...", "details": ...
 """
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(
+    settings: GatewaySettings,
+    *,
+    on_startup_failure: Callable[[str], None] | None = None,
+    stopping: asyncio.Event | None = None,
+) -> FastAPI:
+    """``on_startup_failure`` hears (once) that NATS did not answer within the start-up
+    deadline; the process then exits non-zero (``__main__``). Without it the app stays
+    not-ready. ``stopping`` set (SIGTERM) ends the start-up's wait for the broker at once."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         topology = Topology.from_settings(settings)
         buckets = Buckets.from_settings(settings)
         storage = open_storage(settings)
         link = BrokerLink(settings, topology, publish_timeout_s=settings.publish_timeout_s,
-                          idempotency_ttl_s=settings.idempotency_ttl_s)
+                          idempotency_ttl_s=settings.idempotency_ttl_s,
+                          on_give_up=on_startup_failure)
         try:
             await storage.ensure_buckets(buckets.all())
             # Connects and prepares the stream (no consumers: the gateway only publishes).
-            await link.start(wait_s=settings.broker_connect_wait_s)
+            await link.start(wait_s=settings.broker_connect_wait_s, abort=stopping)
             app.state.context = GatewayContext(
                 settings=settings,
                 buckets=buckets,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import nats
@@ -19,8 +20,16 @@ from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
-from reelvault_common.messaging import EventPublisher, backoff_delay, make_broker, prepare_topology
+from reelvault_common.messaging import (
+    EventPublisher,
+    backoff_delay,
+    make_broker,
+    prepare_topology,
+    wait_for_nats,
+)
+from reelvault_common.nats_servers import redact_url
 from reelvault_common.settings import ServiceSettings
+from reelvault_common.startup import Startup, StartupTimeout
 from reelvault_common.topology import Topology
 
 from reelvault_gateway.visibility import RecordedWatch
@@ -49,7 +58,11 @@ class Requester(Protocol):
 
 
 class BrokerLink:
-    """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``."""
+    """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``.
+
+    Until NATS answers it retries in the background (one log line per attempt); after
+    ``startup_timeout_s`` without it, it gives up: ``on_give_up`` gets the reason (the process
+    then exits non-zero), else it stays not-ready."""
 
     def __init__(
         self,
@@ -57,9 +70,11 @@ class BrokerLink:
         topology: Topology,
         publish_timeout_s: float,
         idempotency_ttl_s: float | None = None,
+        on_give_up: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
         self._topology = topology
+        self._on_give_up = on_give_up
         # The Idempotency-Key records (None: no bucket, keys are refused with 503).
         self._idempotency_ttl_s = idempotency_ttl_s
         self._idempotency: KeyValue | None = None
@@ -74,22 +89,45 @@ class BrokerLink:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, wait_s: float) -> None:
+    async def start(self, wait_s: float, abort: asyncio.Event | None = None) -> None:
+        """Connect in the background; wait until connected, until the connection gives up,
+        ``abort`` is set (shutting down) or ``wait_s`` passed, whichever comes first."""
         self._task = asyncio.create_task(self._connect(), name="gateway-broker-connect")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._ready.wait()), wait_s)
-        if not self._ready.is_set():
+        waits = [asyncio.create_task(self._ready.wait())]
+        if abort is not None:
+            waits.append(asyncio.create_task(abort.wait()))
+        try:
+            await asyncio.wait({self._task, *waits}, timeout=wait_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not self._ready.is_set() and not self._task.done():
             log.warning(
                 "broker at %s not reachable yet; serving 503s until it is",
-                _redact(self._settings.nats_url),
+                self._settings.nats_url_for_logs,
             )
 
     async def _connect(self) -> None:
+        where = self._settings.nats_url_for_logs
         try:
-            await self._broker.start()  # nats-py retries forever until the server answers
-        except Exception:
+            # The stream first, over short-lived connections: retried while NATS is not up.
+            await wait_for_nats(Startup.from_settings(self._settings), self._settings,
+                                self._topology)
+        except StartupTimeout as exc:
+            if self._on_give_up is not None:
+                self._on_give_up(str(exc))  # logged by whoever ends the process
+            else:
+                log.error("%s; staying not ready", exc)
+            return
+        except Exception as exc:
+            # NATS answered but refused the set-up: the loop below keeps trying and says why.
+            log.warning("preparing the stream at %s failed: %s", where, redact_url(repr(exc)))
+        try:
+            await self._broker.start()  # NATS answered: the broker connects (or keeps trying)
+        except Exception as exc:
             # Only unrecoverable errors end up here (e.g. authorization): stay not-ready.
-            log.exception("cannot connect to the broker at %s", _redact(self._settings.nats_url))
+            log.error("cannot connect to the broker at %s: %s", where, redact_url(repr(exc)))
             return
         attempt = 0
         while True:
@@ -181,11 +219,3 @@ class BrokerLink:
             await self._broker.stop()
         except Exception as exc:  # closing a dead connection must not fail the shutdown
             log.warning("closing the broker connection failed: %r", exc)
-
-
-def _redact(url: str) -> str:
-    """A NATS URL without credentials, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    return f"{scheme}://{rest.rpartition('@')[2]}"

@@ -8,24 +8,17 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from reelvault_common.contracts.catalog import VideoRecord, VideoStatus
+from reelvault_common.contracts.catalog import VideoRecord
 from reelvault_common.contracts.events import VideoRequested
 
 
-class Video(BaseModel):
+# The catalog's record as clients see it: its fields (descriptions added here), plus
+# ``object``, minus where the files are kept (buckets and keys are internal: never serialized,
+# absent from the OpenAPI document). The docstring is the schema's description in OpenAPI.
+class Video(VideoRecord):
+    """A requested video: what was asked, how far it got, and where it is stored."""
+
     object: Literal["video"] = "video"
-    id: uuid.UUID
-    status: VideoStatus
-    progress: int
-    prompt: str
-    model: str
-    seconds: str
-    size: str
-    org: str
-    image1_url: str | None
-    image2_url: str | None
-    reference_image_keys: list[str]
-    provider: str | None
     provider_job_id: str | None = Field(
         description="The provider's job id (the seed's `video_id`)."
     )
@@ -34,16 +27,11 @@ class Video(BaseModel):
         "null until the video is stored."
     )
     openai_url: str | None = Field(description="Where the provider served the video (expires).")
-    thumbnail_url: str | None
-    bytes: int | None
-    sha256: str | None
-    error_code: str | None
-    error_message: str | None
-    error_stage: str | None
     expires_at: datetime | None = Field(description="When the provider's copy expires.")
-    stored_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    video_bucket: str | None = Field(default=None, exclude=True)
+    video_key: str | None = Field(default=None, exclude=True)
+    thumbnail_bucket: str | None = Field(default=None, exclude=True)
+    thumbnail_key: str | None = Field(default=None, exclude=True)
 
 
 class VideoList(BaseModel):
@@ -62,33 +50,11 @@ def video_from_record(record: VideoRecord, public_base_url: str) -> Video:
     thumbnail = record.thumbnail_url
     if thumbnail is None and stored and record.thumbnail_key is not None:
         thumbnail = content_link(public_base_url, record.id, "thumbnail")
-    return Video(
-        id=record.id,
-        status=record.status,
-        progress=record.progress,
-        prompt=record.prompt,
-        model=record.model,
-        seconds=record.seconds,
-        size=record.size,
-        org=record.org,
-        image1_url=record.image1_url,
-        image2_url=record.image2_url,
-        reference_image_keys=list(record.reference_image_keys),
-        provider=record.provider,
-        provider_job_id=record.provider_job_id,
-        video_url=content_link(public_base_url, record.id) if stored else None,
-        openai_url=record.openai_url,
-        thumbnail_url=thumbnail,
-        bytes=record.bytes,
-        sha256=record.sha256,
-        error_code=record.error_code,
-        error_message=record.error_message,
-        error_stage=record.error_stage,
-        expires_at=record.expires_at,
-        stored_at=record.stored_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
+    links = {
+        "video_url": content_link(public_base_url, record.id) if stored else None,
+        "thumbnail_url": thumbnail,
+    }
+    return Video.model_validate({**record.model_dump(), **links})
 
 
 def video_from_request(event: VideoRequested) -> Video:

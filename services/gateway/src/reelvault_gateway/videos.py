@@ -180,7 +180,11 @@ async def create_video_once(
         raise BrokerUnavailable("idempotency keys are not available")
     scope = scope_of(client, key)
     wanted = fingerprint(spec, context.settings.org)
-    found = await store.read(scope)
+    # Most keys are new. Without reference images nothing needs looking up before the
+    # reservation, so try it straight away (one KV read less); a key in use makes it fail
+    # and the record is read below, exactly as when two requests race. With references the
+    # record is read first, so a repeat replays without looking them up again.
+    found = await store.read(scope) if spec.reference_keys else None
     if found is None:
         images = await resolve_references(context, spec)
         event = requested_event(context, spec, images, video_id_for(scope), correlation_id)

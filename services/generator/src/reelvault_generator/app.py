@@ -6,19 +6,20 @@ from __future__ import annotations
 import logging
 
 import httpx
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig, StorageType
-from reelvault_common.lifecycle import wait_for_stop_signal
+from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.logs import configure_logging
 from reelvault_common.messaging import (
     EventPublisher,
     make_broker,
-    prepare_topology,
     stop_consuming,
     track_fetched,
+    wait_for_nats,
 )
+from reelvault_common.nats_client import connect_nats, is_nats_unreachable
 from reelvault_common.openai_videos import VideosClient
+from reelvault_common.startup import Startup
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.topology import Topology
@@ -110,18 +111,27 @@ class GeneratorService:
 
     async def start(self) -> None:
         settings = self.settings
-        await prepare_topology(
+        # NATS may not be up yet: wait for it (one log line per attempt) until
+        # REELVAULT_STARTUP_TIMEOUT_S.
+        startup = Startup.from_settings(settings)
+        await wait_for_nats(
+            startup,
             settings,
             self.topology,
             [handlers.requests_policy(settings, self.topology),
              handlers.poll_policy(settings, self.topology)],
         )
-        self._nc = await nats.connect(
-            settings.nats_url,
-            name=f"reelvault-{SERVICE}-kv",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            connect_timeout=5,
+        self._nc = await startup.wait_for(
+            "NATS",
+            settings.nats_url_for_logs,
+            lambda: connect_nats(
+                settings.nats_servers,
+                name=f"reelvault-{SERVICE}-kv",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=5,
+            ),
+            retryable=is_nats_unreachable,
         )
         js = self._nc.jetstream()
         self.ledger = await JobLedger.open(js, self.bucket("jobs"),
@@ -153,6 +163,7 @@ class GeneratorService:
             retry_base_s=settings.create_retry_base_s,
             retry_max_s=settings.create_retry_max_s,
             unauthorized_retry_s=settings.unauthorized_retry_s,
+            on_recorded=lambda job: tracker.follow(job),
         )
         tracker = JobTracker(
             provider=self._provider,
@@ -166,6 +177,7 @@ class GeneratorService:
             ),
             deadline_s=settings.job_deadline_s,
             retry_base_s=settings.poll_retry_base_s,
+            first_look_after_s=settings.first_poll_delay_s,
         )
         handlers.register(self._broker, self.topology, settings, starter=starter, tracker=tracker,
                           publisher=publisher)
@@ -182,6 +194,7 @@ class GeneratorService:
                 provider=self._provider,
                 tracker=tracker,
                 tolerance_s=settings.webhook_tolerance_s,
+                creating=lambda: starter.creating,
             )
             app = create_webhook_app(receiver, provider=settings.provider_name)
             self._webhooks = WebhookServer(app, settings.webhook_host, settings.webhook_port)
@@ -213,7 +226,9 @@ async def main() -> None:
     settings = GeneratorSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
     service = GeneratorService(settings)
-    await service.start()
+    if await start_unless_stopped(service.start, service.stop, service=SERVICE,
+                                  logger=log) is not None:
+        return
     log.info("generator ready")
     signal = await wait_for_stop_signal()
     log.info("received %s, stopping", signal.name)

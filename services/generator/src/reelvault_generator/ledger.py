@@ -86,6 +86,36 @@ class LedgerEntry(BaseModel):
         )
 
 
+class JobBinding(BaseModel):
+    """What ``job.<provider>.<job id>`` holds: the video that owns the job and what finishing
+    the video needs (so a webhook, which names only the job, finds it with one KV read).
+
+    Bindings written before the details were added hold the bare video id: ``from_bytes``
+    reads both, and such a binding is not ``complete`` (the ledger entry has the rest)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    video_id: uuid.UUID
+    correlation_id: str | None = None
+    org: str | None = None
+    requested_at: AwareDatetime | None = None
+    job_created_at: AwareDatetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.correlation_id, self.org, self.requested_at,
+                            self.job_created_at)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> JobBinding:
+        if raw.lstrip().startswith(b"{"):
+            return cls.model_validate_json(raw)
+        return cls(video_id=uuid.UUID(raw.decode().strip()))
+
+
 @dataclass(frozen=True)
 class ClaimAndCreate:
     """Nobody has touched this video: claim it, then create the job."""

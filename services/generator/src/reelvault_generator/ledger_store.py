@@ -2,9 +2,10 @@
 
 Two kinds of keys:
 - ``<video id>`` -> ``LedgerEntry`` (claim, job, failure);
-- ``job.<provider>.<job id>`` -> the video id owning that provider job, written before the
-  ledger says ``created``. Recovery adopts only jobs nobody owns, and owning is an atomic
-  ``create``, so two videos with the same prompt can never share one job.
+- ``job.<provider>.<job id>`` -> the video id owning that provider job (a ``JobBinding``:
+  with what finishing the video needs, so a webhook naming the job costs one read), written
+  before the ledger says ``created``. Recovery adopts only jobs nobody owns, and owning is an
+  atomic ``create``, so two videos with the same prompt can never share one job.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from reelvault_generator.ledger import LedgerEntry, video_key
+from reelvault_generator.ledger import JobBinding, LedgerEntry, video_key
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,12 @@ class LedgerStore(Protocol):
         self, video_id: uuid.UUID, entry: LedgerEntry, *, last: int
     ) -> int | None: ...
     async def release(self, video_id: uuid.UUID, *, last: int) -> bool: ...
-    async def bind_job(self, provider: str, job_id: str, video_id: uuid.UUID) -> bool: ...
+    async def bind_job(
+        self, provider: str, job_id: str, video_id: uuid.UUID, *,
+        binding: JobBinding | None = None,
+    ) -> bool: ...
     async def job_owner(self, provider: str, job_id: str) -> uuid.UUID | None: ...
+    async def job_binding(self, provider: str, job_id: str) -> JobBinding | None: ...
 
 
 class JobLedger:
@@ -123,19 +128,29 @@ class JobLedger:
             raise
         return True
 
-    async def bind_job(self, provider: str, job_id: str, video_id: uuid.UUID) -> bool:
-        """Record that ``job_id`` belongs to ``video_id``; False if another video owns it."""
+    async def bind_job(
+        self, provider: str, job_id: str, video_id: uuid.UUID, *,
+        binding: JobBinding | None = None,
+    ) -> bool:
+        """Record that ``job_id`` belongs to ``video_id`` (with ``binding``'s details when
+        given); False if another video owns it."""
+        if binding is None or binding.video_id != video_id:
+            binding = JobBinding(video_id=video_id)
         key = _job_key(provider, job_id)
         try:
-            await self._kv.create(key, str(video_id).encode())
+            await self._kv.create(key, binding.to_bytes())
             return True
         except KeyWrongLastSequenceError:
             owner = await self.job_owner(provider, job_id)
             return owner == video_id
 
     async def job_owner(self, provider: str, job_id: str) -> uuid.UUID | None:
+        binding = await self.job_binding(provider, job_id)
+        return binding.video_id if binding is not None else None
+
+    async def job_binding(self, provider: str, job_id: str) -> JobBinding | None:
         try:
             entry = await self._kv.get(_job_key(provider, job_id))
         except KeyNotFoundError:
             return None
-        return uuid.UUID(entry.value.decode()) if entry.value else None
+        return JobBinding.from_bytes(entry.value) if entry.value else None

@@ -77,6 +77,10 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     webhook_port: int | None = Field(default=None, ge=0, le=65535)
     webhook_tolerance_s: float = Field(default=300.0, gt=0)
     webhook_dedupe_ttl_s: float = Field(default=72 * 3600.0, gt=0)
+    # With the endpoint on, the first poll of a job waits until this long after its creation:
+    # the webhook normally ends the job first, and polling stays the safety net for a lost
+    # one (0: poll at once, as without webhooks).
+    webhook_first_poll_delay_s: float = Field(default=30.0, ge=0)
 
     # --- shared request budget (issue 3) --------------------------------------------------
     # Requests per minute to the provider, shared by every replica; None: unlimited.
@@ -110,6 +114,16 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
         """The shortest wait between two looks at a job (a poll-after of 0, or the first
         backoff of a failed look: full jitter between half the base and the base)."""
         return min(MIN_POLL_DELAY_S, self.poll_retry_base_s / 2)
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Is the webhook endpoint configured (port and secret)?"""
+        return self.webhook_port is not None and self.webhook_secret is not None
+
+    @property
+    def first_poll_delay_s(self) -> float:
+        """How long after its creation a job is first polled."""
+        return self.webhook_first_poll_delay_s if self.webhooks_enabled else 0.0
 
     @property
     def claim_stale_after_s(self) -> float:

@@ -19,6 +19,7 @@ from reelvault_generator.events import EventSink, generation_failed, started_eve
 from reelvault_generator.ledger import (
     ClaimAndCreate,
     ClaimTiming,
+    JobBinding,
     LedgerEntry,
     Recover,
     RepublishFailure,
@@ -30,6 +31,7 @@ from reelvault_generator.ledger import (
 from reelvault_generator.ledger_store import LedgerStore
 from reelvault_generator.provider import ProviderJob, VideoProvider, create_outcome_unknown
 from reelvault_generator.reference_loader import ReferenceProblem, ReferenceSource
+from reelvault_generator.tracking import FollowedJob
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,17 @@ def refusal_message(error: ProviderError) -> str:
     return f"the provider refused the request: {error.message}{where}"
 
 
+def _binding(request: VideoRequested, job_created_at: datetime) -> JobBinding:
+    """The job binding's details: what finishing the video from a webhook needs."""
+    return JobBinding(
+        video_id=request.video_id,
+        correlation_id=request.correlation_id,
+        org=request.org,
+        requested_at=request.occurred_at,
+        job_created_at=job_created_at,
+    )
+
+
 class JobStarter:
     # A lost compare-and-set re-reads the ledger; more than this many in one delivery means the
     # entry is being fought over: back off.
@@ -70,6 +83,7 @@ class JobStarter:
         retry_max_s: float = 60.0,
         unauthorized_retry_s: float = 60.0,
         clock: Clock = _utcnow,
+        on_recorded: Callable[[FollowedJob], None] | None = None,
     ) -> None:
         self._ledger = ledger
         self._provider = provider
@@ -81,6 +95,14 @@ class JobStarter:
         self._retry_max_s = retry_max_s
         self._unauthorized_retry_s = unauthorized_retry_s
         self._clock = clock
+        self._on_recorded = on_recorded
+        self._creating = 0
+
+    @property
+    def creating(self) -> bool:
+        """Is a create of this process between sending it and recording its job? (A webhook
+        can overtake that: its job is then not known yet, but soon will be.)"""
+        return self._creating > 0
 
     async def handle(self, request: VideoRequested, attempt: int = 1) -> None:
         """Returns when the outcome (Started or VideoFailed) is published; raises ``RetryLater``
@@ -152,7 +174,8 @@ class JobStarter:
             owner = await self._ledger.job_owner(self._provider.name, job.id)
             if owner is not None and owner != request.video_id:
                 continue
-            if not await self._ledger.bind_job(self._provider.name, job.id, request.video_id):
+            if not await self._ledger.bind_job(self._provider.name, job.id, request.video_id,
+                                               binding=_binding(request, job.created_at)):
                 continue
             adopted = entry.created(
                 provider=self._provider.name,
@@ -166,6 +189,7 @@ class JobStarter:
             if revision is None:
                 return False  # someone else recovered it meanwhile; re-read
             log.info("adopted provider job %s for %s", job.id, request.video_id)
+            self._recorded(request, job.id, job.created_at)
             await self._publish_started(request, adopted)
             return True
         problem: ReferenceProblem | None = None
@@ -195,12 +219,16 @@ class JobStarter:
         revision: int,
         attempt: int,
     ) -> bool:
+        self._creating += 1
         try:
-            job = await self._provider.create(request, reference)
-        except ProviderError as error:
-            await self._create_failed(request, claim, revision, attempt, error)
-            return True
-        return await self._record(request, claim, revision, job)
+            try:
+                job = await self._provider.create(request, reference)
+            except ProviderError as error:
+                await self._create_failed(request, claim, revision, attempt, error)
+                return True
+            return await self._record(request, claim, revision, job)
+        finally:
+            self._creating -= 1
 
     async def _create_failed(
         self,
@@ -239,13 +267,15 @@ class JobStarter:
         self, request: VideoRequested, claim: LedgerEntry, revision: int, job: ProviderJob
     ) -> bool:
         video_id = request.video_id
-        if not await self._ledger.bind_job(self._provider.name, job.id, video_id):
+        now = self._clock()
+        if not await self._ledger.bind_job(self._provider.name, job.id, video_id,
+                                           binding=_binding(request, now)):
             # Another video's recovery adopted our job (we took longer than the claim's
             # lifetime). Keep our claim: it goes stale and recovery finds or creates another.
             log.error("job %s of %s was adopted by another video", job.id, video_id)
             raise RetryLater(self._timing.stale_after_s, "our job was adopted elsewhere")
         created = claim.created(
-            provider=self._provider.name, provider_job_id=job.id, job_created_at=self._clock()
+            provider=self._provider.name, provider_job_id=job.id, job_created_at=now
         )
         if await self._ledger.replace(video_id, created, last=revision) is None:
             current = await self._ledger.read(video_id)
@@ -255,8 +285,20 @@ class JobStarter:
                           video_id, job.id, current[0].provider_job_id)
             return False  # re-read and follow whatever the ledger says now
         log.info("created provider job %s for %s", job.id, video_id)
+        self._recorded(request, job.id, now)
         await self._publish_started(request, created)
         return True
+
+    def _recorded(self, request: VideoRequested, job_id: str, job_created_at: datetime) -> None:
+        if self._on_recorded is not None:
+            self._on_recorded(FollowedJob(
+                video_id=request.video_id,
+                correlation_id=request.correlation_id,
+                provider_job_id=job_id,
+                org=request.org,
+                requested_at=request.occurred_at,
+                job_created_at=job_created_at,
+            ))
 
     # --- publishing ---------------------------------------------------------------------
     async def _publish_started(self, request: VideoRequested, entry: LedgerEntry) -> None:

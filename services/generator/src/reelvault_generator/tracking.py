@@ -2,6 +2,10 @@
 
 A running job makes the handler raise ``RetryLater(next poll)``: the message goes back to
 JetStream with that delay, so no process holds state between looks and a restart loses nothing.
+
+With provider webhooks the first look waits (``first_look_after_s`` from the job's creation):
+the webhook normally ends the job long before, and the look then finds it finished here (no
+provider call) or, on another replica, finds it completed; a lost webhook costs that delay.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from reelvault_common.contracts.events import VideoGenerationStarted
 from reelvault_common.messaging import RetryLater, backoff_delay
@@ -25,6 +29,7 @@ from reelvault_generator.events import (
     progressed_event,
 )
 from reelvault_generator.polling import (
+    MIN_POLL_DELAY_S,
     PollSchedule,
     bounded_by_deadline,
     deadline_message,
@@ -86,6 +91,27 @@ class _RecentlyFinished:
         return job_id in self._jobs
 
 
+class _RecentlyRecorded:
+    """Jobs this process created and recorded lately, by job id: a webhook about one of them
+    needs no KV read to know its video. Only an optimisation (the job binding has the same)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._jobs: OrderedDict[str, FollowedJob] = OrderedDict()
+        self._capacity = capacity
+
+    def add(self, job: FollowedJob) -> None:
+        self._jobs[job.provider_job_id] = job
+        self._jobs.move_to_end(job.provider_job_id)
+        while len(self._jobs) > self._capacity:
+            self._jobs.popitem(last=False)
+
+    def get(self, job_id: str) -> FollowedJob | None:
+        return self._jobs.get(job_id)
+
+    def forget(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+
 @dataclass(frozen=True)
 class FollowedJob:
     """What finishing a video needs: from the Started event, or from the ledger (webhooks)."""
@@ -118,6 +144,7 @@ class JobTracker:
         schedule: PollSchedule,
         deadline_s: float,
         retry_base_s: float = 1.0,
+        first_look_after_s: float = 0.0,
         clock: Clock = _utcnow,
         rng: random.Random | None = None,
     ) -> None:
@@ -126,14 +153,24 @@ class JobTracker:
         self._schedule = schedule
         self._deadline_s = deadline_s
         self._retry_base_s = retry_base_s
+        self._first_look_after_s = first_look_after_s
         self._clock = clock
         self._rng = rng
         self._progress = _LastProgress()
         self._finished = _RecentlyFinished()
+        self._recorded = _RecentlyRecorded()
 
     def finished(self, job_id: str) -> bool:
         """Has this process already published the end of ``job_id``?"""
         return job_id in self._finished
+
+    def follow(self, job: FollowedJob) -> None:
+        """A job this process just created and recorded (the starter calls this)."""
+        self._recorded.add(job)
+
+    def followed(self, job_id: str) -> FollowedJob | None:
+        """The job, if this process recorded it lately (else ask the ledger)."""
+        return self._recorded.get(job_id)
 
     async def poll(self, started: VideoGenerationStarted | FollowedJob, attempt: int = 1) -> None:
         """One look at the job: returns once a terminal outcome is published, else raises
@@ -143,6 +180,14 @@ class JobTracker:
         job_id = started.provider_job_id
         if job_id in self._finished:
             return  # a webhook ended it a moment ago: no need to ask the provider
+        if attempt == 1 and self._first_look_after_s > 0:
+            # Webhooks are on: the first look is the safety net, not the news.
+            first_look = started.job_created_at + timedelta(seconds=self._first_look_after_s)
+            wait = (first_look - self._clock()).total_seconds()
+            if wait > MIN_POLL_DELAY_S:
+                left = seconds_left(started.job_created_at, self._deadline_s, self._clock())
+                raise RetryLater(bounded_by_deadline(wait, left),
+                                 f"job {job_id}: waiting for the provider's webhook")
         try:
             job, poll_after = await self._provider.retrieve(job_id)
         except ProviderError as error:
@@ -187,6 +232,7 @@ class JobTracker:
             )
             self._progress.forget(job.id)
             self._finished.add(job.id)
+            self._recorded.forget(job.id)
             log.info("job %s of %s completed", job.id, started.video_id)
             return
         if job.phase == "failed":
@@ -230,3 +276,4 @@ class JobTracker:
         # Only once the failure is in the stream: marked before, a publish that failed would
         # make the redelivered message return early (and be acked) with nothing published.
         self._finished.add(started.provider_job_id)
+        self._recorded.forget(started.provider_job_id)

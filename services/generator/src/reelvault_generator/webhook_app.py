@@ -1,43 +1,101 @@
-"""The HTTP endpoint providers deliver webhooks to, and its in-process uvicorn server."""
+"""The HTTP endpoint providers deliver webhooks to, and its in-process uvicorn server.
+
+A bare ASGI app, not FastAPI: two fixed routes, and under load one delivery per video, where
+FastAPI's routing, dependency solving and middleware stack cost about as much as the work."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import socket
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelvault_generator.webhooks import WebhookReceiver
 
+log = logging.getLogger(__name__)
+
 WEBHOOK_PATH = "/webhooks/{provider}"
+# Provider events are a few hundred bytes; anything this large is not one.
+MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_webhook_app(receiver: WebhookReceiver, *, provider: str) -> FastAPI:
-    app = FastAPI(title="reelvault generator webhooks", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+async def _reply(send: Send, status: int, payload: dict[str, Any],
+                 extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
 
-    @app.post(WEBHOOK_PATH.format(provider=provider))
-    async def receive(request: Request) -> JSONResponse:
-        # The raw bytes: the signature covers the body exactly as sent.
-        body = await request.body()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        status, payload = await receiver.handle(headers, body)
-        return JSONResponse(payload, status_code=status)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None once it exceeds ``MAX_BODY_BYTES``."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
-    return app
+
+class WebhookApp:
+    """``POST /webhooks/<provider>`` (the raw body: the signature covers it exactly as sent)
+    and ``GET /healthz``; JSON answers, 404/405 for anything else."""
+
+    def __init__(self, receiver: WebhookReceiver, *, provider: str) -> None:
+        self._receiver = receiver
+        self._path = WEBHOOK_PATH.format(provider=provider)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz":
+            if method in ("GET", "HEAD"):
+                await _reply(send, 200, {"status": "ok"})
+            else:
+                await _reply(send, 405, {"detail": "Method Not Allowed"}, ((b"allow", b"GET"),))
+            return
+        if path != self._path:
+            await _reply(send, 404, {"detail": "Not Found"})
+            return
+        if method != "POST":
+            await _reply(send, 405, {"detail": "Method Not Allowed"}, ((b"allow", b"POST"),))
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await _reply(send, 413, {"error": "request body too large"})
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope["headers"]}
+        try:
+            status, payload = await self._receiver.handle(headers, body)
+        except Exception:
+            log.exception("webhook delivery failed unexpectedly")
+            status, payload = 500, {"error": "internal error"}
+        await _reply(send, status, payload)
+
+
+def create_webhook_app(receiver: WebhookReceiver, *, provider: str) -> ASGIApp:
+    return WebhookApp(receiver, provider=provider)
 
 
 class WebhookServer:
     """uvicorn serving the webhook app inside the generator's event loop."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))

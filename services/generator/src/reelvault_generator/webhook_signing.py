@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -36,6 +37,7 @@ class WebhookEvent:
     job_id: str
 
 
+@functools.lru_cache(maxsize=8)  # one secret per process: decoded once, not per delivery
 def secret_key(secret: str) -> bytes:
     if secret.startswith("whsec_"):
         try:

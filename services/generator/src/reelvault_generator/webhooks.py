@@ -3,12 +3,17 @@ through the same path a poll takes (``JobTracker.settle_job``); polling stays th
 
 Answers: 400/401 for malformed or unverifiable deliveries (never acted on), 200 for processed,
 duplicate (same ``webhook-id`` seen before), unknown job or non-terminal job, 503 when the work
-could not be done now (the sender retries with backoff).
+could not be done now (the sender retries with backoff) -- including a job this process is
+still recording (a fast provider's webhook can overtake the create's own bookkeeping).
+
+Cost per delivery: the ``webhook-id`` is claimed with one atomic KV create (a duplicate is
+refused by it; a delivery that then fails un-claims it so the sender's retry is processed),
+the job's video comes from memory (this process created it) or from the job binding (one KV
+read), then the provider's job is retrieved and the outcome published.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import re
@@ -17,11 +22,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import nats.errors
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from reelvault_common.messaging import RetryLater
 from reelvault_common.openai_videos import ProviderError
 
+from reelvault_generator.ledger import JobBinding
 from reelvault_generator.ledger_store import LedgerStore
 from reelvault_generator.provider import VideoProvider
 from reelvault_generator.tracking import FollowedJob, JobTracker
@@ -30,16 +36,22 @@ from reelvault_generator.webhook_signing import WebhookRejected, parse_event, ve
 log = logging.getLogger(__name__)
 
 VIDEO_EVENTS = frozenset({"video.completed", "video.failed"})
+NOT_RECORDED_YET = "not_recorded_yet"
 _KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 
 
 class SeenWebhooks(Protocol):
-    async def seen(self, webhook_id: str) -> bool: ...
-    async def remember(self, webhook_id: str) -> None: ...
+    async def claim(self, webhook_id: str) -> bool:
+        """Mark ``webhook_id`` as taken; False if it already was (a duplicate)."""
+        ...
+
+    async def release(self, webhook_id: str) -> None:
+        """Un-mark it: the delivery was not processed, the sender's retry must be."""
+        ...
 
 
 class KvSeenWebhooks:
-    """``webhook-id``s already processed, in a KV bucket whose TTL covers the sender's retries."""
+    """``webhook-id``s taken, in a KV bucket whose TTL covers the sender's retries."""
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
@@ -51,17 +63,31 @@ class KvSeenWebhooks:
             return key
         return f"wh.h{hashlib.sha256(webhook_id.encode()).hexdigest()}"
 
-    async def seen(self, webhook_id: str) -> bool:
+    async def claim(self, webhook_id: str) -> bool:
+        # Atomic: of two concurrent deliveries of one event, one gets it.
         try:
-            await self._kv.get(self._key(webhook_id))
-        except KeyNotFoundError:
+            await self._kv.create(self._key(webhook_id), b"1")
+        except KeyWrongLastSequenceError:
             return False
         return True
 
-    async def remember(self, webhook_id: str) -> None:
-        # A concurrent delivery of the same event may have got there first.
-        with contextlib.suppress(KeyWrongLastSequenceError):
-            await self._kv.create(self._key(webhook_id), b"1")
+    async def release(self, webhook_id: str) -> None:
+        await self._kv.delete(self._key(webhook_id))
+
+
+def _followed_job(binding: JobBinding, job_id: str) -> FollowedJob | None:
+    """None while the ledger does not say ``created`` yet (no job creation time)."""
+    if (binding.correlation_id is None or binding.org is None or binding.requested_at is None
+            or binding.job_created_at is None):
+        return None
+    return FollowedJob(
+        video_id=binding.video_id,
+        correlation_id=binding.correlation_id,
+        provider_job_id=job_id,
+        org=binding.org,
+        requested_at=binding.requested_at,
+        job_created_at=binding.job_created_at,
+    )
 
 
 class WebhookReceiver:
@@ -75,6 +101,7 @@ class WebhookReceiver:
         tracker: JobTracker,
         tolerance_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        creating: Callable[[], bool] = lambda: False,
     ) -> None:
         self._secret = secret
         self._seen = seen
@@ -83,6 +110,7 @@ class WebhookReceiver:
         self._tracker = tracker
         self._tolerance_s = tolerance_s
         self._clock = clock
+        self._creating = creating
 
     async def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         try:
@@ -93,38 +121,62 @@ class WebhookReceiver:
             log.warning("webhook rejected (%s): %s", rejected.status, rejected.reason)
             return rejected.status, {"error": rejected.reason}
         try:
-            if await self._seen.seen(webhook_id):
+            if not await self._seen.claim(webhook_id):
                 return 200, {"status": "duplicate"}
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("webhook %s for %s not processed now: %r", webhook_id, event.job_id, exc)
+            return 503, {"error": "temporarily unable to process"}
+        try:
             if self._tracker.finished(event.job_id):
                 # This process already published the job's end (its poll got there first).
                 return 200, {"status": "already_finished"}
             status = await self._process(event.type, event.job_id)
-            await self._seen.remember(webhook_id)
         except (ProviderError, nats.errors.Error, TimeoutError) as exc:
             # Not processed: let the sender retry (and polling carries on regardless).
             log.warning("webhook %s for %s not processed now: %r", webhook_id, event.job_id, exc)
+            await self._release(webhook_id)
             return 503, {"error": "temporarily unable to process"}
+        except BaseException:
+            await self._release(webhook_id)
+            raise
+        if status == NOT_RECORDED_YET:
+            await self._release(webhook_id)
+            return 503, {"error": "job not recorded yet"}
         return 200, {"status": status}
+
+    async def _release(self, webhook_id: str) -> None:
+        try:
+            await self._seen.release(webhook_id)
+        except Exception as exc:  # the sender's retry is then a "duplicate": polling ends it
+            log.warning("webhook %s stays marked as seen: %r", webhook_id, exc)
+
+    async def _followed(self, job_id: str) -> FollowedJob | None:
+        """The video of ``job_id`` and what finishing it needs, if the job is ours."""
+        known = self._tracker.followed(job_id)
+        if known is not None:
+            return known
+        binding = await self._ledger.job_binding(self._provider.name, job_id)
+        if binding is None:
+            return None
+        if not binding.complete:
+            # A binding from before it carried the details: the ledger entry has them.
+            current = await self._ledger.read(binding.video_id)
+            if current is None:
+                return None
+            entry = current[0]
+            binding = binding.model_copy(update={
+                "correlation_id": entry.correlation_id, "org": entry.org,
+                "requested_at": entry.requested_at, "job_created_at": entry.job_created_at})
+        return _followed_job(binding, job_id)
 
     async def _process(self, event_type: str, job_id: str) -> str:
         if event_type not in VIDEO_EVENTS:
             return "ignored"
-        video_id = await self._ledger.job_owner(self._provider.name, job_id)
-        current = await self._ledger.read(video_id) if video_id is not None else None
-        if video_id is None or current is None:
-            return "unknown_job"
-        entry = current[0]
-        if (entry.job_created_at is None or entry.correlation_id is None
-                or entry.org is None or entry.requested_at is None):
-            return "unknown_job"
-        followed = FollowedJob(
-            video_id=video_id,
-            correlation_id=entry.correlation_id,
-            provider_job_id=job_id,
-            org=entry.org,
-            requested_at=entry.requested_at,
-            job_created_at=entry.job_created_at,
-        )
+        followed = await self._followed(job_id)
+        if followed is None:
+            # Ours but still being recorded (look again in a moment), or not ours at all.
+            return NOT_RECORDED_YET if self._creating() else "unknown_job"
+        video_id = followed.video_id
         # The event carries only the id: the job itself says what happened.
         job, _ = await self._provider.retrieve(job_id)
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+from reelvault_common.http_pool import env_proxies_configured, lean_transport
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,10 @@ class WebhookDispatcher:
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
-        self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        # Many deliveries at once under load: httpcore's stock pool would cost O(n^2) each.
+        self._http = httpx.AsyncClient(
+            timeout=timeout_s, follow_redirects=False,
+            transport=None if env_proxies_configured() else lean_transport())
         self._tasks: set[asyncio.Task[None]] = set()
         self.deliveries: list[Delivery] = []
 

@@ -12,6 +12,7 @@ from reelvault_common.storage.interface import (
     ObjectStorage,
     PayloadTooLarge,
     StorageError,
+    StreamLengthMismatch,
     TransientStorageError,
     Unauthorized,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ObjectStorage",
     "PayloadTooLarge",
     "StorageError",
+    "StreamLengthMismatch",
     "TransientStorageError",
     "Unauthorized",
 ]

@@ -4,14 +4,19 @@ for private buckets."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
+import mimetypes
 import os
+import stat
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from dataclasses import asdict
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urlencode
@@ -28,11 +33,15 @@ from reelvault_common.storage.interface import (
     ObjectNotFound,
     PayloadTooLarge,
     StorageError,
+    StreamLengthMismatch,
     check_key,
 )
 from reelvault_common.storage.streams import WRITEBACK_BYTES, HashingWriter, prefetch
 
 READ_CHUNK = 1024 * 1024
+# Commit locks are striped over this many files (bounded, unlike one per key); keys sharing a
+# stripe only wait for each other's few renames and fsyncs.
+LOCK_STRIPES = 64
 
 
 def sign_path(secret: bytes, bucket: str, key: str, expires_at: int) -> str:
@@ -46,15 +55,77 @@ def verify_signature(secret: bytes, bucket: str, key: str, expires_at: int, toke
     return hmac.compare_digest(sign_path(secret, bucket, key, expires_at), token)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What a key holds, as its metadata (or its own bytes) describe it."""
+
+    content_type: str
+    size: int
+    sha256: str
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the folder's entries (a rename, a link, a new subfolder) survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose new folders are durable: each new one's parent is fsynced."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        # Made meanwhile by a concurrent writer (or a file: the next mkdir reports it).
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        _fsync_dir(folder.parent)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 class FilesystemStorage:
     """``root/<bucket>/<key>`` holds the bytes; ``root/.meta`` the type and sha256;
-    ``root/.buckets`` the bucket rules."""
+    ``root/.buckets`` the bucket rules; ``root/.locks`` the commit locks; ``root/.tmp`` files
+    being written (one left there by a crash is never looked at again).
+
+    Committing a put (``_commit``), safe against any number of processes putting at one key
+    and against a crash at any point:
+
+    1. the bytes go to a temp file, fsynced, and its metadata to another, fsynced (no lock);
+    2. under the key's commit lock (``flock``; the kernel drops it when a process dies):
+       if the key holds an object, compare sha256s (same: no-op, else ``ObjectConflict``);
+       otherwise rename the metadata into place and fsync its folder, THEN hard-link the temp
+       file at the key (the commit point: the object appears whole, with its metadata already
+       durable) and fsync the key's folder.
+
+    So only one writer at a time decides, metadata is replaced only while no object exists,
+    and an object is never visible before its metadata. A crash before the link leaves no
+    object (metadata it may have left is overwritten by the next put and ignored meanwhile:
+    the object's presence decides); a crash after it leaves a finished object. An object
+    whose metadata is missing or of another length (placed by hand, or left by the earlier,
+    lock-less commit) is described from its own bytes: size and sha256 computed, content type
+    guessed from the key."""
 
     def __init__(self, root: Path, public_base_url: str, signing_key: bytes) -> None:
         self._root = root.resolve()
         self._base_url = public_base_url.rstrip("/")
         self._signing_key = signing_key
-        for sub in (".tmp", ".meta", ".buckets"):
+        for sub in (".tmp", ".meta", ".buckets", ".locks"):
             (self._root / sub).mkdir(parents=True, exist_ok=True)
 
     # --- buckets --------------------------------------------------------------------------
@@ -100,10 +171,17 @@ class FilesystemStorage:
         return self._object_path(bucket, key)
 
     async def put(
-        self, bucket: str, key: str, chunks: AsyncIterable[bytes], content_type: str
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str,
+        *,
+        size: int | None = None,
     ) -> StoredFile:
         spec = self.bucket_spec(bucket)
-        spec.check_upload(content_type)
+        spec.check_upload(content_type, size)
+        announced = size
         final = self._object_path(bucket, key)
         tmp = self._root / ".tmp" / uuid.uuid4().hex
         handle: IO[bytes] = await anyio.to_thread.run_sync(tmp.open, "wb")
@@ -119,6 +197,11 @@ class FilesystemStorage:
                         f"object exceeds the {spec.file_size_limit} byte limit of bucket {bucket}"
                     )
                 await writer.write(chunk)
+            if announced is not None and writer.size != announced:
+                raise StreamLengthMismatch(
+                    f"put {bucket}/{key}: the stream had {writer.size} bytes, not the announced "
+                    f"{announced}; nothing stored"
+                )
             sha256 = await writer.finish(fsync=True)
         except BaseException:
             handle.close()
@@ -127,7 +210,7 @@ class FilesystemStorage:
         handle.close()
         size = writer.size
         try:
-            await anyio.to_thread.run_sync(
+            stored_type = await anyio.to_thread.run_sync(
                 self._commit, tmp, final, bucket, key, content_type, size, sha256
             )
         finally:
@@ -135,7 +218,7 @@ class FilesystemStorage:
         return StoredFile(
             bucket=bucket,
             key=key,
-            content_type=content_type,
+            content_type=stored_type,
             bytes=size,
             sha256=sha256,
             url=await self.public_url(bucket, key),
@@ -150,58 +233,102 @@ class FilesystemStorage:
         content_type: str,
         size: int,
         sha256: str,
-    ) -> None:
+    ) -> str:
+        """Publish the fsynced ``tmp`` at ``final`` (see the class docstring); the content
+        type of what the key holds afterwards."""
         meta = self._meta_path(bucket, key)
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        existing = self._read_meta(bucket, key) if final.exists() else None
-        if existing is not None:
-            self._check_same(bucket, key, existing, sha256)
-            return
+        _make_dirs(meta.parent)
+        _make_dirs(final.parent)
+        # Written and fsynced before taking the lock: the critical section only renames,
+        # links and fsyncs folders.
         meta_tmp = self._root / ".tmp" / f"meta-{uuid.uuid4().hex}"
-        meta_tmp.write_text(
-            json.dumps({"content_type": content_type, "size": size, "sha256": sha256})
-        )
-        os.replace(meta_tmp, meta)
+        record = {"content_type": content_type, "size": size, "sha256": sha256}
+        _write_durably(meta_tmp, json.dumps(record).encode())
         try:
-            os.link(tmp, final)  # fails if the key exists: no overwrite, even under a race
-        except FileExistsError:
-            self._check_same(bucket, key, self._read_meta(bucket, key), sha256)
+            with self._commit_lock(bucket, key):
+                existing = self._stored_meta(bucket, key)
+                if existing is not None:
+                    return self._check_same(bucket, key, existing, sha256)
+                os.replace(meta_tmp, meta)
+                _fsync_dir(meta.parent)
+                try:
+                    os.link(tmp, final)  # the commit point; never replaces an existing name
+                except FileExistsError:
+                    # Only a writer that skips the lock (a replica still on the earlier,
+                    # lock-less commit; a file placed by hand) gets here: our metadata may
+                    # not describe that object.
+                    meta.unlink(missing_ok=True)
+                    _fsync_dir(meta.parent)
+                    existing = self._stored_meta(bucket, key)
+                    if existing is None:
+                        raise ObjectConflict(
+                            f"{bucket}/{key} is a folder of other objects"
+                        ) from None
+                    return self._check_same(bucket, key, existing, sha256)
+                _fsync_dir(final.parent)
+        finally:
+            meta_tmp.unlink(missing_ok=True)
+        return content_type
 
-    def _check_same(self, bucket: str, key: str, existing: dict[str, object], sha256: str) -> None:
-        if existing.get("sha256") != sha256:
+    @contextmanager
+    def _commit_lock(self, bucket: str, key: str) -> Iterator[None]:
+        """An exclusive ``flock`` shared by every process and thread committing this key (one
+        of ``LOCK_STRIPES`` lock files, so their number stays bounded); released on close, or
+        by the kernel when the holder dies."""
+        stripe = int.from_bytes(hashlib.sha256(f"{bucket}/{key}".encode()).digest()[:4], "big")
+        path = self._root / ".locks" / f"{stripe % LOCK_STRIPES:03d}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _check_same(self, bucket: str, key: str, existing: _Stored, sha256: str) -> str:
+        """Same bytes: a no-op, answered with the stored content type; else a conflict."""
+        if existing.sha256 != sha256:
             raise ObjectConflict(
-                f"{bucket}/{key} already holds different bytes (sha256 {existing.get('sha256')})"
+                f"{bucket}/{key} already holds different bytes (sha256 {existing.sha256})"
             )
+        return existing.content_type
 
-    def _read_meta(self, bucket: str, key: str) -> dict[str, object]:
+    def _stored_meta(self, bucket: str, key: str) -> _Stored | None:
+        """What the key holds (content type, size, sha256), or None without an object there.
+
+        Written metadata is trusted only with the object's length; missing or otherwise (a
+        file placed by hand, or left by the earlier lock-less commit), the bytes describe
+        themselves: sha256 computed, content type guessed from the key."""
+        path = self._object_path(bucket, key)
         try:
-            return dict(json.loads(self._meta_path(bucket, key).read_text()))
+            found = path.stat()
         except FileNotFoundError:
-            # Bytes without metadata (a crash between the two writes): hash the file itself.
-            path = self._object_path(bucket, key)
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                while block := fh.read(READ_CHUNK):
-                    digest.update(block)
-            return {"content_type": "application/octet-stream", "size": path.stat().st_size,
-                    "sha256": digest.hexdigest()}
+            return None
+        if not stat.S_ISREG(found.st_mode):
+            return None
+        try:
+            meta = json.loads(self._meta_path(bucket, key).read_bytes())
+            written = _Stored(str(meta["content_type"]), int(meta["size"]), str(meta["sha256"]))
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            written = None
+        if written is not None and written.size == found.st_size:
+            return written
+        guessed, _ = mimetypes.guess_type(key)
+        return _Stored(guessed or "application/octet-stream", found.st_size, _sha256_of(path))
 
     async def stat(self, bucket: str, key: str) -> ObjectInfo | None:
         self.bucket_spec(bucket)
-        path = self._object_path(bucket, key)
-        if not path.is_file():
+        stored = await anyio.to_thread.run_sync(self._stored_meta, bucket, key)
+        if stored is None:
             return None
-        meta = await anyio.to_thread.run_sync(self._read_meta, bucket, key)
         return ObjectInfo(
             bucket=bucket,
             key=key,
-            size=path.stat().st_size,
-            content_type=str(meta["content_type"]),
-            sha256=str(meta["sha256"]),
+            size=stored.size,
+            content_type=stored.content_type,
+            sha256=stored.sha256,
         )
 
-    async def read(self, bucket: str, key: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def read(self, bucket: str, key: str) -> AsyncIterator[bytes]:
         path = self._object_path(bucket, key)
         try:
             handle: IO[bytes] = await anyio.to_thread.run_sync(path.open, "rb")

@@ -67,6 +67,13 @@ class TransientStorageError(StorageError):
     code = "storage_unavailable"
 
 
+class StreamLengthMismatch(TransientStorageError):
+    """A put's stream had more or fewer bytes than its announced ``size`` (a truncated or odd
+    download): nothing was stored, and another try from the start may well succeed."""
+
+    code = "length_mismatch"
+
+
 @dataclass(frozen=True)
 class BucketSpec:
     name: str
@@ -124,8 +131,15 @@ class ObjectStorage(Protocol):
         key: str,
         chunks: AsyncIterable[bytes],
         content_type: str,
+        *,
+        size: int | None = None,
     ) -> StoredFile:
-        """Stream ``chunks`` to ``bucket/key``; return what was stored (size, sha256, url)."""
+        """Stream ``chunks`` to ``bucket/key``; return what was stored (size, sha256, url).
+
+        ``size``: the stream's length, when known in advance (e.g. a download's
+        ``Content-Length``). It lets a backend refuse an oversize object before any byte moves
+        and upload while the stream is still arriving; a stream of another length then fails
+        the put and stores nothing."""
 
     async def stat(self, bucket: str, key: str) -> ObjectInfo | None:
         """Size, type and (where known) sha256 of an object, or None if it is missing."""

@@ -6,10 +6,13 @@ URL) plus plain httpx where storage3 falls short.
   ``Authorization: Bearer <key>`` and ``apikey: <key>``. The service-role key stays in request
   headers: never in URLs we hand out (signed URLs carry the server's own short-lived token),
   never in logs or exception messages.
-- Writes never overwrite (no upsert). ``put`` spools the stream to a temp file while hashing
-  (constant memory; the sha256 must go into the object's user metadata, which is sent *before*
-  the bytes), then uploads from the file: storage3's standard upload up to a threshold
-  (default 6 MB), TUS resumable upload above it (see ``tus.py`` for why our own client). On 409
+- Writes never overwrite (no upsert). The sha256 goes into the object's user metadata, which
+  an upload sends *before* its bytes. A ``put`` whose size is known and above the TUS threshold
+  (default 6 MB) streams: TUS resumable upload to a staging key while downloading and hashing,
+  then a server-side copy to the key with the sha256 in ``x-metadata``, then the staging object
+  is removed (leftovers of a crash are swept at start). Any other ``put`` spools the stream to a
+  temp file while hashing (constant memory), then uploads from the file: storage3's standard
+  upload up to the threshold, TUS above it (see ``tus.py`` for why our own client). On 409
   Duplicate the existing object's sha256 decides: same bytes -> no-op, different -> conflict.
 - Reads stream with httpx in chunks (storage3's ``download`` holds the whole body in memory) and
   resume with a Range request if the connection drops midway.
@@ -19,14 +22,17 @@ URL) plus plain httpx where storage3 falls short.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import quote, urljoin
@@ -68,6 +74,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MB = 1024 * 1024
 READ_CHUNK = 1024 * 1024
+# Source chunks read ahead of a streamed upload: a little more than one TUS piece, so the
+# download keeps going while a piece is PATCHed (memory: this x the source's chunk size).
+STREAM_PREFETCH_DEPTH = 8
 SHA256_METADATA_KEY = "sha256"
 
 
@@ -78,6 +87,8 @@ class SupabaseStorageOptions:
     timeout_s: float = 60.0
     cache_control_s: int = 3600
     spool_dir: Path | None = None  # temp files for put (default: the system temp dir)
+    staging_prefix: str = "_staging"  # where streamed uploads land before their copy into place
+    staging_max_age_s: float = 24 * 3600.0  # leftovers (a crash mid-put) swept at start after this
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -114,10 +125,16 @@ def describe_rules(spec: BucketSpec) -> str:
 
 
 @dataclass(frozen=True)
-class Spooled:
-    path: Path
+class Content:
+    """What was uploaded: its length and sha256 (computed by us, on the way)."""
+
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class Spooled(Content):
+    path: Path
 
 
 class SupabaseStorage:
@@ -284,6 +301,10 @@ class SupabaseStorage:
                     "rules by itself: update the bucket or the configuration deliberately"
                 )
             self._buckets[spec.name] = existing
+            try:
+                await self.sweep_staging(spec.name)
+            except (StorageError, httpx.HTTPError) as exc:  # housekeeping must not stop a start
+                log.warning("could not sweep staging objects of bucket %s: %r", spec.name, exc)
 
     async def _create_bucket(self, spec: BucketSpec) -> None:
         options: CreateOrUpdateBucketOptions = {"public": spec.public}
@@ -307,13 +328,22 @@ class SupabaseStorage:
 
     # --- writes ---------------------------------------------------------------------------
     async def put(
-        self, bucket: str, key: str, chunks: AsyncIterable[bytes], content_type: str
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str,
+        *,
+        size: int | None = None,
     ) -> StoredFile:
         check_key(key)
         known = self._buckets.get(bucket)
         if known is not None:
-            known.check_upload(content_type)  # fail before spooling; the server checks again
+            # Fail before moving any bytes; the server checks again.
+            known.check_upload(content_type, size)
         what = f"put {bucket}/{key}"
+        if size is not None and size > self._options.tus_threshold_bytes:
+            return await self._put_streamed(bucket, key, chunks, content_type, size, what)
         async with self._spool(chunks, known, what) as spooled:
             try:
                 if spooled.size > self._options.tus_threshold_bytes:
@@ -362,13 +392,144 @@ class SupabaseStorage:
                 await writer.write(chunk)
             sha256 = await writer.finish(fsync=False)  # a scratch file: no fsync needed
             await anyio.to_thread.run_sync(handle.close)
-            yield Spooled(path, writer.size, sha256)
+            yield Spooled(size=writer.size, sha256=sha256, path=path)
         finally:
             handle.close()
             path.unlink(missing_ok=True)  # noqa: ASYNC240 (a local unlink, microseconds)
 
-    def _metadata(self, spooled: Spooled) -> dict[str, str]:
-        return {SHA256_METADATA_KEY: spooled.sha256}
+    async def _put_streamed(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str,
+        size: int,
+        what: str,
+    ) -> StoredFile:
+        """A put whose length is known up front: upload while downloading.
+
+        The sha256 belongs in the object's user metadata, which TUS fixes when the upload is
+        created, before the first byte (and is known only after the last). So the bytes go by
+        TUS to a staging key as they arrive, hashed on the way, and a server-side copy
+        (``POST /object/copy`` with ``x-metadata``, never upserting) puts them at ``key`` with
+        the sha256; the staging object is removed after. A 409 on the copy is the usual
+        duplicate: same sha256 -> no-op, different -> ``ObjectConflict``. Nothing is ever
+        visible at ``key`` before it is complete and labelled."""
+        staging = self._staging_key(key)
+        digest = _ThreadedSha256()
+        metadata = {
+            "bucketName": bucket,
+            "objectName": staging,
+            "contentType": content_type,
+            "cacheControl": str(self._options.cache_control_s),
+        }
+        try:
+            try:
+                await self._tus.upload_stream(
+                    digest.hashing(prefetch(chunks, STREAM_PREFETCH_DEPTH)),
+                    size,
+                    metadata,
+                    what,
+                    {"x-upsert": "false"},
+                )
+            except PayloadTooLarge as exc:
+                raise PayloadTooLarge(
+                    f"{bucket}/{key} ({size} bytes) is larger than bucket {bucket} or the server "
+                    f"allows: {exc.message}"
+                ) from None
+            except MimeTypeNotAllowed as exc:
+                raise MimeTypeNotAllowed(
+                    f"bucket {bucket} does not accept {content_type} ({key}): {exc.message}"
+                ) from None
+            content = Content(size, digest.hexdigest())
+            try:
+                await self._retry(
+                    what, lambda: self._copy_into_place(bucket, staging, key, content, what)
+                )
+            except ObjectExists:
+                return await self._existing(bucket, key, content, content_type)
+        finally:
+            await self._remove_quietly(bucket, staging, what)
+        stored = await self._verified(bucket, key, content, content_type)
+        log.info("stored %s/%s: %d bytes, sha256 %s (streamed)", bucket, key, size, content.sha256)
+        return stored
+
+    def _staging_key(self, key: str) -> str:
+        name = key.rsplit("/", 1)[-1]
+        return f"{self._options.staging_prefix}/{uuid.uuid4().hex}-{name}"
+
+    async def _copy_into_place(
+        self, bucket: str, source: str, key: str, content: Content, what: str
+    ) -> None:
+        """``POST /object/copy``: server-side, so no byte crosses the network again. The user
+        metadata comes from the ``x-metadata`` header (base64 JSON) because ``copyMetadata`` is
+        false; content type and cache control are the staging object's."""
+        headers = {
+            "x-upsert": "false",
+            "x-metadata": base64.b64encode(json.dumps(self._metadata(content)).encode()).decode(),
+        }
+        body = {"bucketId": bucket, "sourceKey": source, "destinationKey": key,
+                "copyMetadata": False}
+        try:
+            response = await self._http.post(
+                urljoin(self._url, "object/copy"), json=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"{what}: copy into place") from None
+        if not response.is_success:
+            raise to_storage_error(ServerError.from_response(response), f"{what}: copy into place")
+
+    async def _remove_quietly(self, bucket: str, key: str, what: str) -> None:
+        """Delete a staging object (it may not exist: the upload failed before completing).
+        Failures are logged only: the start-up sweep removes what is left."""
+        try:
+            response = await self._http.request(
+                "DELETE",
+                urljoin(self._url, f"object/{quote(bucket, safe='')}"),
+                json={"prefixes": [key]},
+            )
+            if not response.is_success:
+                log.warning("%s: staging object %s not removed: HTTP %d %s", what, key,
+                            response.status_code, response.text[:200])
+        except httpx.HTTPError as exc:
+            log.warning("%s: staging object %s not removed: %r", what, key, exc)
+
+    async def sweep_staging(self, bucket: str, *, now: datetime | None = None) -> int:
+        """Remove staging objects older than ``staging_max_age_s`` (left by a crash between a
+        streamed upload and its copy into place); returns how many. Younger ones may belong to
+        an upload in progress elsewhere and stay."""
+        prefix = self._options.staging_prefix
+        cutoff = (now or datetime.now(UTC)).timestamp() - self._options.staging_max_age_s
+        stale: list[str] = []
+        offset = 0
+        while True:
+            response = await self._http.post(
+                urljoin(self._url, f"object/list/{quote(bucket, safe='')}"),
+                json={"prefix": prefix, "limit": 1000, "offset": offset,
+                      "sortBy": {"column": "name", "order": "asc"}},
+            )
+            if not response.is_success:
+                raise to_storage_error(ServerError.from_response(response), f"list {bucket}")
+            entries = response.json()
+            for entry in entries:
+                created = _timestamp(entry.get("created_at"))
+                if entry.get("id") and created is not None and created < cutoff:
+                    stale.append(f"{prefix}/{entry['name']}")
+            if len(entries) < 1000:
+                break
+            offset += len(entries)
+        for start in range(0, len(stale), 1000):
+            await self._http.request(
+                "DELETE",
+                urljoin(self._url, f"object/{quote(bucket, safe='')}"),
+                json={"prefixes": stale[start : start + 1000]},
+            )
+        if stale:
+            log.info("removed %d stale staging objects from bucket %s", len(stale), bucket)
+        return len(stale)
+
+    def _metadata(self, content: Content) -> dict[str, str]:
+        return {SHA256_METADATA_KEY: content.sha256}
 
     async def _standard_upload(
         self, bucket: str, key: str, spooled: Spooled, content_type: str, what: str
@@ -404,7 +565,7 @@ class SupabaseStorage:
         await self._tus.upload(spooled.path, spooled.size, metadata, what, {"x-upsert": "false"})
 
     async def _existing(
-        self, bucket: str, key: str, spooled: Spooled, content_type: str
+        self, bucket: str, key: str, spooled: Content, content_type: str
     ) -> StoredFile:
         """409 Duplicate: a no-op if the stored bytes are ours, else a conflict."""
         info = await self.stat(bucket, key)
@@ -422,7 +583,7 @@ class SupabaseStorage:
         log.info("%s/%s already stored with the same sha256: no-op", bucket, key)
         return await self._stored_file(bucket, key, info.content_type or content_type, spooled)
 
-    async def _same_bytes(self, info: ObjectInfo, spooled: Spooled) -> bool:
+    async def _same_bytes(self, info: ObjectInfo, spooled: Content) -> bool:
         if info.size != spooled.size:
             return False
         if info.sha256 is not None:
@@ -434,7 +595,7 @@ class SupabaseStorage:
         return digest.hexdigest() == spooled.sha256
 
     async def _verified(
-        self, bucket: str, key: str, spooled: Spooled, content_type: str
+        self, bucket: str, key: str, spooled: Content, content_type: str
     ) -> StoredFile:
         info = await self.stat(bucket, key)
         if info is None:
@@ -448,7 +609,7 @@ class SupabaseStorage:
         return await self._stored_file(bucket, key, content_type, spooled)
 
     async def _stored_file(
-        self, bucket: str, key: str, content_type: str, spooled: Spooled
+        self, bucket: str, key: str, content_type: str, spooled: Content
     ) -> StoredFile:
         return StoredFile(
             bucket=bucket,
@@ -547,6 +708,31 @@ def _secret(key: SecretStr | str) -> SecretStr:
     if not secret.get_secret_value():
         raise ValueError("the Supabase service-role key is empty")
     return secret
+
+
+class _ThreadedSha256:
+    """sha256 of a chunk stream, each update in a worker thread (hashlib releases the GIL), so
+    the event loop keeps moving bytes meanwhile."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    async def hashing(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            await anyio.to_thread.run_sync(self._digest.update, chunk)
+            yield chunk
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _timestamp(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _object_info(bucket: str, key: str, body: dict[str, Any]) -> ObjectInfo:

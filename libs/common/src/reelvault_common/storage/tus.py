@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,7 +31,11 @@ from typing import IO
 import anyio
 import httpx
 
-from reelvault_common.storage.interface import StorageError, TransientStorageError
+from reelvault_common.storage.interface import (
+    StorageError,
+    StreamLengthMismatch,
+    TransientStorageError,
+)
 from reelvault_common.storage.retry import RetryPolicy, retrying
 from reelvault_common.storage.supabase_errors import (
     ObjectExists,
@@ -75,6 +80,11 @@ class UploadGone(StorageError):
     """The server no longer knows the upload (404/410): it expired or was terminated."""
 
     code = "upload_gone"
+
+
+class CannotResume(TransientStorageError):
+    """A streamed upload was interrupted where the bytes in hand cannot bridge the gap: the
+    whole put has to be tried again (transient, from the caller's point of view)."""
 
 
 class OffsetConflict(StorageError):
@@ -260,6 +270,169 @@ class TusUploader:
         return stats
 
 
+    async def upload_stream(
+        self,
+        chunks: AsyncIterable[bytes],
+        length: int,
+        metadata: Mapping[str, str],
+        what: str,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> TusStats:
+        """Send ``length`` bytes from ``chunks`` as they arrive: while one piece is PATCHed, the
+        next one is being read from the source. Only the piece in flight is kept (for a resume
+        within it after an interrupted PATCH), so memory stays about two pieces.
+
+        An interruption the server's offset cannot bridge (the upload gone, or an offset before
+        the piece in hand) raises ``TransientStorageError``: a streamed source cannot be
+        rewound, so the caller starts over. On any error the upload is terminated (best effort),
+        so nothing half-sent lingers. A source longer or shorter than ``length`` is a
+        ``StorageError``."""
+        stats = TusStats()
+        extra = dict(extra_headers or {})
+
+        async def create() -> str:
+            stats.creates += 1
+            return await self.create(length, metadata, what, extra)
+
+        url = await retrying(f"TUS create {what}", create, self._retry)
+        pieces: asyncio.Queue[_Piece | None] = asyncio.Queue(maxsize=1)
+
+        async def feed() -> None:
+            try:
+                await _cut_into_pieces(chunks, length, self._chunk_size, pieces, what)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await pieces.put(None)  # wake the sender; the error surfaces at ``await reader``
+                raise
+            await pieces.put(None)
+
+        reader = asyncio.create_task(feed(), name="tus-pieces")
+        try:
+            while (piece := await pieces.get()) is not None:
+                await self._send_piece(url, piece, length, what, stats)
+            await reader  # the source's own errors (or a length mismatch) surface here
+        except BaseException:
+            if not reader.done():
+                reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            await self._terminate(url, what)
+            raise
+        log.info(
+            "TUS %s done (streamed): %d bytes, %d PATCH, %d HEAD, %d resumes",
+            what, length, stats.patches, stats.heads, stats.resumes,
+        )
+        return stats
+
+    async def _send_piece(
+        self, url: str, piece: _Piece, length: int, what: str, stats: TusStats
+    ) -> None:
+        """PATCH one piece; after an interruption, HEAD and send what the server lacks of it."""
+        offset = piece.start
+        failures = 0
+        must_sync = False
+        while must_sync or offset < piece.end:
+            try:
+                if must_sync:
+                    stats.heads += 1
+                    offset = await self.head(url, what)
+                    must_sync = False
+                    stats.resumes += 1
+                    if not piece.start <= offset <= piece.end:
+                        raise CannotResume(
+                            f"TUS {what}: the server is at offset {offset}, outside the piece in "
+                            f"hand ({piece.start}-{piece.end}); a streamed upload cannot go back"
+                        )
+                    log.info("TUS %s: resuming at server offset %d of %d", what, offset, length)
+                    continue
+                stats.patches += 1
+                size = piece.end - offset
+                new_offset = await self.patch(url, offset, piece.body(offset, stats), size, what)
+                if not offset < new_offset <= piece.end:
+                    raise StorageError(
+                        f"TUS PATCH {what}: server offset went from {offset} to {new_offset}"
+                    )
+                offset = new_offset
+                failures = 0
+            except CannotResume:
+                raise
+            except (TransientStorageError, OffsetConflict) as exc:
+                failures += 1
+                if failures >= self._retry.attempts:
+                    raise TransientStorageError(
+                        f"{exc.message} (gave up after {failures} attempts)"
+                    ) from exc
+                delay = self._retry.delay(failures)
+                log.warning(
+                    "TUS %s interrupted: %s; HEAD and resume in %.2fs", what, exc.message, delay
+                )
+                await asyncio.sleep(delay)
+                must_sync = True
+            except UploadGone as exc:
+                raise CannotResume(f"{exc.message}; a streamed upload has to start over") from exc
+
+    async def _terminate(self, url: str, what: str) -> None:
+        """DELETE an unfinished upload (termination extension); failures only logged."""
+        try:
+            await self._http.delete(url, headers=self._headers)
+        except httpx.HTTPError as exc:
+            log.info("TUS %s: could not terminate the unfinished upload: %r", what, exc)
+
+
+@dataclass
+class _Piece:
+    """Bytes ``start``..``end`` of the upload, as the source's chunks (no joining)."""
+
+    start: int
+    end: int
+    chunks: list[bytes]
+
+    async def body(self, offset: int, stats: TusStats) -> AsyncIterator[bytes]:
+        position = self.start
+        for chunk in self.chunks:
+            chunk_end = position + len(chunk)
+            if chunk_end > offset:
+                part = chunk if position >= offset else chunk[offset - position :]
+                stats.bytes_sent += len(part)
+                yield part
+            position = chunk_end
+
+
+async def _cut_into_pieces(
+    chunks: AsyncIterable[bytes],
+    length: int,
+    piece_size: int,
+    out: asyncio.Queue[_Piece | None],
+    what: str,
+) -> None:
+    """Regroup the source's chunks into pieces of exactly ``piece_size`` (the last one shorter)
+    and hand them over one by one; check that the source has exactly ``length`` bytes."""
+    start = 0
+    held: list[bytes] = []
+    held_size = 0
+    async for chunk in chunks:
+        if start + held_size + len(chunk) > length:
+            raise StreamLengthMismatch(
+                f"TUS {what}: the source has more than the announced {length} bytes"
+            )
+        while held_size + len(chunk) >= piece_size:
+            cut = piece_size - held_size
+            held.append(chunk[:cut])
+            await out.put(_Piece(start, start + piece_size, held))
+            start, held, held_size, chunk = start + piece_size, [], 0, chunk[cut:]
+        if chunk:
+            held.append(chunk)
+            held_size += len(chunk)
+    if start + held_size != length:
+        raise StreamLengthMismatch(
+            f"TUS {what}: the source ended after {start + held_size} of the announced {length} "
+            "bytes"
+        )
+    if held:
+        await out.put(_Piece(start, length, held))
+
+
 async def _file_piece(
     handle: IO[bytes], offset: int, size: int, stats: TusStats
 ) -> AsyncIterator[bytes]:
@@ -295,6 +468,7 @@ def _offset_header(response: httpx.Response, what: str) -> int:
 
 
 __all__ = [
+    "CannotResume",
     "ObjectExists",
     "OffsetConflict",
     "TusStats",
