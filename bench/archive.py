@@ -23,38 +23,47 @@ is stopped.
 
 Targets: archiver/baseline ratio >= 0.8 and peak RSS growth <= 64 MB for both sizes.
 
-What was done for throughput (libs/common/.../storage/streams.py, reelvault_archiver/tuning.py):
-the download keeps going in a background task while a worker thread hashes and writes each
-chunk in ONE hop (bounded queue of 4 x 1 MiB); the video is hashed once (by the backend; the
-archiver only counts bytes); no fsync per chunk, one at the end, with the kernel's writeback
-started every 16 MiB so that fsync is short; async HTTP reads of up to 1 MiB instead of 64 KiB
-(+25 % on its own); the Supabase test server keeps its TUS md5 up to date per PATCH instead of
-re-reading the file at the end. (Tried and dropped: 4 MiB chunks, slower and 3x the memory; a
-sync download thread, no faster.)
+Also printed, as a reference: the same plain copy computing the sha256 of every chunk in its
+one thread (``raw_copy_with_sha256``): what the hash alone costs on this machine.
 
-What limits it, from a quiet run on the 2-core development machine (cpu pressure <= 11 %):
-- Peak RSS growth: met everywhere (10-15 MB: the bounded queue, httpx buffers, TUS pieces).
-- Filesystem: ratio 0.76 (200 MB) and 0.90 (500 MB); before the read-size change 0.63/0.64.
-  The rest is CPU on the archiver's critical path: for 500 MB it used 2.1 CPU-s against the
-  baseline's 1.1 (``cpu_s_of_median_runs``): one sha256 pass (~1.2 GB/s, ~0.4 s) that a plain
-  copy does not do, and asyncio + httpx per read where the baseline is one sync loop. At
-  200 MB the fixed part of an archive (stat, verify, thumbnail: ~0.05-0.1 s) weighs more.
-  Single runs swing +-20 % even when quiet, and 2x when other work runs (each run's CPU
-  pressure is printed): read one figure with the runs next to it.
-- Supabase: MISSED, by design of the storage API: ratio 0.51 / 0.44, exactly
-  ``ratio_bound_download_then_upload``. The sha256 goes into the object's user metadata, and
-  TUS sends metadata when the upload is CREATED (``Upload-Metadata``), before its first byte;
-  the API doc offers no way to set metadata afterwards (no metadata update route, no TUS
-  concatenation), so the upload can only start once the whole video is downloaded (spooled)
-  and hashed. The archiver's time is download+spool PLUS upload (500 MB: 1.6 s + 2.2 s), while
-  the baseline overlaps the two (1.7 s for everything); baseline / (spool + upload) is the best
-  any download-then-upload copy can reach, and the archiver sits on it. On top, TUS sends 6 MB
-  PATCHes (Supabase's required chunk size) one after the other, each waiting for its answer,
-  which on the same server is slower than one streamed POST (upload stage 2.2 s vs 1.7 s for
-  the whole raw copy). Dropping the sha256 from the metadata would lift the bound but break
-  "verify size and sha256 after upload" (and make every re-archive read the whole stored
-  object back to tell "same bytes" from "conflict"); one standard upload above the TUS
-  threshold would lose resumability and hit the plans' 50 MB standard-upload cap.
+What was done for throughput (libs/common/.../storage/streams.py, supabase.py, tus.py,
+reelvault_archiver/tuning.py): the download keeps going in a background task while a worker
+thread hashes and writes each chunk in ONE hop (bounded queue of 4 x 1 MiB); the video is hashed
+once (by the backend; the archiver only counts bytes); no fsync per chunk, one at the end, with
+the kernel's writeback started every 16 MiB so that fsync is short; async HTTP reads of up to
+1 MiB instead of 64 KiB (+25 % on its own). Supabase: when the provider announces the length,
+the video is uploaded WHILE it downloads (TUS to a staging key, hashed on the way, then a
+server-side copy to its key with the sha256 in ``x-metadata``), where it used to be spooled to
+disk first and uploaded after (ratio 0.51 / 0.44 then, exactly the download-then-upload
+bound). (Tried and dropped: 4 MiB chunks, slower and 3x the memory; a sync download thread, no
+faster.)
+
+What limits it, from a quiet run on the 2-core development machine (cpu pressure <= 7 % before
+each run; medians of 5; single runs swing +-20 % even when quiet and 2x when other work runs,
+so each run and its CPU pressure are printed):
+
+| backend | size | archiver vs baseline MB/s | ratio | raw copy + sha256 | peak RSS growth |
+|---|---|---|---|---|---|
+| filesystem | 200 MB | 248 vs 330 | 0.75 | 0.90 | 14 MB |
+| filesystem | 500 MB | 305 vs 355 | 0.86 | 0.90 | 16 MB |
+| Supabase | 200 MB | 227 vs 298 | 0.76 | 1.05 | 33 MB |
+| Supabase | 500 MB | 224 vs 359 | 0.62 | 0.98 | 35 MB |
+
+- Peak RSS growth: met everywhere (the bounded queues; Supabase holds up to three 6 MB TUS
+  pieces: one in flight, one waiting, one being cut).
+- CPU, on 2 cores shared by the simulator, the storage server and the archiver. Per 500 MB
+  (``cpu_s_of_median_runs``): filesystem archiver 1.87 CPU-s vs the baseline's 0.96 (the sha256,
+  ~0.4 s at the hash's speed here, and asyncio + httpx per read where the baseline is one sync
+  loop); Supabase 3.55 CPU-s for archiver + storage server + simulator vs 2.23 for the baseline,
+  and 2.23 / 3.55 = 0.63 is the measured ratio: the copy is CPU-bound. Of the extra 1.3 CPU-s,
+  0.65 are the archiver's (sha256 and the event loop's per-chunk work) and 0.62 the storage
+  server's TUS handling (84 PATCH requests of 6 MB, each answered before the next; TUS with
+  Supabase's fixed 6 MB pieces is required above the threshold for resumable uploads). The
+  hash alone costs a single-threaded copy 10 % on the filesystem (``raw_copy_with_sha256``)
+  and nothing measurable against the storage server (which is the slower side there).
+- At 200 MB the fixed part of an archive (start-up of the copy, stat, verify, thumbnail, the
+  copy into place) weighs more; the filesystem archiver's 200 MB figure sits at 0.84 of the raw
+  copy that also hashes.
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ async def test_a_transfer_cut_in_the_middle_resumes_from_the_server_offset(
 
     patches = storage_server.patches
     cut_at = 6 * MB + cut_after
-    assert [p.cut for p in patches] == [False, True, False, False, False]
+    # The rest of the cut piece goes in its own PATCH; the pieces stay on the 6 MB grid.
+    assert [p.cut for p in patches] == [False, True, False, False, False, False]
+    assert [p.offset for p in patches[3:]] == [12 * MB, 18 * MB, 24 * MB]
     assert patches[1].received == cut_after
     # The server saw a HEAD, and the next PATCH started exactly where the server had stopped.
     assert len(storage_server.state.requests_to("HEAD", r"^/upload/resumable/")) == 1

@@ -125,6 +125,9 @@ class FilesystemStorage:
         self._root = root.resolve()
         self._base_url = public_base_url.rstrip("/")
         self._signing_key = signing_key
+        # Bucket rules found on disk: reelvault never changes a bucket's rules, so one read
+        # per process is enough (put, stat and public_url all ask).
+        self._specs: dict[str, BucketSpec] = {}
         for sub in (".tmp", ".meta", ".buckets", ".locks"):
             (self._root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -133,15 +136,20 @@ class FilesystemStorage:
         return self._root / ".buckets" / f"{bucket}.json"
 
     def bucket_spec(self, bucket: str) -> BucketSpec:
+        known = self._specs.get(bucket)
+        if known is not None:
+            return known
         path = self._bucket_file(bucket)
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             raise BucketNotFound(f"Bucket not found: {bucket}") from None
         mimes = raw["allowed_mime_types"]
-        return BucketSpec(
+        spec = BucketSpec(
             raw["name"], raw["public"], raw["file_size_limit"], tuple(mimes) if mimes else None
         )
+        self._specs[bucket] = spec
+        return spec
 
     async def ensure_buckets(self, specs: Sequence[BucketSpec]) -> None:
         for spec in specs:

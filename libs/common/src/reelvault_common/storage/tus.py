@@ -105,7 +105,9 @@ class TusStats:
 
 
 class TusUploader:
-    """Uploads a local file (already spooled, so any offset can be re-read) through TUS."""
+    """Uploads through TUS: a local file (``upload``) or a stream of known length
+    (``upload_stream``), both in pieces of ``chunk_size``, resuming an interrupted piece from
+    the server's offset."""
 
     def __init__(
         self,
@@ -199,76 +201,19 @@ class TusUploader:
         what: str,
         extra_headers: Mapping[str, str] | None = None,
     ) -> TusStats:
-        """Send ``path`` (``length`` bytes). Raises ``ObjectExists`` on 409 Duplicate, typed
-        errors on refusals, ``TransientStorageError`` once the retries are spent."""
-        stats = TusStats()
-        extra = dict(extra_headers or {})
-
-        async def create() -> str:
-            stats.creates += 1
-            return await self.create(length, metadata, what, extra)
-
-        url = await retrying(f"TUS create {what}", create, self._retry)
-        offset = 0
-        failures = 0
+        """Send ``path`` (``length`` bytes). A file can be read again, so an upload the server
+        forgot (expired, terminated) starts over from its first byte, ``max_restarts`` times.
+        Raises ``ObjectExists`` on 409 Duplicate, typed errors on refusals,
+        ``TransientStorageError`` once the retries are spent."""
         restarts = 0
-        must_sync = False
-        handle: IO[bytes] = await anyio.to_thread.run_sync(path.open, "rb")
-        try:
-            while True:
-                try:
-                    if must_sync:
-                        stats.heads += 1
-                        offset = await self.head(url, what)
-                        must_sync = False
-                        stats.resumes += 1
-                        log.info("TUS %s: resuming at server offset %d of %d", what, offset, length)
-                    if offset >= length:
-                        break
-                    size = min(self._chunk_size, length - offset)
-                    stats.patches += 1
-                    new_offset = await self.patch(
-                        url, offset, _file_piece(handle, offset, size, stats), size, what
-                    )
-                    if not offset < new_offset <= length:
-                        raise StorageError(
-                            f"TUS PATCH {what}: server offset went from {offset} to {new_offset}"
-                        )
-                    offset = new_offset
-                    failures = 0
-                except (TransientStorageError, OffsetConflict) as exc:
-                    failures += 1
-                    if failures >= self._retry.attempts:
-                        raise TransientStorageError(
-                            f"{exc.message} (gave up after {failures} attempts)"
-                        ) from exc
-                    delay = self._retry.delay(failures)
-                    log.warning(
-                        "TUS %s interrupted: %s; HEAD and resume in %.2fs", what, exc.message, delay
-                    )
-                    await asyncio.sleep(delay)
-                    must_sync = True
-                except UploadGone:
-                    # Expired or terminated: start a new upload (bounded), from the first byte.
-                    if restarts >= self._max_restarts:
-                        raise
-                    restarts += 1
-                    log.warning("TUS %s: upload gone; starting a new one", what)
-                    url = await retrying(f"TUS create {what}", create, self._retry)
-                    offset, must_sync = 0, False
-        finally:
-            handle.close()
-        log.info(
-            "TUS %s done: %d bytes, %d PATCH, %d HEAD, %d resumes, %d bytes sent",
-            what,
-            length,
-            stats.patches,
-            stats.heads,
-            stats.resumes,
-            stats.bytes_sent,
-        )
-        return stats
-
+        while True:
+            try:
+                return await self._send(_file_chunks(path), length, metadata, what, extra_headers)
+            except UploadGone:
+                if restarts >= self._max_restarts:
+                    raise
+                restarts += 1
+                log.warning("TUS %s: upload gone; starting a new one", what)
 
     async def upload_stream(
         self,
@@ -278,15 +223,28 @@ class TusUploader:
         what: str,
         extra_headers: Mapping[str, str] | None = None,
     ) -> TusStats:
-        """Send ``length`` bytes from ``chunks`` as they arrive: while one piece is PATCHed, the
-        next one is being read from the source. Only the piece in flight is kept (for a resume
-        within it after an interrupted PATCH), so memory stays about two pieces.
+        """Send ``length`` bytes from ``chunks`` as they arrive. A stream cannot be rewound: an
+        upload the server forgot is ``CannotResume`` (transient for the caller, who starts
+        over)."""
+        try:
+            return await self._send(chunks, length, metadata, what, extra_headers)
+        except UploadGone as exc:
+            raise CannotResume(f"{exc.message}; a streamed upload has to start over") from exc
 
-        An interruption the server's offset cannot bridge (the upload gone, or an offset before
-        the piece in hand) raises ``TransientStorageError``: a streamed source cannot be
-        rewound, so the caller starts over. On any error the upload is terminated (best effort),
-        so nothing half-sent lingers. A source longer or shorter than ``length`` is a
-        ``StorageError``."""
+    async def _send(
+        self,
+        chunks: AsyncIterable[bytes],
+        length: int,
+        metadata: Mapping[str, str],
+        what: str,
+        extra_headers: Mapping[str, str] | None,
+    ) -> TusStats:
+        """Create an upload and send ``chunks`` in pieces of ``chunk_size``: while one piece is
+        PATCHed, the next one is read from the source. Only the piece in flight is kept (for a
+        resume within it after an interrupted PATCH), so memory stays about three pieces.
+
+        On any error the upload is terminated (best effort), so nothing half-sent lingers. A
+        source longer or shorter than ``length`` is ``StreamLengthMismatch``."""
         stats = TusStats()
         extra = dict(extra_headers or {})
 
@@ -320,8 +278,8 @@ class TusUploader:
             await self._terminate(url, what)
             raise
         log.info(
-            "TUS %s done (streamed): %d bytes, %d PATCH, %d HEAD, %d resumes",
-            what, length, stats.patches, stats.heads, stats.resumes,
+            "TUS %s done: %d bytes, %d PATCH, %d HEAD, %d resumes, %d bytes sent",
+            what, length, stats.patches, stats.heads, stats.resumes, stats.bytes_sent,
         )
         return stats
 
@@ -369,8 +327,6 @@ class TusUploader:
                 )
                 await asyncio.sleep(delay)
                 must_sync = True
-            except UploadGone as exc:
-                raise CannotResume(f"{exc.message}; a streamed upload has to start over") from exc
 
     async def _terminate(self, url: str, what: str) -> None:
         """DELETE an unfinished upload (termination extension); failures only logged."""
@@ -433,27 +389,14 @@ async def _cut_into_pieces(
         await out.put(_Piece(start, length, held))
 
 
-async def _file_piece(
-    handle: IO[bytes], offset: int, size: int, stats: TusStats
-) -> AsyncIterator[bytes]:
-    """``size`` bytes of the file from ``offset``, read 1 MB at a time off the event loop.
-    Streaming (not one ``bytes``) matters for memory: httpx keeps a request's body alive in a
-    Response<->stream reference cycle until the cyclic GC runs, so 6 MB bodies would pile up."""
-    sent = 0
-    while sent < size:
-        piece = await anyio.to_thread.run_sync(
-            _read_at, handle, offset + sent, min(READ_PIECE, size - sent)
-        )
-        if not piece:
-            raise StorageError(f"TUS: local file ended at {offset + sent}")
-        sent += len(piece)
-        stats.bytes_sent += len(piece)
-        yield piece
-
-
-def _read_at(handle: IO[bytes], offset: int, size: int) -> bytes:
-    handle.seek(offset)
-    return handle.read(size)
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file in ``READ_PIECE`` chunks, read off the event loop."""
+    handle: IO[bytes] = await anyio.to_thread.run_sync(path.open, "rb")
+    try:
+        while chunk := await anyio.to_thread.run_sync(handle.read, READ_PIECE):
+            yield chunk
+    finally:
+        handle.close()
 
 
 def _offset_header(response: httpx.Response, what: str) -> int:
