@@ -38,7 +38,7 @@ disk first and uploaded after (ratio 0.51 / 0.44 then, exactly the download-then
 bound). (Tried and dropped: 4 MiB chunks, slower and 3x the memory; a sync download thread, no
 faster.)
 
-What limits it, from a quiet run on the 2-core development machine (cpu pressure <= 7 % before
+What limits it, from a quiet run on the 2-core development machine (cpu pressure <= 13 % before
 each run; medians of 5; single runs swing +-20 % even when quiet and 2x when other work runs,
 so each run and its CPU pressure are printed):
 

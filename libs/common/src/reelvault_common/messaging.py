@@ -81,7 +81,7 @@ def make_broker(
         settings.nats_server_urls,
         name=client_name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py takes float seconds
         connect_timeout=5,
         # On stop, in-flight handlers get this long to finish; then they are cancelled and
         # ``settle`` hands their messages back (see ``stop_consuming``).
@@ -153,7 +153,7 @@ def durable_subscriber(
 
     Pass ``decoder=raw_body`` to parse (and reject) payloads in the handler yourself.
     """
-    return broker.subscriber(  # type: ignore[no-any-return]
+    return broker.subscriber(
         policy.filter_subjects[0],
         # declare=False: the stream belongs to ``prepare_topology``. A declaring JStream makes
         # FastStream "update" it on start with its own defaults, which silently reset the
