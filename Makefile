@@ -47,6 +47,7 @@ bench-pipeline: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy libs/common/src services/*/src src
 
 clean:
 	rm -rf .venv .tools .reelvault

@@ -139,7 +139,9 @@ class EmbeddedPostgres:
         if len(str(self.data_dir.resolve())) > 90:
             raise ValueError(f"postgres data dir path too long for a unix socket: {self.data_dir}")
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent))
-        self._server = pgserver.get_server(self.data_dir.resolve(), cleanup_mode="stop")
+        self._server = pgserver.get_server(  # type: ignore[attr-defined]  # re-exported
+            self.data_dir.resolve(), cleanup_mode="stop"
+        )
         return self
 
     @property

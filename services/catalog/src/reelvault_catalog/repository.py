@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from reelvault_common.contracts.catalog import (
     VIDEO_STATUSES,
@@ -26,7 +26,19 @@ from reelvault_common.contracts.catalog import (
     VideoStatus,
 )
 from reelvault_common.contracts.events import VideoEvent
-from sqlalchemy import Column, Uuid, any_, bindparam, func, inspect, select, text, tuple_, update
+from sqlalchemy import (
+    Column,
+    Table,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    inspect,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -104,7 +116,7 @@ def to_record(row: VideoRow) -> VideoRecord:
 _COLUMNS: dict[str, Column[object]] = {
     attr.key: attr.columns[0] for attr in inspect(VideoRow).column_attrs  # type: ignore[misc]
 }
-_TABLE = VideoRow.__table__
+_TABLE = cast("Table", VideoRow.__table__)
 _STATE_COLUMNS = [_COLUMNS[name] for name in STATE_FIELDS]
 
 
@@ -188,7 +200,7 @@ class CatalogRepository:
         self, conn: AsyncConnection, video_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, VideoState]:
         rows = await conn.execute(_LOCK, {"ids": video_ids})
-        return {row[0]: _state(row[1:]) for row in rows}
+        return {cast("uuid.UUID", row[0]): _state(row[1:]) for row in rows}
 
     async def _apply_one(
         self,

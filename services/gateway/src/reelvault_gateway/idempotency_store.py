@@ -39,7 +39,7 @@ class KvIdempotencyStore:
             entry = await self._bucket().get(scope)
         except KeyNotFoundError:
             return None
-        except (APIError, *TRANSIENT_BROKER_ERRORS) as exc:
+        except (APIError, *TRANSIENT_BROKER_ERRORS) as exc:  # type: ignore[misc]  # a tuple
             raise BrokerUnavailable(f"idempotency record not read: {exc!r}") from exc
         if entry.value is None or entry.revision is None:
             return None
