@@ -17,7 +17,8 @@ import nats
 import uvicorn
 from nats.aio.client import Client
 from pydantic import SecretStr
-from reelvault_archiver import ArchiverService, ArchiverSettings
+from reelvault_archiver.app import ArchiverService
+from reelvault_archiver.settings import ArchiverSettings
 from reelvault_common.contracts.events import (
     VideoArchiveRequested,
     VideoCompleted,

@@ -81,7 +81,7 @@ async def test_copy_failing_past_the_last_delivery_is_dead_lettered(
 async def test_start_refuses_a_bucket_with_other_rules(
     sim: RunningSim, service_settings: ServiceSettings, tmp_path: Path
 ) -> None:
-    from reelvault_archiver import ArchiverService
+    from reelvault_archiver.app import ArchiverService
     from reelvault_common.storage.filesystem import FilesystemStorage
     from reelvault_common.storage.interface import BucketRulesMismatch, BucketSpec
 

@@ -233,6 +233,20 @@ async def test_the_gateway_is_alive_but_not_ready_until_nats_comes(
 
 
 @pytest.mark.parametrize("name", ["catalog", "generator", "archiver", "gateway"])
+async def test_sigterm_during_the_imports_exits_0(
+    name: str, namespace: str, tmp_path: Path
+) -> None:
+    env = service_env(name, dead_url(), namespace, tmp_path)
+    async with service_process(name, MODULES[name], env, tmp_path / "logs") as service:
+        # Well before the imports are done (seconds here), after the interpreter started.
+        await asyncio.sleep(0.4)
+        service.terminate()
+        code = await service.exit_code(timeout_s=10)
+    assert code == 0, f"{name} exited with {code}:\n{service.log()[-2000:]}"
+    assert "Traceback" not in service.log()
+
+
+@pytest.mark.parametrize("name", ["catalog", "generator", "archiver", "gateway"])
 async def test_sigterm_while_waiting_exits_0_at_once(
     name: str, namespace: str, tmp_path: Path
 ) -> None:

@@ -1,6 +1,5 @@
-"""archiver: streams finished provider videos into permanent storage, verified."""
+"""archiver: streams finished provider videos into permanent storage, verified.
 
-from reelvault_archiver.app import ArchiverService, main
-from reelvault_archiver.settings import ArchiverSettings
-
-__all__ = ["ArchiverService", "ArchiverSettings", "main"]
+The service lives in ``reelvault_archiver.app``. This package imports nothing itself, so
+``python -m reelvault_archiver`` can install its stop handler before the slow imports.
+"""

@@ -1,6 +1,5 @@
-"""The generator: VideoRequested -> one provider job, followed to VideoCompleted/VideoFailed."""
+"""The generator: VideoRequested -> one provider job, followed to VideoCompleted/VideoFailed.
 
-from reelvault_generator.app import GeneratorService, main
-from reelvault_generator.settings import GeneratorSettings
-
-__all__ = ["GeneratorService", "GeneratorSettings", "main"]
+The service lives in ``reelvault_generator.app``. This package imports nothing itself, so
+``python -m reelvault_generator`` can install its stop handler before the slow imports.
+"""

@@ -1,5 +1,12 @@
 """``python -m reelvault_generator``: run the generator until SIGTERM/SIGINT."""
 
+import signal
+import sys
+
+# A stop requested while the slow imports below run is a clean stop (exit 0), not a death by
+# signal; the service installs its own graceful handlers once it runs.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
 import asyncio
 
 from reelvault_generator.app import main
