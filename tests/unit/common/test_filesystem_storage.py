@@ -17,6 +17,7 @@ from reelvault_common.storage import (
     ObjectConflict,
     ObjectNotFound,
     PayloadTooLarge,
+    StreamLengthMismatch,
 )
 from reelvault_common.storage.filesystem import FilesystemStorage
 
@@ -219,3 +220,35 @@ async def test_a_key_that_is_a_folder_of_other_objects_conflicts(
         await storage.put("videos", "a", chunks(b"outer"), "video/mp4")
     assert not (tmp_path / "store" / ".meta" / "videos" / "a.json").exists()
     assert await storage.stat("videos", "a") is None
+
+
+@pytest.mark.parametrize("announced", [True, False])
+async def test_a_put_with_or_without_its_size_stores_the_same(
+    tmp_path: Path, announced: bool
+) -> None:
+    # Announced small puts take the one-hop path; both paths must store the same things.
+    big = BucketSpec("videos", False, 4 * 1024 * 1024, ("video/*",))
+    store = FilesystemStorage(tmp_path / "store", "http://gw.test", b"secret")
+    await store.ensure_buckets([big])
+    data = os.urandom(300_000)
+    parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    size = len(data) if announced else None
+    stored = await store.put("videos", "a/video.mp4", chunks(*parts), "video/mp4", size=size)
+    assert (stored.bytes, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    info = await store.stat("videos", "a/video.mp4")
+    assert info is not None and (info.size, info.sha256) == (len(data), stored.sha256)
+    assert b"".join([c async for c in store.read("videos", "a/video.mp4")]) == data
+    again = await store.put("videos", "a/video.mp4", chunks(data), "video/mp4", size=size)
+    assert again == stored
+    with pytest.raises(ObjectConflict):
+        await store.put("videos", "a/video.mp4", chunks(data[::-1]), "video/mp4", size=size)
+    assert not list((tmp_path / "store" / ".tmp").iterdir())
+
+
+@pytest.mark.parametrize("actual", [b"abcd", b"abcdefgh"])
+async def test_a_stream_of_another_length_than_announced_stores_nothing(
+    storage: FilesystemStorage, actual: bytes
+) -> None:
+    with pytest.raises(StreamLengthMismatch):
+        await storage.put("videos", "m.mp4", chunks(actual[:3], actual[3:]), "video/mp4", size=6)
+    assert await storage.stat("videos", "m.mp4") is None

@@ -42,6 +42,8 @@ READ_CHUNK = 1024 * 1024
 # Commit locks are striped over this many files (bounded, unlike one per key); keys sharing a
 # stripe only wait for each other's few renames and fsyncs.
 LOCK_STRIPES = 64
+# Puts announced at most this size are gathered in memory and written in one thread hop.
+SMALL_OBJECT_BYTES = 1024 * 1024
 
 
 def sign_path(secret: bytes, bucket: str, key: str, expires_at: int) -> str:
@@ -191,6 +193,8 @@ class FilesystemStorage:
         spec.check_upload(content_type, size)
         announced = size
         final = self._object_path(bucket, key)
+        if announced is not None and announced <= SMALL_OBJECT_BYTES:
+            return await self._put_small(bucket, key, chunks, content_type, announced, final)
         tmp = self._root / ".tmp" / uuid.uuid4().hex
         handle: IO[bytes] = await anyio.to_thread.run_sync(tmp.open, "wb")
         # Writeback starts as the file grows, so the one fsync at the end is short.
@@ -231,6 +235,54 @@ class FilesystemStorage:
             sha256=sha256,
             url=await self.public_url(bucket, key),
         )
+
+    async def _put_small(
+        self,
+        bucket: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str,
+        announced: int,
+        final: Path,
+    ) -> StoredFile:
+        """A put of at most ``SMALL_OBJECT_BYTES`` announced bytes (thumbnails, short clips):
+        gathered in memory, then written, fsynced, hashed and committed in ONE worker-thread
+        hop instead of one per step; the same commit as any other put."""
+        parts: list[bytes] = []
+        received = 0
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > announced:
+                break
+            parts.append(chunk)
+        if received != announced:
+            raise StreamLengthMismatch(
+                f"put {bucket}/{key}: the stream had {'more than ' if received > announced else ''}"
+                f"{received} bytes, not the announced {announced}; nothing stored"
+            )
+        data = b"".join(parts)
+        sha256, stored_type = await anyio.to_thread.run_sync(
+            self._write_and_commit, data, final, bucket, key, content_type
+        )
+        return StoredFile(
+            bucket=bucket,
+            key=key,
+            content_type=stored_type,
+            bytes=len(data),
+            sha256=sha256,
+            url=await self.public_url(bucket, key),
+        )
+
+    def _write_and_commit(
+        self, data: bytes, final: Path, bucket: str, key: str, content_type: str
+    ) -> tuple[str, str]:
+        tmp = self._root / ".tmp" / uuid.uuid4().hex
+        try:
+            _write_durably(tmp, data)
+            sha256 = hashlib.sha256(data).hexdigest()
+            return sha256, self._commit(tmp, final, bucket, key, content_type, len(data), sha256)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _commit(
         self,
