@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,6 @@ from tests.support.archiver_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[RunningSim]:
-    async with RunningSim() as running:
-        yield running
 
 
 async def publish_pending(settings: Any, events: list[Any]) -> None:

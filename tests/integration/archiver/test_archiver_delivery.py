@@ -3,7 +3,6 @@ and a copy that keeps failing past the consumer's last allowed delivery."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ from tests.support.archiver_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[RunningSim]:
-    async with RunningSim() as running:
-        yield running
 
 
 async def test_undecodable_payloads_are_rejected_and_work_goes_on(

@@ -27,12 +27,6 @@ ACK_WAIT_S = 120  # a redelivery within seconds can only be a hand-back
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[RunningSim]:
-    async with RunningSim() as running:
-        yield running
-
-
-@pytest.fixture
 async def nc(service_settings: ServiceSettings) -> AsyncIterator[Client]:
     await prepare_topology(service_settings, Topology.from_settings(service_settings))
     client = await nats.connect(service_settings.nats_url)
