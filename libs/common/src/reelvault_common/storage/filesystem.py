@@ -95,6 +95,15 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def _check_length(bucket: str, key: str, received: int, announced: int | None) -> None:
+    """A put's stream must have exactly the length announced for it (when one was)."""
+    if announced is not None and received != announced:
+        raise StreamLengthMismatch(
+            f"put {bucket}/{key}: the stream had {'more than ' if received > announced else ''}"
+            f"{received} bytes, not the announced {announced}; nothing stored"
+        )
+
+
 def _sha256_of(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
@@ -191,10 +200,9 @@ class FilesystemStorage:
     ) -> StoredFile:
         spec = self.bucket_spec(bucket)
         spec.check_upload(content_type, size)
-        announced = size
         final = self._object_path(bucket, key)
-        if announced is not None and announced <= SMALL_OBJECT_BYTES:
-            return await self._put_small(bucket, key, chunks, content_type, announced, final)
+        if size is not None and size <= SMALL_OBJECT_BYTES:
+            return await self._put_small(bucket, key, chunks, content_type, size, final)
         tmp = self._root / ".tmp" / uuid.uuid4().hex
         handle: IO[bytes] = await anyio.to_thread.run_sync(tmp.open, "wb")
         # Writeback starts as the file grows, so the one fsync at the end is short.
@@ -209,32 +217,20 @@ class FilesystemStorage:
                         f"object exceeds the {spec.file_size_limit} byte limit of bucket {bucket}"
                     )
                 await writer.write(chunk)
-            if announced is not None and writer.size != announced:
-                raise StreamLengthMismatch(
-                    f"put {bucket}/{key}: the stream had {writer.size} bytes, not the announced "
-                    f"{announced}; nothing stored"
-                )
+            _check_length(bucket, key, writer.size, size)
             sha256 = await writer.finish(fsync=True)
         except BaseException:
             handle.close()
             tmp.unlink(missing_ok=True)
             raise
         handle.close()
-        size = writer.size
         try:
             stored_type = await anyio.to_thread.run_sync(
-                self._commit, tmp, final, bucket, key, content_type, size, sha256
+                self._commit, tmp, final, bucket, key, content_type, writer.size, sha256
             )
         finally:
             tmp.unlink(missing_ok=True)
-        return StoredFile(
-            bucket=bucket,
-            key=key,
-            content_type=stored_type,
-            bytes=size,
-            sha256=sha256,
-            url=await self.public_url(bucket, key),
-        )
+        return await self._stored_file(bucket, key, stored_type, writer.size, sha256)
 
     async def _put_small(
         self,
@@ -255,20 +251,21 @@ class FilesystemStorage:
             if received > announced:
                 break
             parts.append(chunk)
-        if received != announced:
-            raise StreamLengthMismatch(
-                f"put {bucket}/{key}: the stream had {'more than ' if received > announced else ''}"
-                f"{received} bytes, not the announced {announced}; nothing stored"
-            )
+        _check_length(bucket, key, received, announced)
         data = b"".join(parts)
         sha256, stored_type = await anyio.to_thread.run_sync(
             self._write_and_commit, data, final, bucket, key, content_type
         )
+        return await self._stored_file(bucket, key, stored_type, len(data), sha256)
+
+    async def _stored_file(
+        self, bucket: str, key: str, content_type: str, size: int, sha256: str
+    ) -> StoredFile:
         return StoredFile(
             bucket=bucket,
             key=key,
-            content_type=stored_type,
-            bytes=len(data),
+            content_type=content_type,
+            bytes=size,
             sha256=sha256,
             url=await self.public_url(bucket, key),
         )

@@ -479,20 +479,26 @@ class SupabaseStorage:
         if not response.is_success:
             raise to_storage_error(ServerError.from_response(response), f"{what}: copy into place")
 
-    async def _remove_quietly(self, bucket: str, key: str, what: str) -> None:
-        """Delete a staging object (it may not exist: the upload failed before completing).
-        Failures are logged only: the start-up sweep removes what is left."""
+    async def _delete_objects(self, bucket: str, keys: list[str], what: str) -> None:
+        """``DELETE /object/{bucket}`` with ``prefixes`` (missing names are skipped)."""
         try:
             response = await self._http.request(
                 "DELETE",
                 urljoin(self._url, f"object/{quote(bucket, safe='')}"),
-                json={"prefixes": [key]},
+                json={"prefixes": keys},
             )
-            if not response.is_success:
-                log.warning("%s: staging object %s not removed: HTTP %d %s", what, key,
-                            response.status_code, response.text[:200])
         except httpx.HTTPError as exc:
-            log.warning("%s: staging object %s not removed: %r", what, key, exc)
+            raise transport_error(exc, what) from None
+        if not response.is_success:
+            raise to_storage_error(ServerError.from_response(response), what)
+
+    async def _remove_quietly(self, bucket: str, key: str, what: str) -> None:
+        """Delete a staging object (it may not exist: the upload failed before completing).
+        Failures are logged only: the start-up sweep removes what is left."""
+        try:
+            await self._delete_objects(bucket, [key], f"{what}: remove staging object {key}")
+        except StorageError as exc:
+            log.warning("%s", exc.message)
 
     async def sweep_staging(self, bucket: str, *, now: datetime | None = None) -> int:
         """Remove staging objects older than ``staging_max_age_s`` (left by a crash between a
@@ -519,10 +525,8 @@ class SupabaseStorage:
                 break
             offset += len(entries)
         for start in range(0, len(stale), 1000):
-            await self._http.request(
-                "DELETE",
-                urljoin(self._url, f"object/{quote(bucket, safe='')}"),
-                json={"prefixes": stale[start : start + 1000]},
+            await self._delete_objects(
+                bucket, stale[start : start + 1000], f"remove stale staging objects of {bucket}"
             )
         if stale:
             log.info("removed %d stale staging objects from bucket %s", len(stale), bucket)
