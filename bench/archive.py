@@ -342,7 +342,7 @@ async def archiver_copy(params: dict[str, Any]) -> dict[str, Any]:
     from reelvault_common.storage.layout import Buckets
 
     settings = ArchiverSettings()  # from the environment, as ``python -m reelvault_archiver``
-    tune_http_reads(max(settings.download_chunk_bytes, 64 * 1024))  # as ArchiverService.start
+    tune_http_reads(settings.download_chunk_bytes)  # as ArchiverService.start
     storage = open_storage(settings)
     buckets = Buckets.from_settings(settings)
     await storage.ensure_buckets(buckets.all())

@@ -43,7 +43,13 @@ _PROXY_VARIABLES = (
     "all_proxy",
 )
 
-__all__ = ["LeanBackend", "LeanConnectionPool", "env_proxies_configured", "lean_transport"]
+__all__ = [
+    "LeanBackend",
+    "LeanConnectionPool",
+    "default_transport",
+    "env_proxies_configured",
+    "lean_transport",
+]
 
 
 def _socket_readable(sock: socket.socket | None) -> bool:
@@ -188,6 +194,12 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
         return closing
 
 
+def default_transport() -> httpx.AsyncHTTPTransport | None:
+    """The transport for our HTTP clients: ``lean_transport()``, unless the environment sets
+    a proxy (then None: httpx's own transport, which honours it)."""
+    return None if env_proxies_configured() else lean_transport()
+
+
 def env_proxies_configured() -> bool:
     """Does the environment route HTTP through a proxy? (httpx honours HTTP(S)_PROXY and
     ALL_PROXY only when it builds its own transports.)"""
@@ -195,13 +207,13 @@ def env_proxies_configured() -> bool:
 
 
 def lean_transport(
-    *, limits: httpx.Limits | None = None, retries: int = 0
+    *, limits: httpx.Limits | None = None
 ) -> httpx.AsyncHTTPTransport:
     """httpx's ``AsyncHTTPTransport`` (TLS verification from the environment, as by default)
     on a ``LeanConnectionPool``. HTTP/1.1, no proxy: callers that may need one check
-    ``env_proxies_configured()`` and keep httpx's default transport then."""
+    use ``default_transport()``."""
     limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=32)
-    transport = httpx.AsyncHTTPTransport(limits=limits, retries=retries)
+    transport = httpx.AsyncHTTPTransport(limits=limits)
     stock = transport._pool
     assert isinstance(stock, httpcore.AsyncConnectionPool)
     transport._pool = LeanConnectionPool(
@@ -211,7 +223,6 @@ def lean_transport(
         keepalive_expiry=limits.keepalive_expiry,
         http1=True,
         http2=False,
-        retries=retries,
         network_backend=LeanBackend(),
     )
     return transport

@@ -10,7 +10,7 @@ on its own schedule (``Startup.wait_for``); once connected, the client reconnect
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -41,9 +41,8 @@ NOT_READY_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class NatsUnreachable(ConnectionError):
-    """No server of the list answered (one pass over all of them)."""
-
-    describes_itself = True  # ``startup.describe_error`` shows our summary as it is
+    """No server of the list answered (one pass over all of them). Raised without a cause, so
+    ``startup.describe_error`` shows this summary; the underlying errors are in ``errors``."""
 
     def __init__(self, servers: Sequence[NatsServer], errors: Sequence[BaseException]) -> None:
         reasons: list[str] = []
@@ -68,7 +67,7 @@ def _servers(servers: str | Sequence[str] | Sequence[NatsServer]) -> tuple[NatsS
         return parse_nats_servers(servers)
     if all(isinstance(server, NatsServer) for server in servers):
         return tuple(servers)  # type: ignore[arg-type]
-    return parse_nats_servers([str(getattr(server, "url", server)) for server in servers])
+    return parse_nats_servers([str(server) for server in servers])
 
 
 async def connect_nats(
@@ -78,7 +77,6 @@ async def connect_nats(
     connect_timeout: float = 5.0,
     max_reconnect_attempts: int = -1,
     reconnect_time_wait: float = 0.5,
-    error_cb: Callable[[Exception], Awaitable[None]] | None = None,
     **options: Any,
 ) -> Client:
     """Connect to the first of ``servers`` that answers (nats-py shuffles them).
@@ -86,7 +84,7 @@ async def connect_nats(
     Raises ``NatsUnreachable`` if none does, ``nats.errors.AuthorizationError`` if one
     refused the credentials. After connecting, the client reconnects (to any of them)
     ``max_reconnect_attempts`` times (-1: forever), ``reconnect_time_wait`` apart; its errors
-    are logged as one warning line each (or go to ``error_cb``)."""
+    are logged as one warning line each."""
     pool = _servers(servers)
     failures: list[BaseException] = []
     connected = False
@@ -94,8 +92,6 @@ async def connect_nats(
     async def on_error(exc: Exception) -> None:
         if not connected:
             failures.append(exc)
-        elif error_cb is not None:
-            await error_cb(exc)
         else:
             log.warning("nats connection (%s): %s", servers_for_logs(pool),
                         redact_url(f"{type(exc).__name__}: {exc}"))
@@ -111,12 +107,12 @@ async def connect_nats(
             error_cb=on_error,
             **options,
         )
-    except nats.errors.NoServersError as exc:
+    except nats.errors.NoServersError:
         refused = next((e for e in failures if isinstance(e, nats.errors.AuthorizationError)),
                        None)
         if refused is not None:
             raise refused from None
-        raise NatsUnreachable(pool, failures) from exc
+        raise NatsUnreachable(pool, failures) from None
     connected = True
     # From now on the client's own reconnect policy (nats-py reads these on every reconnect).
     client.options["max_reconnect_attempts"] = max_reconnect_attempts

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from reelvault_common.http_pool import env_proxies_configured, lean_transport
+from reelvault_common.http_pool import default_transport
 
 VideoJobStatus = Literal["queued", "in_progress", "completed", "failed", "expired", "canceled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "expired", "canceled"})
@@ -148,9 +148,9 @@ class VideosClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        if transport is None and not env_proxies_configured():
+        if transport is None:
             # httpcore's stock pool spends O(connections^2) per request (see http_pool).
-            transport = lean_transport()
+            transport = default_transport()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},

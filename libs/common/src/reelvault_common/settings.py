@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelvault_common.nats_servers import NatsServer, parse_nats_servers, servers_for_logs
@@ -47,8 +47,6 @@ class ServiceSettings(BaseSettings):
     # (``REELVAULT_SHUTDOWN_GRACE_S``). Keep it below the supervisor's kill timeout.
     shutdown_grace_s: float = Field(default=10.0, gt=0)
 
-    _nats_servers: tuple[NatsServer, ...] = PrivateAttr(default=())
-
     @field_validator("nats_url", mode="before")
     @classmethod
     def _nats_url_list(cls, value: object) -> object:
@@ -62,19 +60,11 @@ class ServiceSettings(BaseSettings):
     def _nats_url_shape(cls, value: str) -> str:
         return ",".join(server.url for server in parse_nats_servers(value))
 
-    def model_post_init(self, context: object, /) -> None:
-        super().model_post_init(context)
-        # Validated above, so this cannot fail.
-        self._nats_servers = parse_nats_servers(self.nats_url)
-
     @property
     def nats_servers(self) -> tuple[NatsServer, ...]:
-        """``NATS_URL`` parsed: every server, in the order given."""
-        servers = self._nats_servers
-        if ",".join(server.url for server in servers) != self.nats_url:
-            # ``model_copy(update={"nats_url": ...})`` skips model_post_init.
-            servers = parse_nats_servers(self.nats_url)
-        return servers
+        """``NATS_URL`` parsed: every server, in the order given (validated at load; parsed
+        again when asked, which is only when connecting or logging)."""
+        return parse_nats_servers(self.nats_url)
 
     @property
     def nats_server_urls(self) -> list[str]:

@@ -116,8 +116,6 @@ def is_unreachable(exc: BaseException) -> bool:
 def describe_error(exc: BaseException) -> str:
     """A short, single-line reason for a failed attempt, without credentials."""
     cause = _causes(exc)[-1]
-    if getattr(exc, "describes_itself", False):  # e.g. NatsUnreachable: already a summary
-        cause = exc
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     if isinstance(cause, ConnectionRefusedError) or "Connect call failed" in text:
         reason = "connection refused"

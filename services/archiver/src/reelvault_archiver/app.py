@@ -95,7 +95,7 @@ class ArchiverService:
 
     async def _start(self) -> None:
         settings = self.settings
-        tune_http_reads(max(settings.download_chunk_bytes, 64 * 1024))
+        tune_http_reads(settings.download_chunk_bytes)
         # NATS may not be up yet: wait for it (one log line per attempt) until
         # REELVAULT_STARTUP_TIMEOUT_S.
         await wait_for_nats(Startup.from_settings(settings), settings, self.topology,

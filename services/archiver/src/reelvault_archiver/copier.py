@@ -222,7 +222,9 @@ class VideoCopier:
         )
         dest.bucket.check_upload(THUMBNAIL_CONTENT_TYPE, len(webp))
         tally = StreamTally(_once(webp))
-        stored = await self._storage.put(dest.bucket.name, dest.key, tally, THUMBNAIL_CONTENT_TYPE)
+        stored = await self._storage.put(
+            dest.bucket.name, dest.key, tally, THUMBNAIL_CONTENT_TYPE, size=len(webp)
+        )
         info = await self._storage.stat(dest.bucket.name, dest.key)
         verify_copy(tally.facts(), stored, info, len(webp))
         log.info("stored an extracted thumbnail of job %s: %s/%s (%d bytes)",

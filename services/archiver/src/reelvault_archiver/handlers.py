@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from faststream.nats import NatsMessage
@@ -37,7 +36,7 @@ class ArchiveHandlers:
         heartbeat_interval_s: float,
         completed_dead_letter: DeadLetterRoute | None = None,
         rearchive_dead_letter: DeadLetterRoute | None = None,
-        scheduler: DeadlineScheduler | None = None,
+        scheduler: DeadlineScheduler,
     ) -> None:
         self._copier = copier
         self._publisher = publisher
@@ -76,7 +75,7 @@ class ArchiveHandlers:
         async def work() -> None:
             async with keep_alive(msg.in_progress, self._heartbeat_interval_s):
                 try:
-                    async with self._slot(job):
+                    async with self._scheduler.slot(job.expires_at):
                         outcome = await self._copier.archive(job, attempt=delivery_attempt(msg))
                 except SchedulerClosed:
                     # Stopping: hand the waiting message back for another replica (or us later).
@@ -89,7 +88,3 @@ class ArchiveHandlers:
         # ack_wait (the copy is idempotent either way).
         await settle(msg, work, transient=(TimeoutError,), dead_letter=dead_letter)
 
-    def _slot(self, job: ArchiveJob) -> contextlib.AbstractAsyncContextManager[None]:
-        if self._scheduler is None:
-            return contextlib.nullcontext()
-        return self._scheduler.slot(job.expires_at)

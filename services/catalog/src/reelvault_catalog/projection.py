@@ -69,11 +69,6 @@ class VideoState:
     error_message: str | None = None
     failed_at: datetime | None = None
 
-    @classmethod
-    def of(cls, row: object) -> VideoState:
-        """Read the state off anything with these attributes (an ORM row, for instance)."""
-        return cls(**{name: getattr(row, name) for name in STATE_FIELDS})
-
     def with_changes(self, changes: Mapping[str, Any]) -> VideoState:
         """This state after ``changes`` were written (columns the state does not track are
         ignored)."""

@@ -5,12 +5,9 @@ SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish (up to
 
 from __future__ import annotations
 
-import signal
-import sys
+from reelvault_common.early_stop import exit_cleanly_on_sigterm
 
-# A stop requested while the slow imports below run is a clean stop (exit 0), not a death by
-# signal; the service installs its own graceful handlers once it runs.
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+exit_cleanly_on_sigterm()  # before the slow imports below
 
 import asyncio
 import contextlib

@@ -110,10 +110,12 @@ class BrokerLink:
 
     async def _connect(self) -> None:
         where = self._settings.nats_url_for_logs
+        prepared = False
         try:
             # The stream first, over short-lived connections: retried while NATS is not up.
             await wait_for_nats(Startup.from_settings(self._settings), self._settings,
                                 self._topology)
+            prepared = True
         except StartupTimeout as exc:
             if self._on_give_up is not None:
                 self._on_give_up(str(exc))  # logged by whoever ends the process
@@ -133,7 +135,9 @@ class BrokerLink:
         while True:
             attempt += 1
             try:
-                await prepare_topology(self._settings, self._topology)
+                if not prepared:
+                    await prepare_topology(self._settings, self._topology)
+                    prepared = True
                 if self._idempotency_ttl_s is not None:
                     self._idempotency = await self._open_idempotency_bucket()
                 await self._listen_for_recorded()

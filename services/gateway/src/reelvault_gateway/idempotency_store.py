@@ -14,8 +14,9 @@ from nats.js.kv import KeyValue
 from reelvault_gateway.broker import TRANSIENT_BROKER_ERRORS, BrokerUnavailable
 from reelvault_gateway.idempotency import IdempotencyRecord
 
-# JetStream "wrong last sequence" error codes (a compare-and-set lost the race).
-_WRONG_LAST = (10071, 10164)
+# nats-py turns JetStream's "wrong last sequence" answers (a compare-and-set lost the race)
+# into KeyWrongLastSequenceError for create and update; any other API error is broker trouble.
+_BROKER_ERRORS: tuple[type[BaseException], ...] = (APIError, *TRANSIENT_BROKER_ERRORS)
 
 
 class KvIdempotencyStore:
@@ -27,11 +28,7 @@ class KvIdempotencyStore:
             return int(await self._bucket().create(scope, record.to_bytes()))
         except KeyWrongLastSequenceError:
             return None
-        except APIError as exc:
-            if exc.err_code in _WRONG_LAST:
-                return None
-            raise BrokerUnavailable(f"idempotency record not written: {exc!r}") from exc
-        except TRANSIENT_BROKER_ERRORS as exc:
+        except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"idempotency record not written: {exc!r}") from exc
 
     async def read(self, scope: str) -> tuple[IdempotencyRecord, int] | None:
@@ -39,7 +36,7 @@ class KvIdempotencyStore:
             entry = await self._bucket().get(scope)
         except KeyNotFoundError:
             return None
-        except (APIError, *TRANSIENT_BROKER_ERRORS) as exc:  # type: ignore[misc]  # a tuple
+        except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"idempotency record not read: {exc!r}") from exc
         if entry.value is None or entry.revision is None:
             return None
@@ -50,10 +47,6 @@ class KvIdempotencyStore:
             await self._bucket().update(scope, record.to_bytes(), last=last)
         except KeyWrongLastSequenceError:
             return False
-        except APIError as exc:
-            if exc.err_code in _WRONG_LAST:
-                return False
-            raise BrokerUnavailable(f"idempotency record not updated: {exc!r}") from exc
-        except TRANSIENT_BROKER_ERRORS as exc:
+        except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"idempotency record not updated: {exc!r}") from exc
         return True

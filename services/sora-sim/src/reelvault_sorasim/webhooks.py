@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from reelvault_common.http_pool import env_proxies_configured, lean_transport
+from reelvault_common.http_pool import default_transport
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class WebhookDispatcher:
         # Many deliveries at once under load: httpcore's stock pool would cost O(n^2) each.
         self._http = httpx.AsyncClient(
             timeout=timeout_s, follow_redirects=False,
-            transport=None if env_proxies_configured() else lean_transport())
+            transport=default_transport())
         self._tasks: set[asyncio.Task[None]] = set()
         self.deliveries: list[Delivery] = []
 
