@@ -337,7 +337,7 @@ async def archiver_copy(params: dict[str, Any]) -> dict[str, Any]:
     from reelvault_archiver.jobs import ArchiveJob
     from reelvault_archiver.settings import ArchiverSettings
     from reelvault_archiver.tuning import tune_http_reads
-    from reelvault_common.openai_videos import VideosClient
+    from reelvault_common.providers.openai_videos import VideosClient
     from reelvault_common.storage.factory import open_storage
     from reelvault_common.storage.layout import Buckets
 
@@ -543,7 +543,7 @@ def measure(
 
 def ensure_buckets(storage_url: str, service_key: str) -> None:
     """The buckets the archiver wants (the baseline uploads into the same videos bucket)."""
-    from reelvault_common.settings import StorageSettings
+    from reelvault_common.runtime.settings import StorageSettings
     from reelvault_common.storage.layout import Buckets
     from reelvault_common.storage.supabase import SupabaseStorage
 

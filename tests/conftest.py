@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url
 
 from tests.support import servers

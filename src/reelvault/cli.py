@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from reelvault_common.nats_servers import redact_url
+from reelvault_common.runtime.nats_servers import redact_url
 
 from reelvault.embedded import EmbeddedPostgres, NatsServer, free_port, port_is_free
 from reelvault.supervisor import ProcessSpec, Supervisor
@@ -185,9 +185,9 @@ def dead_letters(args: argparse.Namespace) -> int:
     """List or replay dead letters of the namespace configured in the environment."""
     import asyncio
 
-    from reelvault_common.deadletter import list_dead_letters, replay_dead_letters
-    from reelvault_common.settings import ServiceSettings
-    from reelvault_common.topology import Topology
+    from reelvault_common.messaging.deadletter import list_dead_letters, replay_dead_letters
+    from reelvault_common.messaging.topology import Topology
+    from reelvault_common.runtime.settings import ServiceSettings
 
     settings = ServiceSettings()
     topology = Topology.from_settings(settings)

@@ -28,7 +28,7 @@ import httpx
 import jwt
 import pytest
 from PIL import Image
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage import MimeTypeNotAllowed, PayloadTooLarge
 from reelvault_common.storage.layout import MB, Buckets, thumbnail_key, video_key
 from reelvault_common.storage.supabase import SupabaseStorage

@@ -26,11 +26,11 @@ from reelvault_common.contracts.events import (
     VideoStored,
     parse_event,
 )
-from reelvault_common.openai_videos import VideoJob, VideosClient
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.providers.openai_videos import VideoJob, VideosClient
+from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_common.storage.layout import Buckets
-from reelvault_common.topology import Topology
 
 API_KEY = "sk-archiver-test-key"
 REQUESTED_AT = datetime(2026, 3, 14, 9, 26, tzinfo=UTC)

@@ -619,8 +619,8 @@ class ChaosPhase:
 
     async def _dead_letters(self) -> Counter[str]:
         """Messages the services gave up on (the dead-letter stream), by consumer and error."""
-        from reelvault_common.deadletter import list_dead_letters
-        from reelvault_common.topology import Topology
+        from reelvault_common.messaging.deadletter import list_dead_letters
+        from reelvault_common.messaging.topology import Topology
 
         alive = [url for i, url in enumerate(self.nats.urls) if self.nats.alive(i)]
         letters = await list_dead_letters(alive[0], Topology(namespace=NAMESPACE))

@@ -15,9 +15,9 @@ import pytest
 from reelvault_archiver.copier import VideoCopier
 from reelvault_archiver.jobs import ArchiveJob
 from reelvault_common.contracts.events import VideoStored
-from reelvault_common.messaging import prepare_topology
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.archiver_harness import (
     RunningSim,

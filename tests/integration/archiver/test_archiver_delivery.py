@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from reelvault_common.contracts.events import VideoFailed, VideoRequested, VideoStored
-from reelvault_common.deadletter import list_dead_letters
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.messaging.deadletter import list_dead_letters
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.archiver_harness import (
     RunningSim,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from reelvault_common.contracts.events import VideoArchiveRequested, VideoFailed, VideoStored
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_common.storage.layout import video_key
 
 from tests.support.archiver_harness import (

@@ -22,8 +22,8 @@ from typing import Any
 import nats
 import pytest
 from reelvault_common.contracts.events import VideoCompleted, VideoFailed, VideoStored, parse_event
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.archiver_harness import API_KEY, RunningSim
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from reelvault_common.contracts.events import VideoStored
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.archiver_harness import (
     API_KEY,

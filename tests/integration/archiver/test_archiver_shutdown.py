@@ -14,9 +14,9 @@ import nats
 import pytest
 from nats.aio.client import Client
 from reelvault_common.contracts.events import VideoStored, parse_event
-from reelvault_common.messaging import prepare_topology
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.archiver_harness import API_KEY, RunningSim, completed_event
 from tests.support.service_process import service_process

@@ -23,8 +23,8 @@ from reelvault_archiver.decisions import RetryPolicy
 from reelvault_archiver.jobs import ArchiveJob
 from reelvault_archiver.thumbnails import ThumbnailSpec, extract_thumbnail
 from reelvault_common.contracts.events import StoredFile
-from reelvault_common.openai_videos import ProviderError
-from reelvault_common.settings import StorageSettings
+from reelvault_common.providers.openai_videos import ProviderError
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_common.storage.interface import ObjectStorage
 from reelvault_common.storage.layout import Buckets, thumbnail_key

@@ -16,10 +16,10 @@ from reelvault_catalog.app import CatalogService
 from reelvault_catalog.settings import CatalogSettings
 from reelvault_common.contracts.catalog import GetVideo, RpcReply, VideoRecord
 from reelvault_common.contracts.events import parse_event
-from reelvault_common.deadletter import list_dead_letters
-from reelvault_common.messaging import EventPublisher, make_broker
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import EventPublisher, make_broker
+from reelvault_common.messaging.deadletter import list_dead_letters
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url
 
 from tests.support.catalog_events import VideoStory

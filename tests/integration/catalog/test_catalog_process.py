@@ -13,8 +13,8 @@ from pathlib import Path
 import nats
 import pytest
 from reelvault_common.contracts.catalog import RpcReply
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel
 from reelvault_catalog.app import CatalogService
 from reelvault_catalog.settings import CatalogSettings
 from reelvault_common.contracts.catalog import GetVideo, ListVideos, RpcReply, VideoRecord
-from reelvault_common.messaging import EventPublisher, make_broker
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import EventPublisher, make_broker
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.catalog_events import VideoStory, sha256_of
 

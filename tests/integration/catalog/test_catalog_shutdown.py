@@ -15,9 +15,9 @@ import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
-from reelvault_common.messaging import prepare_topology
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url
 
 from tests.support.catalog_events import VideoStory

@@ -10,8 +10,7 @@ import nats
 import pytest
 from faststream.nats import NatsMessage
 from reelvault_common.contracts.events import VideoFailed, VideoRequested, parse_event
-from reelvault_common.deadletter import list_dead_letters, replay_dead_letters
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     DeadLetterRoute,
     EventPublisher,
     durable_subscriber,
@@ -19,8 +18,9 @@ from reelvault_common.messaging import (
     prepare_topology,
     settle,
 )
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import ConsumerPolicy, Topology
+from reelvault_common.messaging.deadletter import list_dead_letters, replay_dead_letters
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ async def test_cli_lists_and_replays(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from reelvault_common.deadletter import (
+    from reelvault_common.messaging.deadletter import (
         DeadLetter,
         ensure_dead_letter_stream,
         publish_dead_letter,

@@ -15,11 +15,11 @@ import httpx
 import nats
 import pytest
 from reelvault_common.contracts.catalog import RpcReply
-from reelvault_common.healthcheck import check
-from reelvault_common.messaging import prepare_topology
-from reelvault_common.nats_client import NatsUnreachable, connect_nats
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.healthcheck import check
+from reelvault_common.messaging.nats_client import NatsUnreachable, connect_nats
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url
 
 from reelvault.embedded import NatsServer, free_port

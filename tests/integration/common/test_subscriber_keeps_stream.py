@@ -9,14 +9,14 @@ import nats
 import pytest
 from faststream.nats import NatsMessage
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     EventPublisher,
     durable_subscriber,
     make_broker,
     prepare_topology,
 )
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import ConsumerPolicy, Topology
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import uuid
 import nats
 import pytest
 from reelvault_common.contracts.events import VideoRequested, parse_event
-from reelvault_common.messaging import EventPublisher, make_broker, prepare_topology
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import ConsumerPolicy, Topology
+from reelvault_common.messaging.consuming import EventPublisher, make_broker, prepare_topology
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from gateway_harness import (
 )
 from reelvault_catalog.app import CatalogService
 from reelvault_catalog.settings import CatalogSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 from reelvault_gateway.settings import GatewaySettings
 
 

@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, SecretStr
 from reelvault_common.contracts.events import VideoEvent, parse_event
+from reelvault_common.messaging.topology import Topology
 from reelvault_common.storage.filesystem import FilesystemStorage
-from reelvault_common.topology import Topology
 from reelvault_gateway.app import create_app
 from reelvault_gateway.settings import GatewaySettings
 

@@ -16,7 +16,7 @@ from gateway_harness import RunningGateway, StreamProbe, gateway_settings, run_g
 from nats.js.api import PubAck
 from pydantic import BaseModel
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 from reelvault_gateway.broker import BrokerUnavailable
 from reelvault_gateway.idempotency import IdempotencyRecord, scope_of
 

@@ -20,7 +20,7 @@ from gateway_harness import (
     run_gateway,
 )
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 from reelvault_gateway.settings import GatewaySettings
 
 from reelvault.embedded import NatsServer, free_port

@@ -12,7 +12,7 @@ import httpx
 import nats
 import pytest
 from reelvault_common.contracts.events import parse_event
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 
 from reelvault.embedded import free_port
 from tests.support.service_process import service_process

@@ -17,7 +17,7 @@ from generator_harness import (
     watch_stream,
 )
 from reelvault_common.contracts.events import ReferenceImage
-from reelvault_common.settings import ServiceSettings, StorageSettings
+from reelvault_common.runtime.settings import ServiceSettings, StorageSettings
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_common.storage.layout import Buckets
 from reelvault_generator.app import GeneratorService

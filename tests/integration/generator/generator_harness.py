@@ -32,9 +32,9 @@ from reelvault_common.contracts.events import (
     VideoRequested,
     parse_event,
 )
-from reelvault_common.messaging import prepare_topology
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.app import GeneratorService
 from reelvault_sorasim.app import create_app
 from reelvault_sorasim.settings import SimSettings

@@ -18,8 +18,8 @@ from reelvault_common.contracts.events import (
     VideoGenerationStarted,
     parse_event,
 )
-from reelvault_common.deadletter import list_dead_letters
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.messaging.deadletter import list_dead_letters
+from reelvault_common.runtime.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 

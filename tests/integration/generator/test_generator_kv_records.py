@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import nats
 import pytest
 from nats.js.api import KeyValueConfig, StorageType
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.ledger import JobBinding
 from reelvault_generator.ledger_store import JobLedger, open_bucket
 from reelvault_generator.webhooks import KvSeenWebhooks

@@ -14,7 +14,7 @@ from reelvault_common.contracts.events import (
     VideoCompleted,
     VideoGenerationStarted,
 )
-from reelvault_common.openai_videos import VideosClient
+from reelvault_common.providers.openai_videos import VideosClient
 from reelvault_generator.provider import OpenAIVideosProvider
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,8 @@ from generator_harness import (
     video_request,
 )
 from reelvault_common.contracts.events import VideoCompleted, VideoFailed
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.budget import KvRequestBudget
 from reelvault_generator.ledger_store import open_bucket
 from reelvault_generator.webhook_signing import signature

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from generator_harness import API_KEY, RunningSim, StreamWatch, video_request
 from reelvault_common.contracts.events import VideoCompleted, VideoGenerationStarted
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.service_process import service_process
 

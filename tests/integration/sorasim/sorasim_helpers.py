@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from PIL import Image
-from reelvault_common.openai_videos import TERMINAL_STATUSES
+from reelvault_common.providers.openai_videos import TERMINAL_STATUSES
 
 API_KEY = "sk-test-sorasim-0123456789abcdef"
 GENERATION_S = 0.2

@@ -14,7 +14,7 @@ import openai
 import pytest
 from conftest import RunningSim, SimFactory, serve_app
 from pydantic import SecretStr
-from reelvault_common.openai_videos import ProviderError, VideosClient
+from reelvault_common.providers.openai_videos import ProviderError, VideosClient
 from sorasim_helpers import API_KEY, AUTH, wait_terminal
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -9,7 +9,12 @@ import time
 import pytest
 from conftest import RunningSim
 from pydantic import SecretStr
-from reelvault_common.openai_videos import ProviderError, ReferenceUpload, VideoJob, VideosClient
+from reelvault_common.providers.openai_videos import (
+    ProviderError,
+    ReferenceUpload,
+    VideoJob,
+    VideosClient,
+)
 from sorasim_helpers import API_KEY, png
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.layout import Buckets
 from reelvault_common.storage.retry import RetryPolicy
 from reelvault_common.storage.supabase import SupabaseStorage, SupabaseStorageOptions

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage import (
     BucketRulesMismatch,
     MimeTypeNotAllowed,

@@ -21,8 +21,8 @@ from reelvault_archiver.copier import Failed, Retry, Stored, VideoCopier
 from reelvault_archiver.decisions import RetryPolicy
 from reelvault_archiver.jobs import ArchiveJob
 from reelvault_common.contracts.events import StoredFile, VideoStored
-from reelvault_common.openai_videos import ProviderError
-from reelvault_common.settings import StorageSettings
+from reelvault_common.providers.openai_videos import ProviderError
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.interface import (
     BucketNotFound,
     BucketSpec,

@@ -19,7 +19,7 @@ from reelvault_archiver.decisions import (
 )
 from reelvault_archiver.jobs import ArchiveJob
 from reelvault_archiver.verification import VerificationFailed
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.storage.interface import (
     BucketNotFound,
     MimeTypeNotAllowed,

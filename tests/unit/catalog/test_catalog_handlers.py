@@ -24,7 +24,7 @@ from reelvault_catalog.projection import Insert, Unchanged, Wait
 from reelvault_catalog.repository import Applied
 from reelvault_common.contracts.catalog import CatalogStats, VideoPage
 from reelvault_common.contracts.events import VideoEvent
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 from sqlalchemy.exc import OperationalError
 
 from tests.support.catalog_events import VideoStory

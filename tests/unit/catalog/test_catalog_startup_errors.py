@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg.exceptions
 from reelvault_catalog.migrate import database_unreachable
-from reelvault_common.startup import describe_error
+from reelvault_common.runtime.startup import describe_error
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reelvault_common.contracts.asyncapi import build_document, render
 from reelvault_common.contracts.events import EVENT_TYPES
+from reelvault_common.messaging.asyncapi import build_document, render
 
 DOCUMENT = Path(__file__).resolve().parents[3] / "docs" / "events.asyncapi.json"
 
@@ -12,7 +12,7 @@ DOCUMENT = Path(__file__).resolve().parents[3] / "docs" / "events.asyncapi.json"
 def test_committed_document_matches_the_contracts() -> None:
     assert DOCUMENT.read_text() == render(), (
         "docs/events.asyncapi.json is stale: "
-        "python -m reelvault_common.contracts.asyncapi > docs/events.asyncapi.json"
+        "python -m reelvault_common.messaging.asyncapi > docs/events.asyncapi.json"
     )
 
 

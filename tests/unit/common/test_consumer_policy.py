@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from reelvault_common.topology import ConsumerPolicy, Topology
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 
 
 def test_backoff_starts_with_ack_wait_because_the_server_takes_it_as_ack_wait() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from reelvault_common.http_pool import LeanConnectionPool, env_proxies_configured, lean_transport
+from reelvault_common.http import LeanConnectionPool, env_proxies_configured, lean_transport
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from reelvault_common.nats_servers import parse_nats_servers, redact_url, servers_for_logs
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.nats_servers import parse_nats_servers, redact_url, servers_for_logs
+from reelvault_common.runtime.settings import ServiceSettings
 
 PASSWORD = "s3cr3t-pw"
 

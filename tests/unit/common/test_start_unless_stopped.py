@@ -8,8 +8,8 @@ import os
 import signal
 
 import pytest
-from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
-from reelvault_common.startup import StartupTimeout
+from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
+from reelvault_common.runtime.startup import StartupTimeout
 
 
 def send_sigterm_to_self() -> None:

@@ -8,9 +8,9 @@ import socket
 
 import pytest
 from nats.errors import AuthorizationError, NoRespondersError, NoServersError
-from reelvault_common.nats_client import NatsUnreachable, is_nats_unreachable
-from reelvault_common.nats_servers import parse_nats_servers
-from reelvault_common.startup import (
+from reelvault_common.messaging.nats_client import NatsUnreachable, is_nats_unreachable
+from reelvault_common.runtime.nats_servers import parse_nats_servers
+from reelvault_common.runtime.startup import (
     Backoff,
     Startup,
     StartupTimeout,
@@ -98,7 +98,7 @@ async def test_retries_until_the_dependency_answers_and_logs_each_attempt(
             raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 4222)")
         return "connected"
 
-    with caplog.at_level(logging.INFO, logger="reelvault_common.startup"):
+    with caplog.at_level(logging.INFO, logger="reelvault_common.runtime.startup"):
         result = await startup(fake).wait_for("NATS", "nats://127.0.0.1:4222", connect)
     assert result == "connected"
     assert fake.sleeps == [0.5, 1.0, 2.0]

@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from reelvault_common.messaging import stop_consuming, track_fetched
+from reelvault_common.messaging.consuming import stop_consuming, track_fetched
 
 
 @dataclass

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from reelvault_common.video_spec import base_model, check_video_spec, parse_size, quote_choices
+from reelvault_common.providers.video_spec import (
+    base_model,
+    check_video_spec,
+    parse_size,
+    quote_choices,
+)
 
 
 def test_valid_triples_pass() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import JobBinding, LedgerEntry
 from reelvault_generator.provider import ProviderJob
 from reelvault_generator.reference_loader import ReferenceProblem

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from generator_fakes import Clock, FakeProvider, FakeReferences, MemoryLedger, Sink, request
 from reelvault_common.contracts.events import VideoGenerationStarted
-from reelvault_common.messaging import RetryLater
-from reelvault_common.openai_videos import ProviderError
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.consuming import RetryLater
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.handlers import past_deadline, poll_policy, requests_policy
 from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.settings import GeneratorSettings

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.openai_videos import ProviderError, VideoJob
+from reelvault_common.providers.openai_videos import ProviderError, VideoJob
 from reelvault_generator.provider import create_outcome_unknown, job_from_video, matches_request
 from reelvault_generator.starting import refusal_code, refusal_message
 

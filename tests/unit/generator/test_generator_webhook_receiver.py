@@ -7,7 +7,7 @@ import random
 import uuid
 
 from generator_fakes import T0, FakeProvider, MemoryLedger, Sink, job
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import JobBinding, new_claim
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.tracking import FollowedJob, JobTracker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage import BucketSpec
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.supabase import (

@@ -1,6 +1,6 @@
 """``python -m reelvault_archiver``."""
 
-from reelvault_common.early_stop import exit_cleanly_on_sigterm
+from reelvault_common.runtime.early_stop import exit_cleanly_on_sigterm
 
 exit_cleanly_on_sigterm()  # before the slow imports below
 

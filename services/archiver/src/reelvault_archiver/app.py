@@ -8,9 +8,7 @@ import logging
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage as MessageParam
 from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted
-from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
-from reelvault_common.logs import configure_logging
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     DeadLetterRoute,
     EventPublisher,
     durable_subscriber,
@@ -18,12 +16,14 @@ from reelvault_common.messaging import (
     raw_body,
     wait_for_nats,
 )
-from reelvault_common.openai_videos import VideosClient
-from reelvault_common.startup import Startup
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.providers.openai_videos import VideosClient
+from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
+from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.startup import Startup
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.interface import ObjectStorage
 from reelvault_common.storage.layout import Buckets
-from reelvault_common.topology import ConsumerPolicy, Topology
 
 from reelvault_archiver.copier import VideoCopier
 from reelvault_archiver.decisions import RetryPolicy

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import httpx
 from reelvault_common.contracts.events import StoredFile, VideoFailed, VideoStored, utcnow
-from reelvault_common.openai_videos import ContentVariant, ProviderError
+from reelvault_common.providers.openai_videos import ContentVariant, ProviderError
 from reelvault_common.storage.interface import (
     ObjectConflict,
     ObjectStorage,
@@ -170,11 +170,18 @@ class VideoCopier:
             return problem
         log.info("job %s: %s; extracting a frame from the stored video", job.provider_job_id,
                  problem)
+        return await self._extracted_or_none(job, dest, video, problem)
+
+    async def _extracted_or_none(
+        self, job: ArchiveJob, dest: Destination, video: StoredFile, why: str
+    ) -> StoredFile | None:
+        """A frame of the stored video as the thumbnail, or None: best effort, the stored video
+        is what must be reported."""
         try:
             return await self._extracted_thumbnail(job, dest, video)
-        except Exception as exc:  # best effort: the stored video is what must be reported
+        except Exception as exc:
             log.warning("job %s is stored without a thumbnail: %s; extraction failed: %r",
-                        job.provider_job_id, problem, exc)
+                        job.provider_job_id, why, exc)
             return None
 
     async def _provider_thumbnail(self, job: ArchiveJob, dest: Destination) -> StoredFile | str:
@@ -275,11 +282,9 @@ class VideoCopier:
         thumbnail = await self._stored_file(destinations.thumbnail)
         if thumbnail is None:
             # E.g. a crash between the two copies: the provider's copy is gone, the frame is not.
-            try:
-                thumbnail = await self._extracted_thumbnail(job, destinations.thumbnail, video)
-            except Exception as exc:  # best effort, as in _thumbnail
-                log.warning("job %s: no thumbnail could be extracted: %r", job.provider_job_id,
-                            exc)
+            thumbnail = await self._extracted_or_none(
+                job, destinations.thumbnail, video, "the provider's copy has expired"
+            )
         return self._stored(job, video, thumbnail)
 
     async def _stored_file(self, dest: Destination) -> StoredFile | None:

@@ -17,8 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from reelvault_common.messaging import backoff_delay
-from reelvault_common.openai_videos import VARIANT_MEDIA_TYPES, ContentVariant, ProviderError
+from reelvault_common.messaging.consuming import backoff_delay
+from reelvault_common.providers.openai_videos import (
+    VARIANT_MEDIA_TYPES,
+    ContentVariant,
+    ProviderError,
+)
 from reelvault_common.storage.interface import StorageError, TransientStorageError, Unauthorized
 
 from reelvault_archiver.jobs import ArchiveJob

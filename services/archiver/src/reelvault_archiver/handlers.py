@@ -7,7 +7,7 @@ import logging
 from faststream.nats import NatsMessage
 from pydantic import ValidationError
 from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted, parse_event
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     DeadLetterRoute,
     EventPublisher,
     RetryLater,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Self
 
 from pydantic import Field, model_validator
-from reelvault_common.settings import ProviderSettings, ServiceSettings, StorageSettings
+from reelvault_common.runtime.settings import ProviderSettings, ServiceSettings, StorageSettings
 
 MIB = 1024 * 1024
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reelvault_common.early_stop import exit_cleanly_on_sigterm
+from reelvault_common.runtime.early_stop import exit_cleanly_on_sigterm
 
 exit_cleanly_on_sigterm()  # before the slow imports below
 

@@ -6,9 +6,7 @@ import logging
 import uuid
 
 from faststream.nats import NatsBroker
-from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
-from reelvault_common.logs import configure_logging
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     DeadLetterRoute,
     EventPublisher,
     make_broker,
@@ -16,8 +14,10 @@ from reelvault_common.messaging import (
     track_fetched,
     wait_for_nats,
 )
-from reelvault_common.startup import Startup
-from reelvault_common.topology import ConsumerPolicy, Topology
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
+from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.startup import Startup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reelvault_catalog.handlers import (

@@ -35,7 +35,7 @@ from reelvault_common.contracts.catalog import (
     VideoStatus,
 )
 from reelvault_common.contracts.events import FailureStage, VideoEvent, parse_event
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     DeadLetterRoute,
     MessageParam,
     RetryLater,
@@ -45,7 +45,8 @@ from reelvault_common.messaging import (
     raw_body,
     settle,
 )
-from reelvault_common.topology import ConsumerPolicy, Topology
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime.startup import causes
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -73,9 +74,7 @@ class DatabaseRefused(Exception):
 def refusal_of(exc: DBAPIError) -> DatabaseRefused:
     """The driver's own error, without the SQL text and its parameters (they carry the
     payload, and this message travels on to ``VideoFailed`` and the catalog row)."""
-    cause: BaseException = exc.orig if isinstance(exc.orig, BaseException) else exc
-    while cause.__cause__ is not None:  # SQLAlchemy's adapter wraps the asyncpg exception
-        cause = cause.__cause__
+    cause = causes(exc)[-1]  # SQLAlchemy's adapter wraps the asyncpg exception
     lines = str(cause).strip().splitlines()
     text = lines[0] if lines else type(cause).__name__
     return DatabaseRefused(f"{type(cause).__name__}: {text}"[:500])

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from reelvault_common.startup import is_unreachable
+from reelvault_common.runtime.startup import causes, is_unreachable
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -74,14 +74,5 @@ async def migrate(engine: AsyncEngine) -> str | None:
 def database_unreachable(exc: BaseException) -> bool:
     """At start-up: is this the database not being there (yet)? Worth another try, unlike a
     wrong password or a missing database."""
-    if is_unreachable(exc):
-        return True
-    cause: BaseException | None = exc
-    for _ in range(10):  # SQLAlchemy wraps asyncpg's error (``orig`` -> ``__cause__``)
-        if cause is None:
-            break
-        if isinstance(cause, _NOT_READY):
-            return True
-        orig = getattr(cause, "orig", None)
-        cause = orig if isinstance(orig, BaseException) else cause.__cause__
-    return False
+    # SQLAlchemy wraps asyncpg's error (``orig`` -> ``__cause__``): look through the chain.
+    return is_unreachable(exc) or any(isinstance(cause, _NOT_READY) for cause in causes(exc))

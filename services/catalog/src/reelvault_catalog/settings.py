@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 

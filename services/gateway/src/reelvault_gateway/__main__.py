@@ -5,7 +5,7 @@ SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish (up to
 
 from __future__ import annotations
 
-from reelvault_common.early_stop import exit_cleanly_on_sigterm
+from reelvault_common.runtime.early_stop import exit_cleanly_on_sigterm
 
 exit_cleanly_on_sigterm()  # before the slow imports below
 
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from reelvault_common.lifecycle import wait_for_stop_signal
-from reelvault_common.logs import configure_logging
+from reelvault_common.runtime.lifecycle import wait_for_stop_signal
+from reelvault_common.runtime.logs import configure_logging
 
 from reelvault_gateway.app import create_app
 from reelvault_gateway.settings import GatewaySettings

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from reelvault_common.messaging.topology import Topology
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.layout import Buckets
-from reelvault_common.topology import Topology
 
 from reelvault_gateway.broker import BrokerLink
 from reelvault_gateway.catalog import NatsCatalogClient

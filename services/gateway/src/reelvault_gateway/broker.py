@@ -20,17 +20,17 @@ from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     EventPublisher,
     backoff_delay,
     make_broker,
     prepare_topology,
     wait_for_nats,
 )
-from reelvault_common.nats_servers import redact_url
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.startup import Startup, StartupTimeout
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.nats_servers import redact_url
+from reelvault_common.runtime.settings import ServiceSettings
+from reelvault_common.runtime.startup import Startup, StartupTimeout
 
 from reelvault_gateway.visibility import RecordedWatch
 

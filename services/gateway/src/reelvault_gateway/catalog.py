@@ -16,7 +16,7 @@ from reelvault_common.contracts.catalog import (
     VideoRecord,
     VideoStatus,
 )
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 
 from reelvault_gateway.broker import BrokerUnavailable, Requester
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
-from reelvault_common.settings import ServiceSettings, StorageSettings
+from reelvault_common.runtime.settings import ServiceSettings, StorageSettings
 from reelvault_common.storage.layout import MB
 
 

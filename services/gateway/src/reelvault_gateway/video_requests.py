@@ -16,7 +16,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
-from reelvault_common.video_spec import (
+from reelvault_common.providers.video_spec import (
     DEFAULT_MODEL,
     DEFAULT_SECONDS,
     DEFAULT_SIZE,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from reelvault_common.contracts.catalog import VideoRecord, VideoStatus
 from reelvault_common.contracts.events import ReferenceImage, VideoArchiveRequested, VideoRequested
-from reelvault_common.ids import new_video_id
+from reelvault_common.contracts.ids import new_video_id
 from reelvault_common.storage import InvalidKey, ObjectNotFound
 
 from reelvault_gateway.broker import BrokerUnavailable

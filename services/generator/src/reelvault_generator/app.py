@@ -8,21 +8,21 @@ import logging
 import httpx
 from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig, StorageType
-from reelvault_common.lifecycle import start_unless_stopped, wait_for_stop_signal
-from reelvault_common.logs import configure_logging
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     EventPublisher,
     make_broker,
     stop_consuming,
     track_fetched,
     wait_for_nats,
 )
-from reelvault_common.nats_client import connect_nats, is_nats_unreachable
-from reelvault_common.openai_videos import VideosClient
-from reelvault_common.startup import Startup
+from reelvault_common.messaging.nats_client import connect_nats, is_nats_unreachable
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.providers.openai_videos import VideosClient
+from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
+from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.startup import Startup
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.factory import open_storage
-from reelvault_common.topology import Topology
 
 from reelvault_generator import handlers
 from reelvault_generator.budget import KvRequestBudget

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.providers.openai_videos import ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import nats.errors
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.events import VideoGenerationStarted, VideoRequested
-from reelvault_common.messaging import (
+from reelvault_common.messaging.consuming import (
     DeadLetterRoute,
     EventPublisher,
     MessageParam,
@@ -23,9 +23,9 @@ from reelvault_common.messaging import (
     raw_body,
     settle,
 )
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.storage import TransientStorageError
-from reelvault_common.topology import ConsumerPolicy, Topology
 
 from reelvault_generator.polling import deadline_of
 from reelvault_generator.settings import GeneratorSettings

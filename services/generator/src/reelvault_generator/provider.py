@@ -1,6 +1,6 @@
 """The video provider interface the generator depends on, and its OpenAI Videos API adapter.
 
-Errors are ``reelvault_common.openai_videos.ProviderError`` (``status`` None for transport
+Errors are ``reelvault_common.providers.openai_videos.ProviderError`` (``status`` None for transport
 failures, ``transient`` for what is worth retrying, ``retry_after_s`` when the server said).
 """
 
@@ -13,13 +13,13 @@ from typing import Literal, Protocol
 
 import httpx
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.openai_videos import (
+from reelvault_common.providers.openai_videos import (
     ProviderError,
     ReferenceUpload,
     VideoJob,
     VideosClient,
 )
-from reelvault_common.video_spec import base_model
+from reelvault_common.providers.video_spec import base_model
 
 JobPhase = Literal["running", "completed", "failed"]
 

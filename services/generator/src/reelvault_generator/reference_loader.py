@@ -6,8 +6,8 @@ import asyncio
 from typing import Protocol
 
 from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.providers.video_spec import parse_size
 from reelvault_common.storage import BucketNotFound, InvalidKey, ObjectNotFound, ObjectStorage
-from reelvault_common.video_spec import parse_size
 
 from reelvault_generator.reference import InvalidReferenceImage, build_reference_frame
 

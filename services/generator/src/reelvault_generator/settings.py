@@ -9,7 +9,7 @@ import socket
 import uuid
 
 from pydantic import Field, SecretStr, model_validator
-from reelvault_common.settings import ProviderSettings, ServiceSettings, StorageSettings
+from reelvault_common.runtime.settings import ProviderSettings, ServiceSettings, StorageSettings
 
 from reelvault_generator.polling import MIN_POLL_DELAY_S
 

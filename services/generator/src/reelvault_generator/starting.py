@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.messaging import RetryLater, backoff_delay
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.messaging.consuming import RetryLater, backoff_delay
+from reelvault_common.providers.openai_videos import ProviderError
 
 from reelvault_generator.events import EventSink, generation_failed, started_event
 from reelvault_generator.ledger import (

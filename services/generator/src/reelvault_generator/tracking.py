@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from reelvault_common.contracts.events import VideoGenerationStarted
-from reelvault_common.messaging import RetryLater, backoff_delay
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.messaging.consuming import RetryLater, backoff_delay
+from reelvault_common.providers.openai_videos import ProviderError
 
 from reelvault_generator.events import (
     EventSink,

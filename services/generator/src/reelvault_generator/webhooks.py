@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import nats.errors
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from reelvault_common.messaging import RetryLater
-from reelvault_common.openai_videos import ProviderError
+from reelvault_common.messaging.consuming import RetryLater
+from reelvault_common.providers.openai_videos import ProviderError
 
 from reelvault_generator.ledger import JobBinding
 from reelvault_generator.ledger_store import LedgerStore

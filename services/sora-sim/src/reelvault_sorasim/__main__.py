@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import uvicorn
 from pydantic import ValidationError
-from reelvault_common.lifecycle import wait_for_stop_signal
-from reelvault_common.logs import configure_logging
+from reelvault_common.runtime.lifecycle import wait_for_stop_signal
+from reelvault_common.runtime.logs import configure_logging
 
 from reelvault_sorasim.app import create_app
 from reelvault_sorasim.settings import SimSettings

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import anyio
 from PIL import Image, UnidentifiedImageError
-from reelvault_common.video_spec import (
+from reelvault_common.providers.video_spec import (
     DEFAULT_MODEL,
     DEFAULT_SECONDS,
     DEFAULT_SIZE,

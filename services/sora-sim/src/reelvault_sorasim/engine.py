@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from reelvault_common.video_spec import SIZES_BY_MODEL, parse_size
+from reelvault_common.providers.video_spec import SIZES_BY_MODEL, parse_size
 
 from reelvault_sorasim import render
 from reelvault_sorasim.create_params import (

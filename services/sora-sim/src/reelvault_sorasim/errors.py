@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reelvault_common.video_spec import quote_choices
+from reelvault_common.providers.video_spec import quote_choices
 from starlette.responses import JSONResponse
 
 INVALID_REQUEST = "invalid_request_error"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from reelvault_common.http_pool import default_transport
+from reelvault_common.http import default_transport
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from reelvault_common.ids import event_id_for
+from reelvault_common.contracts.ids import event_id_for
 
 SCHEMA_VERSION = 1
 

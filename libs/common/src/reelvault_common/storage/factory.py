@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_common.storage.interface import ObjectStorage
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.interface import BucketSpec
 
 MB = 1024 * 1024

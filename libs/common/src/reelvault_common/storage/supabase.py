@@ -45,7 +45,7 @@ from storage3.exceptions import StorageApiError
 from storage3.types import CreateOrUpdateBucketOptions
 
 from reelvault_common.contracts.events import StoredFile
-from reelvault_common.settings import StorageSettings
+from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.interface import (
     BucketNotFound,
     BucketRulesMismatch,

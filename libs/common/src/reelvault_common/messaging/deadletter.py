@@ -19,9 +19,9 @@ from nats.js.errors import NotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from reelvault_common.contracts.events import utcnow
-from reelvault_common.nats_client import connect_nats
-from reelvault_common.nats_servers import NatsServer
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.nats_client import connect_nats
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.nats_servers import NatsServer
 
 # ``NATS_URL`` as given (one URL or a comma-separated list) or already parsed.
 NatsServers = str | Sequence[str] | Sequence[NatsServer]

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from reelvault_common.nats_servers import redact_url
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.nats_servers import redact_url
+from reelvault_common.runtime.settings import ServiceSettings
 
-log = logging.getLogger("reelvault_common.startup")
+log = logging.getLogger("reelvault_common.runtime.startup")
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class StartupTimeout(RuntimeError):
         self.reason = reason
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
+def causes(exc: BaseException) -> list[BaseException]:
     """``exc`` and what it wraps (SQLAlchemy's ``orig``, ``raise ... from``), outermost first."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
@@ -110,12 +110,12 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def is_unreachable(exc: BaseException) -> bool:
     """Could this be "not up yet" (refused, unresolvable, timed out, reset)? Worth a retry."""
-    return any(isinstance(cause, (OSError, TimeoutError)) for cause in _causes(exc))
+    return any(isinstance(cause, (OSError, TimeoutError)) for cause in causes(exc))
 
 
 def describe_error(exc: BaseException) -> str:
     """A short, single-line reason for a failed attempt, without credentials."""
-    cause = _causes(exc)[-1]
+    cause = causes(exc)[-1]
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     if isinstance(cause, ConnectionRefusedError) or "Connect call failed" in text:
         reason = "connection refused"

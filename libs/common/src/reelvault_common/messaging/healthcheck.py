@@ -1,4 +1,4 @@
-"""Container health checks: ``python -m reelvault_common.healthcheck nats|catalog``.
+"""Container health checks: ``python -m reelvault_common.messaging.healthcheck nats|catalog``.
 
 ``nats``: the broker answers and the lifecycle stream exists. ``catalog``: a catalog replica
 answers ping (which checks its database). Exit 0 when healthy, 1 otherwise.
@@ -10,10 +10,10 @@ import asyncio
 import sys
 
 from reelvault_common.contracts.catalog import RpcReply
-from reelvault_common.nats_client import connect_nats
-from reelvault_common.nats_servers import redact_url
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.nats_client import connect_nats
+from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.nats_servers import redact_url
+from reelvault_common.runtime.settings import ServiceSettings
 
 
 async def check(target: str, settings: ServiceSettings) -> str | None:

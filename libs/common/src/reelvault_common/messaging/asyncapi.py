@@ -1,6 +1,6 @@
 """The lifecycle events as an AsyncAPI 3.0 document: what consumers in other systems rely on.
 
-``python -m reelvault_common.contracts.asyncapi > docs/events.asyncapi.json`` regenerates the
+``python -m reelvault_common.messaging.asyncapi > docs/events.asyncapi.json`` regenerates the
 committed copy; a test fails when the two disagree.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from reelvault_common.contracts.events import EVENT_TYPES, SCHEMA_VERSION, event_type_name
-from reelvault_common.topology import Topology
+from reelvault_common.messaging.topology import Topology
 
 _DESCRIPTIONS = {
     "video.requested": "The gateway accepted a request; it is durable in JetStream.",

@@ -18,13 +18,13 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import ServiceUnavailableError
 
-from reelvault_common.nats_servers import (
+from reelvault_common.runtime.nats_servers import (
     NatsServer,
     parse_nats_servers,
     redact_url,
     servers_for_logs,
 )
-from reelvault_common.startup import describe_error, is_unreachable
+from reelvault_common.runtime.startup import describe_error, is_unreachable
 
 log = logging.getLogger(__name__)
 

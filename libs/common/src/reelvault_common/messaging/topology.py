@@ -23,7 +23,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from reelvault_common.contracts.events import EVENT_TYPES, event_type_name
-from reelvault_common.settings import ServiceSettings
+from reelvault_common.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 

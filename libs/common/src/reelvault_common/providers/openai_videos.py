@@ -13,7 +13,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from reelvault_common.http_pool import default_transport
+from reelvault_common.http import default_transport
 
 VideoJobStatus = Literal["queued", "in_progress", "completed", "failed", "expired", "canceled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "expired", "canceled"})

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reelvault_common.nats_servers import NatsServer, parse_nats_servers, servers_for_logs
+from reelvault_common.runtime.nats_servers import NatsServer, parse_nats_servers, servers_for_logs
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 

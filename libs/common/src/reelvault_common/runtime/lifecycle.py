@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from reelvault_common.startup import StartupTimeout
+from reelvault_common.runtime.startup import StartupTimeout
 
 log = logging.getLogger(__name__)
 

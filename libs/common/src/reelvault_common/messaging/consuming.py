@@ -25,11 +25,20 @@ from nats.js.api import PubAck
 from pydantic import BaseModel
 
 from reelvault_common.contracts.events import FailureStage, VideoFailed
-from reelvault_common.deadletter import DeadLetter, ensure_dead_letter_stream, publish_dead_letter
-from reelvault_common.nats_client import connect_nats, is_nats_unreachable
-from reelvault_common.settings import ServiceSettings
-from reelvault_common.startup import Startup
-from reelvault_common.topology import ConsumerPolicy, Topology, ensure_consumer, ensure_stream
+from reelvault_common.messaging.deadletter import (
+    DeadLetter,
+    ensure_dead_letter_stream,
+    publish_dead_letter,
+)
+from reelvault_common.messaging.nats_client import connect_nats, is_nats_unreachable
+from reelvault_common.messaging.topology import (
+    ConsumerPolicy,
+    Topology,
+    ensure_consumer,
+    ensure_stream,
+)
+from reelvault_common.runtime.settings import ServiceSettings
+from reelvault_common.runtime.startup import Startup
 
 log = logging.getLogger(__name__)
 

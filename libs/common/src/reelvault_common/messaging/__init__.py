@@ -1,0 +1,1 @@
+"""Talking to NATS JetStream: topology, publishing, consuming, dead letters."""
