@@ -112,8 +112,18 @@ class RunningSim:
 
 
 def archiver_settings(
-    service_settings: ServiceSettings, storage_dir: Path, base_url: str, **overrides: Any
+    service_settings: ServiceSettings,
+    storage_dir: Path,
+    base_url: str,
+    *,
+    consumers: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> ArchiverSettings:
+    """Settings for a test archiver; ``consumers`` (``ConsumerSettings`` fields, e.g.
+    ``{"ack_wait_s": 1.5}``) applies to both of its consumers, over fast test retries."""
+    rules: dict[str, Any] = {
+        "ack_wait_s": 5.0, "retry_base_s": 0.05, "retry_max_s": 0.3, **(consumers or {})
+    }
     fields: dict[str, Any] = {
         "NATS_URL": service_settings.nats_url,
         "namespace": service_settings.namespace,
@@ -122,10 +132,8 @@ def archiver_settings(
         "storage_signing_key": "test-signing-key",
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": API_KEY,
-        "retry_base_delay_s": 0.05,
-        "retry_max_delay_s": 0.3,
-        "ack_wait_s": 5.0,
-        "heartbeat_interval_s": 1.0,
+        "completed": rules,
+        "rearchive": dict(rules),
         "max_workers": 2,
     }
     fields.update(overrides)

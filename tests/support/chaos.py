@@ -110,14 +110,19 @@ ONE_SHOT_RULES: list[dict[str, Any]] = [
 # only the waits are shorter): redelivery of a killed worker's message, a claim left by a
 # generator killed mid-create, poll and retry pacing.
 FAST_RECOVERY_ENV: dict[str, str] = {
-    "REELVAULT_ACK_WAIT_S": "20",
-    "REELVAULT_HEARTBEAT_INTERVAL_S": "5",
     "REELVAULT_CREATE_TIMEOUT_S": "10",
     "REELVAULT_CLAIM_MARGIN_S": "5",
     "REELVAULT_POLL_INTERVAL_S": "0.5",
     "REELVAULT_POLL_MAX_INTERVAL_S": "2",
-    "REELVAULT_CREATE_RETRY_MAX_S": "5",
-    "REELVAULT_RETRY_MAX_DELAY_S": "5",
+    # The generator's consumers (video.requested, video.generation.started).
+    "REELVAULT_REQUESTS__ACK_WAIT_S": "20",
+    "REELVAULT_REQUESTS__RETRY_MAX_S": "5",
+    "REELVAULT_POLL__ACK_WAIT_S": "20",
+    # The archiver's consumers (video.completed, video.archive.requested).
+    "REELVAULT_COMPLETED__ACK_WAIT_S": "20",
+    "REELVAULT_COMPLETED__RETRY_MAX_S": "5",
+    "REELVAULT_REARCHIVE__ACK_WAIT_S": "20",
+    "REELVAULT_REARCHIVE__RETRY_MAX_S": "5",
     "REELVAULT_PROVIDER_TIMEOUT_S": "15",
 }
 

@@ -1,6 +1,6 @@
 """A small Supabase-Storage-compatible server for tests (Starlette, run by uvicorn on loopback).
 
-Faithful to ``shared/docs/supabase-storage-api.md`` and the open-source server where it matters
+Faithful to ``docs/storage/supabase-storage.md`` and the open-source server where it matters
 to a client: the routes storage3 uses (buckets; object upload POST/PUT as binary or multipart
 ``file`` part with ``x-upsert``, cache-control and metadata; download on the plain,
 authenticated and public routes with Range; info/HEAD; list; remove; server-side copy with

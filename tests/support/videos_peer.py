@@ -1,6 +1,6 @@
 """A small OpenAI-Videos-API content peer for tests, served over real HTTP on 127.0.0.1.
 
-It follows docs/openai-videos-api.md for what it serves: ``GET /v1/videos/{id}/content`` with
+It follows docs/providers/openai-videos.md for what it serves: ``GET /v1/videos/{id}/content`` with
 ``?variant=video|thumbnail|spritesheet``, Bearer auth (401 envelope), the error envelope on
 every non-2xx reply, 404 for unknown or expired ids. Faults are queued per job: an HTTP error
 status, or a body cut mid-way (the full Content-Length is announced, fewer bytes are sent, then

@@ -15,7 +15,7 @@ import pytest
 from reelvault_archiver.copier import VideoCopier
 from reelvault_archiver.jobs import ArchiveJob
 from reelvault_common.contracts.events import VideoStored
-from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 
@@ -86,7 +86,7 @@ async def test_waiting_messages_are_heartbeated_not_redelivered(
     events = [completed_event(job.id, now + timedelta(minutes=30)) for job in jobs]
     # The last one waits about 3 x 1.2 s, well past ack_wait: only heartbeats keep it.
     settings = archiver_settings(service_settings, tmp_path / "storage", sim.base_url,
-                                 max_workers=1, ack_wait_s=1.5, heartbeat_interval_s=0.3)
+                                 max_workers=1, consumers={"ack_wait_s": 1.5})
     await publish_pending(settings, events)
     async with running_archiver(settings) as h:
         outcomes = [await h.next_outcome(within_s=30) for _ in events]
@@ -121,7 +121,7 @@ async def test_stopping_hands_waiting_messages_back_at_once(
               for i, job in enumerate(jobs)]
     ack_wait_s = 8.0
     settings = archiver_settings(service_settings, tmp_path / "storage", sim.base_url,
-                                 max_workers=1, ack_wait_s=ack_wait_s, heartbeat_interval_s=1.0)
+                                 max_workers=1, consumers={"ack_wait_s": ack_wait_s})
     await publish_pending(settings, events)
     async with running_archiver(settings):
         deadline = asyncio.get_running_loop().time() + 15

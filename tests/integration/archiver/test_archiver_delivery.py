@@ -49,7 +49,7 @@ async def test_copy_failing_past_the_last_delivery_is_dead_lettered(
     job = await sim.completed_job()
     await sim.push_faults({"kind": "content_error", "status": 503, "times": 50})
     settings = archiver_settings(service_settings, tmp_path / "storage", sim.base_url,
-                                 max_deliveries=3)
+                                 consumers={"max_deliver": 3})
     async with running_archiver(settings) as h:
         # No expires_at: no deadline ends the retries, only the delivery limit does.
         event = completed_event(job.id, None)

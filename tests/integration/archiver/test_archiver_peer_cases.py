@@ -50,12 +50,13 @@ async def test_provider_without_thumbnail_stores_the_video_alone(
 async def test_heartbeat_keeps_a_copy_longer_than_ack_wait_from_being_redelivered(
     service_settings: ServiceSettings, tmp_path: Path
 ) -> None:
-    # ~2.4 s of streaming against a 1 s ack_wait: without in_progress() the server would hand
-    # the message to the second worker mid-copy, and the video would be downloaded twice.
+    # ~2.4 s of streaming against a 1.5 s ack_wait: without the runner's in_progress() the
+    # server would hand the message to the second worker mid-copy, and the video would be
+    # downloaded twice.
     async with VideosPeer(API_KEY, chunk_delay_s=0.3) as slow_peer:
         job = slow_peer.add_job(video_bytes=8 * CHUNK)
         settings = archiver_settings(service_settings, tmp_path / "storage", slow_peer.base_url,
-                                     ack_wait_s=1.0, heartbeat_interval_s=0.25)
+                                     consumers={"ack_wait_s": 1.5})
         async with running_archiver(settings) as h:
             await h.publish(completed_event(job.id, int(job.expires_at)))
             outcome = await h.next_outcome(within_s=20)

@@ -14,7 +14,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from reelvault_common.contracts.events import VideoStored, parse_event
-from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 
@@ -47,8 +47,8 @@ def archiver_env(settings: ServiceSettings, sim: RunningSim, storage: Path, grac
         "OPENAI_BASE_URL": sim.base_url,
         "OPENAI_API_KEY": API_KEY,
         "REELVAULT_SHUTDOWN_GRACE_S": str(grace_s),
-        "REELVAULT_ACK_WAIT_S": str(ACK_WAIT_S),
-        "REELVAULT_HEARTBEAT_INTERVAL_S": "5",
+        "REELVAULT_COMPLETED__ACK_WAIT_S": str(ACK_WAIT_S),
+        "REELVAULT_REARCHIVE__ACK_WAIT_S": str(ACK_WAIT_S),
     }
 
 

@@ -11,13 +11,15 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 from reelvault_catalog.app import CatalogService
 from reelvault_catalog.settings import CatalogSettings
 from reelvault_common.contracts.catalog import GetVideo, RpcReply, VideoRecord
 from reelvault_common.contracts.events import parse_event
-from reelvault_common.messaging.consuming import EventPublisher, make_broker
 from reelvault_common.messaging.deadletter import list_dead_letters
+from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url
@@ -35,8 +37,8 @@ async def catalog(service_settings: ServiceSettings, database_url: str
     service = CatalogService(CatalogSettings(
         NATS_URL=service_settings.nats_url, namespace=service_settings.namespace,
         DATABASE_URL=database_url, stream_duplicate_window_s=60,
-        projection_max_deliver=MAX_DELIVER, projection_retry_base_s=0.4,
-        projection_retry_max_s=1.0, projection_ack_wait_s=10,
+        projection={"max_deliver": MAX_DELIVER, "retry_base_s": 0.4, "retry_max_s": 1.0,
+                    "ack_wait_s": 10},
     ))
     await service.start()
     try:
@@ -45,14 +47,21 @@ async def catalog(service_settings: ServiceSettings, database_url: str
         await service.stop()
 
 
+class Producer(EventPublisher):
+    """Another service: publishes lifecycle events, reads the catalog over request/reply."""
+
+    def __init__(self, nc: NatsClient, topology: Topology) -> None:
+        super().__init__(nc, topology)
+        self.nc = nc
+
+
 @pytest.fixture
-async def publisher(service_settings: ServiceSettings) -> AsyncIterator[EventPublisher]:
-    broker = make_broker(service_settings, "test-producer")
-    await broker.connect()
+async def publisher(service_settings: ServiceSettings) -> AsyncIterator[Producer]:
+    nc = await nats.connect(service_settings.nats_url)
     try:
-        yield EventPublisher(broker, Topology.from_settings(service_settings))
+        yield Producer(nc, Topology.from_settings(service_settings))
     finally:
-        await broker.stop()
+        await nc.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
@@ -62,23 +71,22 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30
         await asyncio.sleep(0.1)
 
 
-async def video_of(publisher: EventPublisher, topology: Topology, video_id: uuid.UUID
+async def video_of(publisher: Producer, topology: Topology, video_id: uuid.UUID
                    ) -> VideoRecord | None:
-    nc = publisher.jetstream()._nc
-    reply = await nc.request(topology.rpc_get, GetVideo(video_id=video_id).model_dump_json()
-                             .encode(), timeout=5)
+    request = GetVideo(video_id=video_id).model_dump_json().encode()
+    reply = await publisher.nc.request(topology.rpc_get, request, timeout=5)
     answer = RpcReply.model_validate_json(reply.data)
     return answer.video
 
 
-async def status_is(publisher: EventPublisher, topology: Topology, video_id: uuid.UUID,
+async def status_is(publisher: Producer, topology: Topology, video_id: uuid.UUID,
                     status: str) -> bool:
     video = await video_of(publisher, topology, video_id)
     return video is not None and video.status == status
 
 
 async def test_a_nul_byte_the_database_cannot_store_is_dead_lettered_and_fails_the_video(
-    catalog: CatalogService, publisher: EventPublisher, service_settings: ServiceSettings
+    catalog: CatalogService, publisher: Producer, service_settings: ServiceSettings
 ) -> None:
     # A provider's error text is free text from a third party; PostgreSQL text cannot hold
     # U+0000, JSON and the contract can. Retrying cannot help: it is a poison message.
@@ -113,12 +121,12 @@ async def test_a_nul_byte_the_database_cannot_store_is_dead_lettered_and_fails_t
     assert "0x00" in video.error_message
 
     # Nothing keeps going round: the consumer has no message pending any more.
-    info = await publisher.jetstream().consumer_info(topology.stream, catalog.policy.durable)
+    info = await publisher.nc.jetstream().consumer_info(topology.stream, catalog.policy.durable)
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def test_an_event_violating_a_constraint_is_replayed_once_the_schema_is_fixed(
-    catalog: CatalogService, publisher: EventPublisher, service_settings: ServiceSettings,
+    catalog: CatalogService, publisher: Producer, service_settings: ServiceSettings,
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     # An operator's migration capped stored videos at 5 MB (the images bucket's limit, copied

@@ -15,7 +15,7 @@ import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
-from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url
@@ -36,7 +36,7 @@ def catalog_env(settings: ServiceSettings, database_url: str) -> dict[str, str]:
         "REELVAULT_NAMESPACE": settings.namespace,
         "REELVAULT_STREAM_DUPLICATE_WINDOW_S": "60",
         "REELVAULT_SHUTDOWN_GRACE_S": str(GRACE_S),
-        "REELVAULT_PROJECTION_ACK_WAIT_S": str(ACK_WAIT_S),
+        "REELVAULT_PROJECTION__ACK_WAIT_S": str(ACK_WAIT_S),
     }
 
 

@@ -8,17 +8,12 @@ import uuid
 
 import nats
 import pytest
-from faststream.nats import NatsMessage
-from reelvault_common.contracts.events import VideoFailed, VideoRequested, parse_event
-from reelvault_common.messaging.consuming import (
-    DeadLetterRoute,
-    EventPublisher,
-    durable_subscriber,
-    make_broker,
-    prepare_topology,
-    settle,
-)
+from reelvault_common.contracts.events import VideoRequested, parse_event
+from reelvault_common.messaging.consumer import Consumer, ConsumerRunner, Delivery
 from reelvault_common.messaging.deadletter import list_dead_letters, replay_dead_letters
+from reelvault_common.messaging.outcomes import RetryPacing
+from reelvault_common.messaging.publisher import EventPublisher
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.runtime.settings import ServiceSettings
 
@@ -32,74 +27,41 @@ async def wait_until(predicate, timeout_s: float = 10.0) -> None:  # type: ignor
         await asyncio.sleep(0.05)
 
 
-async def test_poison_message_is_dead_lettered_then_replayed(
+async def test_a_dead_letter_replayed_after_the_fix_is_handled(
     service_settings: ServiceSettings,
 ) -> None:
     topology = Topology.from_settings(service_settings)
-    policy = ConsumerPolicy(
-        topology.durable("test", "poison"),
-        (topology.subject("video.requested"),),
-        ack_wait_s=2,
-        max_deliver=3,
-        backoff_s=(),
-    )
+    policy = ConsumerPolicy(topology.durable("test", "poison"),
+                            (topology.subject("video.requested"),), ack_wait_s=2, max_deliver=3)
     await prepare_topology(service_settings, topology, [policy])
-    broker = make_broker(service_settings, "test")
-    publisher = EventPublisher(broker, topology)
-    route = DeadLetterRoute(policy, topology, publisher, stage="generation")
+    connection = await nats.connect(service_settings.nats_url)
+    publisher = EventPublisher(connection, topology)
     attempts: list[int] = []
     healed = asyncio.Event()
     fail = True
 
-    @durable_subscriber(broker, topology, policy)
-    async def handle(body: object, msg: NatsMessage) -> None:
-        async def work() -> None:
-            attempts.append(1)
-            if fail:
-                raise ValueError("cannot digest this")
-            healed.set()
+    async def handle(event: VideoRequested, delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        if fail:
+            raise ValueError("cannot digest this")
+        healed.set()
 
-        await settle(msg, work, dead_letter=route)
-
-    await broker.start()
+    consumer = Consumer(policy=policy, decode=VideoRequested.model_validate_json, handle=handle,
+                        retry=RetryPacing(0.05, 0.1))
+    runner = ConsumerRunner(connection, topology, [consumer])
+    await runner.start()
     try:
-        event = VideoRequested.new(
-            video_id=uuid.uuid4(),
-            correlation_id="corr-1",
-            prompt="p",
-            model="sora-2",
-            seconds="4",
-            size="720x1280",
-        )
+        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="corr-1", prompt="p",
+                                   model="sora-2", seconds="4", size="720x1280")
         await publisher.publish(event)
 
         async def buried() -> bool:
             return len(await list_dead_letters(service_settings.nats_url, topology)) == 1
 
         await wait_until(buried, timeout_s=20)
-        assert len(attempts) == 3  # exactly max_deliver attempts, no hot loop beyond it
+        assert attempts == [1, 2, 3]  # exactly max_deliver attempts, no hot loop beyond it
         [stored] = await list_dead_letters(service_settings.nats_url, topology)
-        assert stored.letter.consumer == policy.durable
-        assert stored.letter.deliveries == 3
-        assert "ValueError: cannot digest this" in stored.letter.error
-        assert parse_event(stored.letter.payload) == event
         assert stored.letter.video_id == event.video_id
-
-        nc = await nats.connect(service_settings.nats_url)
-        try:
-            failed_msg = await nc.jetstream().get_last_msg(
-                topology.stream, topology.subject("video.failed")
-            )
-            failed = parse_event(failed_msg.data)
-            assert isinstance(failed, VideoFailed)
-            assert (failed.video_id, failed.code, failed.stage) == (
-                event.video_id,
-                "dead_lettered",
-                "generation",
-            )
-            assert "cannot digest this" in failed.message
-        finally:
-            await nc.close()
 
         fail = False
         replayed = await replay_dead_letters(service_settings.nats_url, topology)
@@ -107,7 +69,8 @@ async def test_poison_message_is_dead_lettered_then_replayed(
         await asyncio.wait_for(healed.wait(), 10)
         assert await list_dead_letters(service_settings.nats_url, topology) == []
     finally:
-        await broker.stop()
+        await runner.stop()
+        await connection.close()
 
 
 async def test_cli_lists_and_replays(

@@ -15,9 +15,9 @@ import httpx
 import nats
 import pytest
 from reelvault_common.contracts.catalog import RpcReply
-from reelvault_common.messaging.consuming import prepare_topology
 from reelvault_common.messaging.healthcheck import check
 from reelvault_common.messaging.nats_client import NatsUnreachable, connect_nats
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 from sqlalchemy.engine import make_url

@@ -8,7 +8,8 @@ import uuid
 import nats
 import pytest
 from reelvault_common.contracts.events import VideoRequested, parse_event
-from reelvault_common.messaging.consuming import EventPublisher, make_broker, prepare_topology
+from reelvault_common.messaging.publisher import EventPublisher
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.runtime.settings import ServiceSettings
 
@@ -49,10 +50,9 @@ async def test_republished_event_is_dropped_by_duplicate_window(
 ) -> None:
     topology = Topology.from_settings(service_settings)
     await prepare_topology(service_settings, topology)
-    broker = make_broker(service_settings, "test")
-    await broker.start()
+    connection = await nats.connect(service_settings.nats_url)
     try:
-        publisher = EventPublisher(broker, topology)
+        publisher = EventPublisher(connection, topology)
         event = VideoRequested.new(
             video_id=uuid.uuid4(),
             correlation_id="c1",
@@ -67,7 +67,7 @@ async def test_republished_event_is_dropped_by_duplicate_window(
         assert second.duplicate
         assert second.seq == first.seq
     finally:
-        await broker.stop()
+        await connection.close()
 
     nc = await nats.connect(service_settings.nats_url)
     try:
@@ -76,6 +76,8 @@ async def test_republished_event_is_dropped_by_duplicate_window(
         assert info.state.messages == 1
         msg = await js.get_last_msg(topology.stream, topology.subject("video.requested"))
         assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == str(event.event_id)
+        assert msg.headers["correlation_id"] == "c1"
+        assert msg.headers["content-type"] == "application/json"
         assert parse_event(msg.data) == event
     finally:
         await nc.close()

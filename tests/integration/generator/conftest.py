@@ -78,9 +78,8 @@ async def make_generator(
             "storage_dir": storage_dir,
             "poll_interval_s": 0.2,
             "poll_max_interval_s": 0.5,
-            "poll_retry_base_s": 0.2,
-            "create_retry_base_s": 0.2,
-            "create_retry_max_s": 1.0,
+            "poll": {"retry_base_s": 0.2},
+            "requests": {"retry_base_s": 0.2, "retry_max_s": 1.0},
             "create_timeout_s": 5.0,
             "claim_margin_s": 1.0,
             "recovery_margin_s": 5.0,
@@ -90,7 +89,10 @@ async def make_generator(
         unknown = set(overrides) - set(GeneratorSettings.model_fields) - {
             "NATS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"}
         assert not unknown, f"not generator settings: {unknown}"  # extra="ignore" would hide them
-        values.update(overrides)
+        for key, value in overrides.items():
+            # A consumer's rules given in part (requests={"workers": 4}) keep the others.
+            nested = isinstance(value, dict) and isinstance(values.get(key), dict)
+            values[key] = {**values[key], **value} if nested else value
         service = GeneratorService(GeneratorSettings(**values), provider=provider,
                                    http_transport=transport)
         running.append(service)

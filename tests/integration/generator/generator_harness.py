@@ -32,7 +32,7 @@ from reelvault_common.contracts.events import (
     VideoRequested,
     parse_event,
 )
-from reelvault_common.messaging.consuming import prepare_topology
+from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.app import GeneratorService

@@ -1,4 +1,4 @@
-"""A request the generator cannot start ends, after ``requests_max_deliver`` deliveries with
+"""A request the generator cannot start ends, after ``requests.max_deliver`` deliveries with
 growing delays, in the dead-letter stream with its payload and the last error; its video fails
 (``dead_lettered``); ``reelvault dead-letters replay`` starts it once the cause is fixed.
 
@@ -32,7 +32,8 @@ async def test_a_request_refused_until_max_deliver_is_dead_lettered_then_replaye
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stale_key = await make_generator(OPENAI_API_KEY="sk-rotated-away",
-                                     requests_max_deliver=MAX_DELIVER, unauthorized_retry_s=0.3)
+                                     requests={"max_deliver": MAX_DELIVER},
+                                     unauthorized_retry_s=0.3)
     request = video_request("a lighthouse in fog")
     began = time.monotonic()
     await watch.publish(request)
@@ -56,7 +57,7 @@ async def test_a_request_refused_until_max_deliver_is_dead_lettered_then_replaye
 
     # The fix: a generator with the current key (the stale one is stopped).
     await stale_key.stop()
-    await make_generator(requests_max_deliver=MAX_DELIVER)
+    await make_generator(requests={"max_deliver": MAX_DELIVER})
     from reelvault.cli import main
 
     monkeypatch.setenv("NATS_URL", service_settings.nats_url)

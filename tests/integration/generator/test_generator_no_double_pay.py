@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import httpx2
 import pytest
 from generator_harness import API_KEY, GeneratorFactory, RunningSim, StreamWatch, video_request
 from pydantic import SecretStr
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 async def test_duplicate_deliveries_on_two_replicas_create_one_job_each(
     make_generator: GeneratorFactory, watch: StreamWatch, sim: RunningSim
 ) -> None:
-    await make_generator(requests_max_workers=4)
-    await make_generator(requests_max_workers=4)
+    await make_generator(requests={"workers": 4})
+    await make_generator(requests={"workers": 4})
     requests = [video_request(f"twice delivered #{i}") for i in range(6)]
     for request in requests:
         # The same event twice under different message ids: JetStream keeps both, and the two
@@ -90,21 +90,21 @@ async def test_redelivered_request_after_completion_creates_nothing(
     }
 
 
-class LoseFirstCreateResponse(httpx.AsyncBaseTransport):
+class LoseFirstCreateResponse(httpx2.AsyncBaseTransport):
     """Forwards every request; the first create reaches the provider (the job exists) but its
     response is lost, as if the connection dropped after the request was sent."""
 
     def __init__(self) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = httpx2.AsyncHTTPTransport()
         self.lost = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
         if request.method == "POST" and request.url.path.endswith("/videos") and not self.lost:
             await response.aread()
             await response.aclose()
             self.lost += 1
-            raise httpx.ReadTimeout("response lost on purpose", request=request)
+            raise httpx2.ReadTimeout("response lost on purpose", request=request)
         return response
 
     async def aclose(self) -> None:

@@ -1,4 +1,4 @@
-"""Issue 3 against the real simulator: webhooks finish videos at once (and are verified),
+"""The generator against the real simulator: webhooks finish videos at once (and are verified),
 poll-after is honoured, 429s are waited out, and a request budget is shared by replicas."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import httpx2
 import nats
 import pytest
 from generator_harness import (
@@ -167,14 +168,14 @@ async def test_failed_job_webhook_reports_the_providers_code(
     assert (outcome.code, outcome.message) == ("moderation_blocked", "Blocked.")
 
 
-class Recorder(httpx.AsyncBaseTransport):
+class Recorder(httpx2.AsyncBaseTransport):
     """Timestamps every request a generator sends (shared by replicas)."""
 
     def __init__(self, sent: list[tuple[float, str]]) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = httpx2.AsyncHTTPTransport()
         self._sent = sent
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         self._sent.append((time.time(), request.method))
         return await self._inner.handle_async_request(request)
 

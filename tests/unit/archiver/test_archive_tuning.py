@@ -1,20 +1,38 @@
-"""The bulk-read tuning: raised once, never lowered, harmless when httpcore changes."""
+"""The bulk-read tuning: raised once, never lowered, harmless when httpcore changes. Both
+stacks are tuned: provider downloads run on httpcore2 (httpx2), storage reads on httpcore."""
 
 from __future__ import annotations
 
 import httpcore
+import httpcore2
 import pytest
 from reelvault_archiver.tuning import tune_http_reads
 
+STACKS = (httpcore2, httpcore)
+
 
 def test_socket_reads_are_raised_never_lowered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", 64 * 1024)
+    for stack in STACKS:
+        monkeypatch.setattr(stack.AsyncHTTP11Connection, "READ_NUM_BYTES", 64 * 1024)
     assert tune_http_reads(1024 * 1024) == 1024 * 1024
-    assert httpcore.AsyncHTTP11Connection.READ_NUM_BYTES == 1024 * 1024
+    for stack in STACKS:
+        assert stack.AsyncHTTP11Connection.READ_NUM_BYTES == 1024 * 1024
     assert tune_http_reads(128 * 1024) == 1024 * 1024  # a smaller chunk setting keeps 1 MiB
 
 
-def test_an_httpcore_without_the_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES")
+@pytest.mark.parametrize("gone", STACKS, ids=lambda stack: stack.__name__)
+def test_a_stack_without_the_setting_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, gone: object
+) -> None:
+    (kept,) = (stack for stack in STACKS if stack is not gone)
+    monkeypatch.setattr(kept.AsyncHTTP11Connection, "READ_NUM_BYTES", 64 * 1024)
+    monkeypatch.delattr(gone.AsyncHTTP11Connection, "READ_NUM_BYTES")  # type: ignore[attr-defined]
+    assert tune_http_reads(1024 * 1024) == 1024 * 1024
+    assert kept.AsyncHTTP11Connection.READ_NUM_BYTES == 1024 * 1024
+    assert not hasattr(gone.AsyncHTTP11Connection, "READ_NUM_BYTES")  # type: ignore[attr-defined]
+
+
+def test_neither_stack_with_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for stack in STACKS:
+        monkeypatch.delattr(stack.AsyncHTTP11Connection, "READ_NUM_BYTES")
     assert tune_http_reads(1024 * 1024) == 0
-    assert not hasattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES")

@@ -1,59 +1,56 @@
-"""The catalog's handlers without a broker: how each message is settled and each request answered
-(the store is a fake; the real one is exercised by the integration tests)."""
+"""The catalog's handlers without a broker: what each event's handling says to the runner
+(return: ack; ``RetryLater``; an error: retried, then dead-lettered), what a dead letter does to
+the video, and how each request is answered (the store is a fake; the real one is exercised by
+the integration tests)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+from reelvault_catalog.consumers import (
+    FailVideoOnDeadLetter,
+    failure_stage,
+    projection_consumer,
+    projection_policy,
+)
 from reelvault_catalog.cursor import InvalidCursor
 from reelvault_catalog.handlers import (
+    TRANSIENT_DB_ERRORS,
     CatalogHandlers,
     KeyedLocks,
-    ProjectionRetry,
-    failure_stage,
-    projection_policy,
     wait_delay,
 )
 from reelvault_catalog.projection import Insert, Unchanged, Wait
 from reelvault_catalog.repository import Applied
+from reelvault_catalog.settings import CatalogSettings
 from reelvault_common.contracts.catalog import CatalogStats, VideoPage
-from reelvault_common.contracts.events import VideoEvent
+from reelvault_common.contracts.events import VideoEvent, VideoFailed
+from reelvault_common.messaging.consumer import Delivery
+from reelvault_common.messaging.deadletter import DeadLetter
+from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.settings import ConsumerSettings
 from sqlalchemy.exc import OperationalError
 
 from tests.support.catalog_events import VideoStory
 
 
-@dataclass
-class FakeMessage:
-    body: bytes
-    delivered: int = 1
-    settled: list[tuple[str, float | None]] = field(default_factory=list)
-    subject: str = "ns.video.requested"
-    progress_reports: int = 0
+def delivery(attempt: int = 1, subject: str = "ns.video.requested") -> Delivery:
+    return Delivery(subject=subject, attempt=attempt, stream_sequence=1)
 
-    @property
-    def raw_message(self) -> Any:
-        return SimpleNamespace(subject=self.subject, data=self.body,
-                               metadata=SimpleNamespace(num_delivered=self.delivered))
 
-    async def in_progress(self) -> None:
-        self.progress_reports += 1
-
-    async def ack(self) -> None:
-        self.settled.append(("ack", None))
-
-    async def nack(self, delay: float | None = None) -> None:
-        self.settled.append(("nack", delay))
-
-    async def reject(self) -> None:
-        self.settled.append(("reject", None))
+async def outcome_of(handlers: CatalogHandlers, event: VideoEvent, attempt: int = 1) -> Any:
+    """What the runner would see: None (ack), a ``RetryLater`` or the error raised."""
+    try:
+        await handlers.handle_event(event, delivery(attempt))
+    except Exception as exc:
+        return exc
+    return None
 
 
 @dataclass
@@ -111,16 +108,18 @@ class FakeStore:
 
 
 def handlers_for(store: FakeStore) -> CatalogHandlers:
-    return CatalogHandlers(store, ping_timeout_s=0.2,
-                           retry=ProjectionRetry(base_s=1.0, max_s=30.0, outage_poll_s=0.01))
+    return CatalogHandlers(store, ping_timeout_s=0.2, outage_poll_s=0.01)
+
+
+def consumer_for(handlers: CatalogHandlers, publisher: Any = None) -> Any:
+    return projection_consumer(Topology(namespace="ns"), CatalogSettings().projection, handlers,
+                               publisher or FakePublisher())
 
 
 async def test_an_applied_event_is_acked() -> None:
     store = FakeStore()
     event = VideoStory().requested()
-    msg = FakeMessage(event.model_dump_json().encode())
-    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    assert msg.settled == [("ack", None)]
+    assert await outcome_of(handlers_for(store), event) is None
     assert store.applied == [event]
 
 
@@ -128,25 +127,20 @@ async def test_an_applied_event_is_acked() -> None:
     b"{not json", b"", b"\xff\xfe", b"[]", b'{"type": "video.exploded"}',
     b'{"type": "video.requested", "prompt": "p"}',
 ])
-async def test_an_unreadable_payload_is_rejected_once_and_logged(
-    payload: bytes, caplog: pytest.LogCaptureFixture
+def test_an_unreadable_payload_does_not_decode_so_the_runner_terminates_it(
+    payload: bytes,
 ) -> None:
-    store = FakeStore()
-    msg = FakeMessage(payload)
-    with caplog.at_level(logging.ERROR, logger="reelvault_catalog"):
-        await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    assert msg.settled == [("reject", None)]
-    assert store.applied == []
-    [record] = [r for r in caplog.records if "rejecting unreadable event" in r.getMessage()]
-    assert "ns.video.requested" in record.getMessage()
+    consumer = consumer_for(handlers_for(FakeStore()))
+    with pytest.raises(ValidationError):
+        consumer.decode(payload)
 
 
-async def test_a_rejection_log_does_not_echo_the_payload(caplog: pytest.LogCaptureFixture) -> None:
-    secret = "sk-live-should-not-be-logged"
-    msg = FakeMessage(f'{{"type": "video.requested", "prompt": "{secret}"}}'.encode())
-    with caplog.at_level(logging.ERROR, logger="reelvault_catalog"):
-        await handlers_for(FakeStore()).handle_event(msg)  # type: ignore[arg-type]
-    assert secret not in caplog.text
+def test_every_lifecycle_event_decodes_to_itself() -> None:
+    consumer = consumer_for(handlers_for(FakeStore()))
+    story = VideoStory()
+    for event in (story.requested(), story.started(), story.progressed(5), story.completed(),
+                  story.archive_requested(), story.stored(), story.failed()):
+        assert consumer.decode(event.model_dump_json().encode()) == event
 
 
 @pytest.mark.parametrize(("delivered", "delay"), [(1, 1.0), (3, 3.0), (100, 15.0)])
@@ -154,95 +148,142 @@ async def test_an_event_before_its_row_is_handed_back_with_a_delay(
     delivered: int, delay: float
 ) -> None:
     store = FakeStore(outcome=Wait("video.stored before video.requested"))
-    msg = FakeMessage(VideoStory().stored().model_dump_json().encode(), delivered=delivered)
-    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    assert msg.settled == [("nack", delay)]
+    retry = await outcome_of(handlers_for(store), VideoStory().stored(), delivered)
+    assert isinstance(retry, RetryLater)
+    assert retry.delay == delay
     assert wait_delay(delivered) == delay
 
 
 async def test_a_transient_error_while_the_database_answers_is_retried_with_backoff() -> None:
-    # The database answers its ping: the failure is this event's, and it costs a delivery.
+    # The database answers its ping: the failure is this event's, and it costs a delivery
+    # (the runner retries it with the consumer's pacing, logged without a traceback).
     store = FakeStore(error=OperationalError("SELECT", {}, Exception("statement timeout")))
-    msg = FakeMessage(VideoStory().requested().model_dump_json().encode())
-    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    [(verb, delay)] = msg.settled
-    assert verb == "nack"
-    assert delay is not None
-    assert 0 < delay <= 1.0
+    error = await outcome_of(handlers_for(store), VideoStory().requested())
+    assert isinstance(error, OperationalError)
+    assert isinstance(error, TRANSIENT_DB_ERRORS)
+    consumer = consumer_for(handlers_for(store))
+    assert consumer.transient == TRANSIENT_DB_ERRORS
+    assert 0 < consumer.retry.delay(1) <= 1.0
 
 
 async def test_a_database_outage_holds_the_event_instead_of_spending_deliveries() -> None:
-    # Down for three tries: the event is held (in progress), never handed back, then applied.
+    # Down for three tries: the event is held (the handler neither fails nor asks for a
+    # retry; the runner's heartbeat keeps its message alive), then applied.
     store = FakeStore(outage_pings=3)
     event = VideoStory().requested()
-    msg = FakeMessage(event.model_dump_json().encode())
-    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    assert msg.settled == [("ack", None)]
+    assert await outcome_of(handlers_for(store), event) is None
     assert store.applied == [event]
-    assert msg.progress_reports >= 2  # ack_wait kept from running out while held
     assert store.pings >= 2
 
 
 async def test_an_event_the_database_refuses_is_retried_later_not_at_once() -> None:
     # e.g. a DataError (a NUL byte in a text): not transient, retried with a growing delay.
     store = FakeStore(error=RuntimeError("refused"))
-    msg = FakeMessage(VideoStory().requested().model_dump_json().encode(), delivered=3)
-    await handlers_for(store).handle_event(msg)  # type: ignore[arg-type]
-    [(verb, delay)] = msg.settled
-    assert verb == "nack"
-    assert delay is not None
-    assert 2.0 <= delay <= 4.0  # full jitter of the third attempt: base * 2**2, halved at most
+    error = await outcome_of(handlers_for(store), VideoStory().requested(), 3)
+    assert isinstance(error, RuntimeError)
+    assert not isinstance(error, TRANSIENT_DB_ERRORS)
+    delay = consumer_for(handlers_for(store)).retry.delay(3)
+    assert 2.0 <= delay <= 4.0  # jitter of the third attempt: base * 2**2, halved at most
 
 
 # --- batches ------------------------------------------------------------------------------------
 
 def batching(store: FakeStore) -> CatalogHandlers:
-    return CatalogHandlers(store, ping_timeout_s=0.2, batch_size=16,
-                           retry=ProjectionRetry(base_s=1.0, max_s=30.0, outage_poll_s=0.01))
+    return CatalogHandlers(store, ping_timeout_s=0.2, batch_size=16, outage_poll_s=0.01)
 
 
 async def test_events_handled_at_once_share_a_transaction_and_settle_each() -> None:
     store = FakeStore()
     story = VideoStory()
     events = [story.requested(), story.started(), story.completed()]
-    msgs = [FakeMessage(e.model_dump_json().encode()) for e in events]
-    garbage = FakeMessage(b"{garbage")
     handlers = batching(store)
-    await asyncio.gather(*(handlers.handle_event(m) for m in [*msgs, garbage]))  # type: ignore[arg-type]
-    assert store.batches == [3]  # one transaction for the three readable events
+    outcomes = await asyncio.gather(*(outcome_of(handlers, e) for e in events))
+    assert store.batches == [3]  # one transaction for the three events
     assert store.applied == events  # in the order they were handed in
-    assert [m.settled for m in msgs] == [[("ack", None)]] * 3
-    assert garbage.settled == [("reject", None)]
+    assert outcomes == [None] * 3
 
 
 async def test_a_refused_batch_is_retried_one_by_one_so_only_the_poison_pays() -> None:
     store = FakeStore(poison="moderation text")
     story = VideoStory()
     good, bad, late = story.requested(), story.failed(message="moderation text"), story.completed()
-    msgs = [FakeMessage(e.model_dump_json().encode()) for e in (good, bad, late)]
-    await asyncio.gather(*(batching(store).handle_event(m) for m in msgs))  # type: ignore[arg-type]
-    assert msgs[0].settled == [("ack", None)] and msgs[2].settled == [("ack", None)]
-    [(verb, delay)] = msgs[1].settled
-    assert verb == "nack" and delay is not None and delay > 0  # retried later, on its own
+    handlers = batching(store)
+    outcomes = await asyncio.gather(*(outcome_of(handlers, e) for e in (good, bad, late)))
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], RuntimeError)  # retried later, on its own
     assert good in store.applied and late in store.applied and bad not in store.applied
 
 
 async def test_a_batch_waits_out_a_database_outage_without_spending_deliveries() -> None:
     store = FakeStore(outage_pings=2)
     story = VideoStory()
-    msgs = [FakeMessage(e.model_dump_json().encode()) for e in (story.requested(),
-                                                                story.started())]
     handlers = batching(store)
-    await asyncio.gather(*(handlers.handle_event(m) for m in msgs))  # type: ignore[arg-type]
-    assert [m.settled for m in msgs] == [[("ack", None)]] * 2
-    assert all(m.progress_reports >= 1 for m in msgs)
+    events = (story.requested(), story.started())
+    outcomes = await asyncio.gather(*(outcome_of(handlers, e) for e in events))
+    assert outcomes == [None, None]
+    assert store.applied == list(events)
+    assert store.pings >= 2
 
 
 async def test_an_event_of_a_batch_without_its_row_waits_alone() -> None:
     store = FakeStore(outcome=Wait("video.stored before video.requested"))
-    msg = FakeMessage(VideoStory().stored().model_dump_json().encode(), delivered=2)
-    await batching(store).handle_event(msg)  # type: ignore[arg-type]
-    assert msg.settled == [("nack", 2.0)]
+    retry = await outcome_of(batching(store), VideoStory().stored(), 2)
+    assert isinstance(retry, RetryLater)
+    assert retry.delay == 2.0
+
+
+async def test_a_new_row_is_announced_once_committed() -> None:
+    announced: list[uuid.UUID] = []
+
+    async def on_recorded(video_id: uuid.UUID) -> None:
+        announced.append(video_id)
+
+    story = VideoStory()
+    inserting = CatalogHandlers(FakeStore(outcome=Insert({})), on_recorded=on_recorded)
+    assert await outcome_of(inserting, story.requested()) is None
+    unchanged = CatalogHandlers(FakeStore(), on_recorded=on_recorded)
+    assert await outcome_of(unchanged, story.started()) is None
+    assert announced == [story.video_id]  # only the insert, not the no-op
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+@dataclass
+class FakePublisher:
+    published: list[Any] = field(default_factory=list)
+
+    async def publish(self, event: Any) -> None:
+        self.published.append(event)
+
+
+def letter_for(event: VideoEvent, deliveries: int = 20) -> DeadLetter:
+    return DeadLetter.of(consumer="ns-catalog-projection", subject=f"ns.{event.type}",
+                         stream_sequence=7, deliveries=deliveries,
+                         payload=event.model_dump_json().encode(), headers={},
+                         error="DatabaseRefused: CheckViolationError: no", video_id=event.video_id)
+
+
+async def test_a_dead_lettered_event_fails_its_video_as_dead_lettered() -> None:
+    publisher = FakePublisher()
+    consumer = consumer_for(handlers_for(FakeStore()), publisher)
+    story = VideoStory()
+    event = story.stored()
+    await consumer.on_dead_letter(event, letter_for(event))
+    [failed] = publisher.published
+    assert isinstance(failed, VideoFailed)
+    assert (failed.video_id, failed.correlation_id) == (story.video_id, story.correlation_id)
+    assert (failed.stage, failed.code, failed.retryable) == ("archive", "dead_lettered", True)
+    assert "gave up after 20 deliveries to ns-catalog-projection" in failed.message
+    assert "CheckViolationError" in failed.message
+
+
+async def test_a_dead_lettered_dead_letter_notice_is_not_announced_again() -> None:
+    publisher = FakePublisher()
+    hook = FailVideoOnDeadLetter(publisher)  # type: ignore[arg-type]
+    story = VideoStory()
+    notice = story.failed(stage="request", code="dead_lettered")
+    await hook(notice, letter_for(notice))
+    assert publisher.published == []
 
 
 # --- request/reply ------------------------------------------------------------------------------
@@ -300,7 +341,8 @@ async def test_keyed_locks_serialise_one_key_and_forget_it_afterwards() -> None:
 
 
 def test_the_projection_consumer_takes_every_lifecycle_event_with_bounded_deliveries() -> None:
-    policy = projection_policy(Topology(namespace="acme"))
+    defaults = CatalogSettings().projection
+    policy = projection_policy(Topology(namespace="acme"), defaults)
     assert policy.durable == "acme-catalog-projection"
     assert policy.filter_subjects == ("acme.video.>",)
     assert policy.max_deliver == 20
@@ -308,22 +350,28 @@ def test_the_projection_consumer_takes_every_lifecycle_event_with_bounded_delive
     assert config.filter_subject == "acme.video.>"
     assert config.backoff is None  # naks carry their own delays
     assert (config.ack_wait, config.max_deliver, config.max_ack_pending) == (30.0, 20, 1000)
-    tuned = projection_policy(Topology(namespace="acme"), ack_wait_s=5, max_deliver=3,
-                              max_ack_pending=7).to_config()
+    tuned = projection_policy(Topology(namespace="acme"), ConsumerSettings(
+        ack_wait_s=5, max_deliver=3, max_ack_pending=7)).to_config()
     assert (tuned.ack_wait, tuned.max_deliver, tuned.max_ack_pending) == (5, 3, 7)
+    consumer = projection_consumer(Topology(namespace="acme"), defaults,
+                                   handlers_for(FakeStore()), FakePublisher())  # type: ignore[arg-type]
+    assert consumer.policy == policy  # the policy wait_for_nats reconciles is the one run
+    assert consumer.workers == 64
+    assert (consumer.retry.base_s, consumer.retry.max_s) == (1.0, 30.0)
 
 
-@pytest.mark.parametrize(("subject", "body", "stage"), [
-    ("acme.video.requested", b"{}", "request"),
-    ("acme.video.generation.started", b"{}", "generation"),
-    ("acme.video.generation.progress", b"{}", "generation"),
-    ("acme.video.completed", b"{}", "archive"),
-    ("acme.video.stored", b"{}", "archive"),
-    ("acme.video.failed", b'{"stage": "generation"}', "generation"),
-    ("acme.video.failed", b"not json", "archive"),
+@pytest.mark.parametrize(("event", "stage"), [
+    (VideoStory().requested(), "request"),
+    (VideoStory().started(), "generation"),
+    (VideoStory().progressed(10), "generation"),
+    (VideoStory().completed(), "archive"),
+    (VideoStory().archive_requested(), "archive"),
+    (VideoStory().stored(), "archive"),
+    (VideoStory().failed(stage="generation"), "generation"),
+    (VideoStory().failed(stage="request"), "request"),
+    (VideoStory().failed(stage="archive"), "archive"),
 ])
 def test_a_dead_lettered_event_fails_the_video_at_its_own_stage(
-    subject: str, body: bytes, stage: str
+    event: VideoEvent, stage: str
 ) -> None:
-    msg = FakeMessage(body, subject=subject)
-    assert failure_stage(msg) == stage  # type: ignore[arg-type]
+    assert failure_stage(event) == stage

@@ -38,22 +38,48 @@ def test_non_postgres_urls_are_refused_without_echoing_the_password(bad: str) ->
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://svc:hunter2@127.0.0.1:5433/catalog")
     monkeypatch.setenv("REELVAULT_PUBLIC_BASE_URL", "https://videos.example/")
-    monkeypatch.setenv("REELVAULT_MAX_WORKERS", "3")
+    monkeypatch.setenv("REELVAULT_PROJECTION__WORKERS", "3")
     monkeypatch.setenv("REELVAULT_NAMESPACE", "staging")
     settings = CatalogSettings()
     assert settings.database_url == "postgresql+asyncpg://svc:hunter2@127.0.0.1:5433/catalog"
     assert settings.public_base_url == "https://videos.example"
-    assert settings.max_workers == 3
+    assert settings.projection.workers == 3
     assert settings.namespace == "staging"
 
 
+def test_one_projection_field_set_keeps_the_catalog_defaults_of_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REELVAULT_PROJECTION__MAX_DELIVER", "5")
+    monkeypatch.setenv("REELVAULT_PROJECTION__RETRY_BASE_S", "0.5")
+    projection = CatalogSettings().projection
+    assert (projection.max_deliver, projection.retry_base_s) == (5, 0.5)
+    # Not ConsumerSettings' own defaults (ack_wait 60 s, one worker, retries up to 60 s).
+    assert (projection.ack_wait_s, projection.workers, projection.retry_max_s) == (30.0, 64, 30.0)
+    assert projection.max_ack_pending == 1000
+    in_code = CatalogSettings(projection={"max_deliver": 3}).projection  # type: ignore[arg-type]
+    assert (in_code.max_deliver, in_code.workers, in_code.ack_wait_s) == (3, 64, 30.0)
+
+
+def test_projection_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELVAULT_PROJECTION__MAX_DELIVER", "1")
+    with pytest.raises(ValidationError):
+        CatalogSettings()
+
+
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REELVAULT_PUBLIC_BASE_URL", "REELVAULT_MAX_WORKERS"):
+    for name in ("DATABASE_URL", "REELVAULT_PUBLIC_BASE_URL", "REELVAULT_PROJECTION__WORKERS"):
         monkeypatch.delenv(name, raising=False)
     settings = CatalogSettings()
     assert settings.public_base_url == "http://127.0.0.1:8000"
-    assert settings.max_workers == 64  # handlers in flight: they share transactions
+    assert settings.projection.workers == 64  # handlers in flight: they share transactions
     assert settings.projection_batch_size == 64
+    assert settings.projection.ack_wait_s == 30.0
+    assert settings.projection.max_deliver == 20
+    assert settings.projection.max_ack_pending == 1000
+    assert (settings.projection.retry_base_s, settings.projection.retry_max_s) == (1.0, 30.0)
+    assert settings.db_outage_poll_s == 5.0
+    assert settings.rpc_workers == 16
     assert settings.database_url.startswith("postgresql+asyncpg://")
 
 

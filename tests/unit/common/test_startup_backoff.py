@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import random
 import socket
+import time
 
 import pytest
 from nats.errors import AuthorizationError, NoRespondersError, NoServersError
@@ -17,43 +18,35 @@ from reelvault_common.runtime.startup import (
     describe_error,
     is_unreachable,
 )
+from tenacity import RetryCallState
 
 # --- the schedule ---------------------------------------------------------------------------
 
 
-def test_ceilings_double_from_the_base_up_to_the_cap() -> None:
-    backoff = Backoff(base_s=0.5, cap_s=10.0, factor=2.0)
-    assert [backoff.ceiling(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 10, 10, 10]
-    assert backoff.ceiling(10_000) == 10.0  # no overflow far past the cap
+def waits(backoff: Backoff, attempts: range | list[int]) -> list[float]:
+    """The waits after failed attempts ``attempts`` (counting from 1)."""
+    schedule = backoff.wait()
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    result = []
+    for attempt in attempts:
+        state.attempt_number = attempt
+        result.append(schedule(state))
+    return result
 
 
-def test_without_jitter_the_delay_is_the_ceiling() -> None:
-    backoff = Backoff(base_s=0.5, cap_s=10.0, jitter=0.0)
-    assert [backoff.delay(n) for n in range(1, 7)] == [0.5, 1, 2, 4, 8, 10]
+def test_without_jitter_waits_double_from_the_base_up_to_the_cap() -> None:
+    backoff = Backoff(base_s=0.5, cap_s=10.0, factor=2.0, jitter=0.0)
+    assert waits(backoff, range(1, 9)) == [0.5, 1, 2, 4, 8, 10, 10, 10]
+    assert waits(backoff, [10_000]) == [10.0]  # no overflow far past the cap
 
 
 def test_jitter_stays_within_its_fraction_of_the_ceiling_and_varies() -> None:
     backoff = Backoff(base_s=1.0, cap_s=8.0, jitter=0.25)
-    rng = random.Random(7)
     for attempt in range(1, 10):
-        ceiling = backoff.ceiling(attempt)
-        delays = [backoff.delay(attempt, rng) for _ in range(200)]
+        ceiling = min(8.0, 2.0 ** (attempt - 1))
+        delays = waits(backoff, [attempt] * 200)
         assert all(0.75 * ceiling <= d <= ceiling for d in delays)
         assert len(set(delays)) > 100  # replicas do not retry in lockstep
-
-
-def test_the_same_seed_gives_the_same_schedule() -> None:
-    backoff = Backoff()
-    first = [backoff.delay(n, random.Random(3)) for n in range(1, 8)]
-    assert first == [backoff.delay(n, random.Random(3)) for n in range(1, 8)]
-
-
-def test_next_wait_is_cut_to_the_deadline_then_gives_up() -> None:
-    backoff = Backoff(base_s=1.0, cap_s=10.0, jitter=0.0)
-    assert backoff.next_wait(4, elapsed_s=10.0, timeout_s=120.0) == 8.0
-    assert backoff.next_wait(4, elapsed_s=117.5, timeout_s=120.0) == 2.5  # one last attempt
-    assert backoff.next_wait(4, elapsed_s=120.0, timeout_s=120.0) is None
-    assert backoff.next_wait(1, elapsed_s=130.0, timeout_s=120.0) is None
 
 
 @pytest.mark.parametrize(
@@ -154,6 +147,45 @@ async def test_one_deadline_is_shared_by_every_wait() -> None:
         await run.wait_for("NATS", "nats://h:1", down)
     assert raised.value.attempts == 2
     assert fake.sleeps == [pytest.approx(0.1)]
+
+
+async def test_a_success_after_waiting_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeTime()
+    outcomes: list[Exception | None] = [ConnectionRefusedError(111, "refused"), None]
+
+    async def connect() -> str:
+        error = outcomes.pop(0)
+        if error is not None:
+            raise error
+        return "up"
+
+    with caplog.at_level(logging.INFO, logger="reelvault_common.runtime.startup"):
+        assert await startup(fake).wait_for("PostgreSQL", "postgresql://db", connect) == "up"
+    assert [r.getMessage() for r in caplog.records] == [
+        "waiting for PostgreSQL at postgresql://db (attempt 1): connection refused; "
+        "retrying in 0.5s",
+        "PostgreSQL at postgresql://db answered (attempt 2)",
+    ]
+
+
+async def test_cancelling_the_wait_stops_it_at_once() -> None:
+    """What SIGTERM does while a service waits: its start-up task is cancelled mid-sleep."""
+    run = Startup(60.0, backoff=Backoff(base_s=30.0, cap_s=30.0, jitter=0.0))
+    attempts = 0
+
+    async def down() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionRefusedError(111, "refused")
+
+    waiting = asyncio.create_task(run.wait_for("NATS", "nats://h:1", down))
+    await asyncio.sleep(0.05)  # the first attempt failed; now in its 30 s wait
+    started = time.monotonic()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert time.monotonic() - started < 1.0
+    assert attempts == 1
 
 
 # --- what counts as "not up yet", and how it is told -------------------------------------------

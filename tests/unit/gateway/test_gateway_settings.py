@@ -1,4 +1,4 @@
-"""Gateway settings: defaults from the brief, and the environment names the launcher uses."""
+"""Gateway settings: the documented defaults, and the environment names the launcher uses."""
 
 from __future__ import annotations
 

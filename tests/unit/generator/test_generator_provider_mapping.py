@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.providers.openai_videos import ProviderError, VideoJob
@@ -87,15 +87,15 @@ def _transport_error(exc: Exception) -> ProviderError:
 
 
 def test_which_create_failures_leave_the_outcome_unknown() -> None:
-    req = httpx.Request("POST", "http://p/v1/videos")
-    assert create_outcome_unknown(_transport_error(httpx.ReadTimeout("t", request=req)))
-    assert create_outcome_unknown(_transport_error(httpx.RemoteProtocolError("x", request=req)))
+    req = httpx2.Request("POST", "http://p/v1/videos")
+    assert create_outcome_unknown(_transport_error(httpx2.ReadTimeout("t", request=req)))
+    assert create_outcome_unknown(_transport_error(httpx2.RemoteProtocolError("x", request=req)))
     assert create_outcome_unknown(_transport_error(TimeoutError()))
     assert create_outcome_unknown(ProviderError("gateway", status=504))
     assert create_outcome_unknown(ProviderError("bad gateway", status=502))
     # Definite answers: nothing was created.
-    assert not create_outcome_unknown(_transport_error(httpx.ConnectError("refused", request=req)))
-    assert not create_outcome_unknown(_transport_error(httpx.ConnectTimeout("t", request=req)))
+    assert not create_outcome_unknown(_transport_error(httpx2.ConnectError("refused", request=req)))
+    assert not create_outcome_unknown(_transport_error(httpx2.ConnectTimeout("t", request=req)))
     for status in (400, 401, 403, 429, 500, 503):
         assert not create_outcome_unknown(ProviderError("x", status=status)), status
 

@@ -15,7 +15,7 @@ from generator_fakes import (
     job,
     request,
 )
-from reelvault_common.messaging.consuming import RetryLater
+from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import ClaimTiming, new_claim
 from reelvault_generator.reference_loader import ReferenceProblem

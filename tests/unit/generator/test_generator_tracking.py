@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from generator_fakes import T0, Clock, FakeProvider, Sink, job
 from reelvault_common.contracts.events import VideoGenerationStarted
-from reelvault_common.messaging.consuming import RetryLater
+from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.tracking import FollowedJob, JobTracker

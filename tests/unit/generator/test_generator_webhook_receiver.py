@@ -5,17 +5,26 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from datetime import UTC, datetime
 
+import pytest
 from generator_fakes import T0, FakeProvider, MemoryLedger, Sink, job
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import JobBinding, new_claim
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.tracking import FollowedJob, JobTracker
-from reelvault_generator.webhook_signing import signature
-from reelvault_generator.webhooks import WebhookReceiver
+from reelvault_generator.webhook_signing import WebhookRejected
+from reelvault_generator.webhooks import DeliveryVerifier, WebhookReceiver
+from standardwebhooks import Webhook
 
 SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTA="
 NOW = T0.timestamp()
+
+
+def signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
+    """Signed by the reference package itself, independently of the code under test."""
+    sent_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    return Webhook(secret).sign(webhook_id, sent_at, body.decode())
 
 
 class MemorySeen:
@@ -198,3 +207,68 @@ async def test_an_unknown_job_while_nothing_is_being_created_is_not_ours() -> No
     assert await receiver.handle(*delivery("video_1")) == (200, {"status": "unknown_job"})
     assert await receiver.handle(*delivery("video_1")) == (200, {"status": "duplicate"})
     assert sink.events == []
+
+
+# --- verification (Standard Webhooks) ------------------------------------------------------
+def verifier_headers(body: bytes, *, secret: str = SECRET, at: float = NOW,
+                     webhook_id: str = "wh_1") -> dict[str, str]:
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(int(at)),
+            "webhook-signature": signature(secret, webhook_id, str(int(at)), body)}
+
+
+def rejected_status(verifier: DeliveryVerifier, headers: dict[str, str], body: bytes,
+                    now: float = NOW) -> int:
+    with pytest.raises(WebhookRejected) as rejected:
+        verifier.verify(headers, body, now=now)
+    return rejected.value.status
+
+
+def test_any_of_several_signatures_may_match() -> None:
+    body = b'{"id": "evt_1"}'
+    headers = verifier_headers(body)
+    rotated = signature("whsec_" + "B" * 44, "wh_1", str(int(NOW)), body)
+    headers["webhook-signature"] = f"{rotated} {headers['webhook-signature']}"
+    assert DeliveryVerifier(SECRET).verify(headers, body, now=NOW) == "wh_1"
+
+
+def test_the_configured_tolerance_is_the_window() -> None:
+    body = b"{}"
+    narrow = DeliveryVerifier(SECRET, tolerance_s=10)
+    assert narrow.verify(verifier_headers(body, at=NOW - 10), body, now=NOW) == "wh_1"
+    assert rejected_status(narrow, verifier_headers(body, at=NOW - 11), body) == 401
+    assert rejected_status(narrow, verifier_headers(body, at=NOW + 11), body) == 401
+    wide = DeliveryVerifier(SECRET, tolerance_s=3600)
+    assert wide.verify(verifier_headers(body, at=NOW - 3600), body, now=NOW) == "wh_1"
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"webhook-id": ""}, 400),
+        ({"webhook-timestamp": ""}, 400),
+        ({"webhook-signature": ""}, 400),
+        ({"webhook-timestamp": "soon"}, 400),
+        ({"webhook-id": "wh_2"}, 401),  # the id is signed too
+        ({"webhook-signature": "v1,not-base64 garbage"}, 401),
+    ],
+)
+def test_malformed_or_unverifiable_headers(change: dict[str, str], status: int) -> None:
+    body = b"{}"
+    headers = {**verifier_headers(body), **change}
+    assert rejected_status(DeliveryVerifier(SECRET), headers, body) == status
+
+
+def test_tampered_or_undecodable_bodies_are_rejected() -> None:
+    body = b'{"data": {"id": "video_1"}}'
+    headers = verifier_headers(body)
+    verifier = DeliveryVerifier(SECRET)
+    assert rejected_status(verifier, headers, body.replace(b"video_1", b"video_2")) == 401
+    assert rejected_status(verifier, headers, b"\xff" + body) == 400
+
+
+def test_a_plain_secret_is_its_utf8_bytes() -> None:
+    body = b"{}"
+    sent_at = datetime.fromtimestamp(int(NOW), tz=UTC)
+    headers = {"webhook-id": "wh_1", "webhook-timestamp": str(int(NOW)),
+               "webhook-signature": Webhook(b"plain-secret").sign("wh_1", sent_at, "{}")}
+    assert DeliveryVerifier("plain-secret").verify(headers, body, now=NOW) == "wh_1"

@@ -10,7 +10,7 @@ from reelvault_generator.webhook_signing import (
     verify,
 )
 
-# From the OpenAI SDK's tests (docs/openai-videos-api.md).
+# From the OpenAI SDK's tests (also in docs/providers/openai-videos.md).
 SECRET = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c="
 WEBHOOK_ID = "wh_685c059ae39c8190af8c71ed1022a24d"
 TIMESTAMP = 1750861210

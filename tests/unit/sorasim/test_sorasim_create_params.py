@@ -111,6 +111,47 @@ async def test_pro_sizes_and_dated_models() -> None:
         fetch_image=no_fetch,
     )
     assert params.model == "sora-2-pro-2025-10-06"
+    params = await validate_create(
+        {"prompt": "p", "model": "sora-2-2025-12-08", "size": "1280x720"}, fetch_image=no_fetch
+    )
+    assert (params.model, params.seconds) == ("sora-2-2025-12-08", "4")
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        (
+            {"model": "sora-2-pro", "size": "1080x1080"},
+            "size",
+            "Invalid value: '1080x1080'. Supported values are: '1280x720', '720x1280', "
+            "'1024x1792', '1792x1024', '1920x1080', and '1080x1920'.",
+        ),
+        # A dated slug the spec does not list is not a model.
+        (
+            {"model": "sora-2-2031-01-01"},
+            "model",
+            "Invalid value: 'sora-2-2031-01-01'. Supported values are: 'sora-2' and "
+            "'sora-2-pro'.",
+        ),
+        # A sora-2-pro snapshot gets sora-2-pro's sizes, a sora-2 snapshot sora-2's.
+        (
+            {"model": "sora-2-2025-10-06", "size": "1024x1792"},
+            "size",
+            "Invalid value: '1024x1792'. Supported values are: '1280x720' and '720x1280'.",
+        ),
+    ],
+)
+async def test_sizes_and_snapshots_outside_the_documented_ones_are_refused(
+    body: dict[str, Any], param: str, message: str
+) -> None:
+    with pytest.raises(ApiError) as raised:
+        await validate_create({"prompt": "p", **body}, fetch_image=no_fetch)
+    assert (raised.value.status, raised.value.param, raised.value.code) == (
+        400,
+        param,
+        "invalid_value",
+    )
+    assert raised.value.message == message
 
 
 async def test_data_url_reference() -> None:

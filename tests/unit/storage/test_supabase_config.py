@@ -6,13 +6,10 @@ import pytest
 from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage import BucketSpec
 from reelvault_common.storage.factory import open_storage
-from reelvault_common.storage.supabase import (
-    SupabaseStorage,
-    _object_info,
-    normalized_rules,
-    rules_from_bucket_json,
-    storage_url_for_project,
-)
+from reelvault_common.storage.supabase import SupabaseStorage
+from reelvault_common.storage.supabase_buckets import normalized_rules, rules_from_bucket_json
+from reelvault_common.storage.supabase_connection import storage_url_for_project
+from reelvault_common.storage.supabase_reads import object_info_from_json
 
 KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
 
@@ -119,6 +116,6 @@ def test_object_info_reads_current_and_older_answers() -> None:
     older = {"metadata": {"size": 5, "mimetype": "video/mp4"}, "user_metadata": {"sha256": "ab"}}
     without = {"size": 5, "content_type": "video/mp4", "metadata": None}
     for body in (current, older):
-        info = _object_info("v", "k", body)
+        info = object_info_from_json("v", "k", body)
         assert (info.size, info.content_type, info.sha256) == (5, "video/mp4", "ab")
-    assert _object_info("v", "k", without).sha256 is None
+    assert object_info_from_json("v", "k", without).sha256 is None

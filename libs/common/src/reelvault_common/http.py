@@ -1,228 +1,61 @@
-"""An httpx transport whose connection pool costs O(connections) per request, not O(n^2).
+"""The HTTP client for our calls to the video provider: ``httpx2``, httpx's maintained fork.
 
-httpcore 1.0.9's ``AsyncConnectionPool`` runs ``_assign_requests_to_connections`` twice per
-request (when it is queued and when its response closes). That pass counts every connection
-again for each idle one (O(n^2), encode/httpcore#1035, unmerged), may hand one idle HTTP/1.1
-connection to several queued requests (all but one then fail and queue again), and probes
-every idle connection for a server-side close through anyio's ``extra()`` (a dict of lambdas
-built per call). With the few dozen keep-alive connections a busy service holds to its
-provider, that was a fifth of the generator's CPU (bench/pipeline.py --profile).
+Why: httpcore 1.0.9's connection pool (under httpx 0.28) rescans its connections for every
+idle one, twice per request: O(n^2) in the connections it holds (the upstream fix was never
+merged). We used to swap in our own pool by overriding httpcore's private methods; that is no
+longer allowed. httpcore2 (under httpx2) has a linear pass. Client CPU per request, from
+bench/http_pool.py: c requests in flight, each on its own keep-alive connection to a local
+server; median of 5 interleaved rounds of the ratio to httpx's stock pool sized to c in the
+same round; asyncio's loop / uvloop:
 
-``lean_transport()`` keeps httpx's own transport (error mapping, TLS, limits) and swaps in:
+    c                          8            16 (asyncio)  32           64
+    httpx, pool sized to c     1            1             1            1
+    httpx, default limits      1.08 / 0.96  0.95          0.56 / 0.61  0.18 / 0.15  (reconnects)
+    httpx2, sized to c         0.72 / 0.62  0.47          0.21 / 0.21  0.11 / 0.11
+    our former private pool    0.52 / 0.60  0.42          0.23 / 0.23  0.09 / 0.07
 
-- ``LeanConnectionPool``: one pass over the connections, idle ones counted once, a connection
-  already handed to a request neither evicted nor handed out again, and
-  ``max_keepalive_connections`` counting idle connections (the stock pass counted all of
-  them, closing idle connections it should have kept and reconnecting later);
-- ``LeanBackend``: anyio streams that remember their socket, so the readability probe of an
-  idle connection is one ``poll(0)``.
+httpx's stock pool took 1.2-1.4, 2.2, 4-5 and 11-12 ms of CPU per request on the 2-core
+development machine; httpx2 0.7-1.3 ms whatever c. Plain httpx with a pool small enough to be
+cheap would cap the generator (16 + 16 provider workers) well below its concurrency and still
+cost 1.4-1.6x httpx2 at 8 connections, 2x at 16. So httpx2: httpx's API under another name,
+as cheap as our own pool was, and no code of ours inside it.
 
-The request/response path itself (h11, timeouts, exceptions) is httpcore's, unchanged.
+Only the provider client (``providers/openai_videos.py``) uses it; storage stays on httpx,
+which storage3 and supabase require. Proxies and CA bundles come from the environment as with
+httpx (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``/``SSL_CERT_DIR``) when
+no transport is given; without ``SSL_CERT_*`` httpx2 verifies against the system's CA store,
+where httpx used certifi's.
 """
-
-# httpcore's network interfaces take a ``timeout`` argument: they are implemented here as is.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
-import os
-import select
-import socket
-import ssl
-import typing
+from collections.abc import Mapping
 
-import httpcore
-import httpx
+import httpx2
 
-_PROXY_VARIABLES = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-)
+__all__ = ["DEFAULT_LIMITS", "async_client"]
 
-__all__ = [
-    "LeanBackend",
-    "LeanConnectionPool",
-    "default_transport",
-    "env_proxies_configured",
-    "lean_transport",
-]
+# Room for the generator's request and poll workers (16 + 16 by default) and more; idle
+# connections beyond 32 are closed.
+DEFAULT_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=32)
 
 
-def _socket_readable(sock: socket.socket | None) -> bool:
-    """Would ``recv`` return at once (data, or the b"" of a peer's close)? As httpcore's own
-    probe: a socket that is gone counts as readable (the connection is then dropped)."""
-    fd = None if sock is None else sock.fileno()
-    if fd is None or fd < 0:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-class _Stream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream with its raw socket looked up once."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._sock: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        if info == "is_readable":
-            return _socket_readable(self._sock)
-        if info == "socket":
-            return self._sock
-        return self._inner.get_extra_info(info)
-
-
-class LeanBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, its streams wrapped in ``_Stream``."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_tcp(
-                host,
-                port,
-                timeout=timeout,
-                local_address=local_address,
-                socket_options=socket_options,
-            )
-        )
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_unix_socket(
-                path, timeout=timeout, socket_options=socket_options
-            )
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class LeanConnectionPool(httpcore.AsyncConnectionPool):
-    """``AsyncConnectionPool`` with a linear assignment pass (HTTP/1.1 only)."""
-
-    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
-        closing: list[httpcore.AsyncConnectionInterface] = []
-        # Connections handed to a request that has not started on them yet still look idle:
-        # they are spoken for (closing one now would break that request).
-        reserved = {id(r.connection) for r in self._requests if r.connection is not None}
-        kept: list[httpcore.AsyncConnectionInterface] = []
-        idle: list[httpcore.AsyncConnectionInterface] = []
-        for connection in self._connections:
-            if connection.is_closed():
-                continue
-            if id(connection) in reserved:
-                kept.append(connection)
-            elif connection.has_expired():
-                closing.append(connection)
-            else:
-                kept.append(connection)
-                if connection.is_idle():
-                    idle.append(connection)
-        # Surplus keep-alive connections: the oldest idle ones go.
-        surplus = len(idle) - self._max_keepalive_connections
-        if surplus > 0:
-            dropped = {id(c) for c in idle[:surplus]}
-            closing.extend(idle[:surplus])
-            idle = idle[surplus:]
-            kept = [c for c in kept if id(c) not in dropped]
-        self._connections = kept
-
-        queued = [request for request in self._requests if request.is_queued()]
-        if not queued:
-            return closing
-        # Each connection goes to one request per pass (HTTP/1.1 does not multiplex).
-        available = [c for c in kept if id(c) not in reserved and c.is_available()]
-        for pool_request in queued:
-            origin = pool_request.request.url.origin
-            chosen = next((c for c in available if c.can_handle_request(origin)), None)
-            if chosen is not None:
-                available.remove(chosen)
-                if chosen in idle:
-                    idle.remove(chosen)
-                pool_request.assign_to_connection(chosen)
-                continue
-            if len(self._connections) >= self._max_connections:
-                if not idle:
-                    continue  # full of busy connections: this one waits for one to free up
-                # Make room: an idle connection to another origin goes.
-                victim = idle.pop(0)
-                if victim in available:
-                    available.remove(victim)
-                self._connections.remove(victim)
-                closing.append(victim)
-            connection = self.create_connection(origin)
-            self._connections.append(connection)
-            pool_request.assign_to_connection(connection)
-        return closing
-
-
-def default_transport() -> httpx.AsyncHTTPTransport | None:
-    """The transport for our HTTP clients: ``lean_transport()``, unless the environment sets
-    a proxy (then None: httpx's own transport, which honours it)."""
-    return None if env_proxies_configured() else lean_transport()
-
-
-def env_proxies_configured() -> bool:
-    """Does the environment route HTTP through a proxy? (httpx honours HTTP(S)_PROXY and
-    ALL_PROXY only when it builds its own transports.)"""
-    return any(os.environ.get(name) for name in _PROXY_VARIABLES)
-
-
-def lean_transport(
-    *, limits: httpx.Limits | None = None
-) -> httpx.AsyncHTTPTransport:
-    """httpx's ``AsyncHTTPTransport`` (TLS verification from the environment, as by default)
-    on a ``LeanConnectionPool``. HTTP/1.1, no proxy: callers that may need one check
-    use ``default_transport()``."""
-    limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=32)
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    stock = transport._pool
-    assert isinstance(stock, httpcore.AsyncConnectionPool)
-    transport._pool = LeanConnectionPool(
-        ssl_context=stock._ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        http1=True,
-        http2=False,
-        network_backend=LeanBackend(),
+def async_client(
+    *,
+    base_url: str = "",
+    headers: Mapping[str, str] | None = None,
+    timeout: httpx2.Timeout | float = 30.0,
+    follow_redirects: bool = False,
+    limits: httpx2.Limits = DEFAULT_LIMITS,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> httpx2.AsyncClient:
+    """An ``httpx2.AsyncClient`` (HTTP/1.1). ``transport`` replaces the network (tests); without
+    it the environment's proxy settings apply."""
+    return httpx2.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        limits=limits,
+        transport=transport,
     )
-    return transport

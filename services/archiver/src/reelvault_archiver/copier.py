@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-import httpx
+import httpx2
 from reelvault_common.contracts.events import StoredFile, VideoFailed, VideoStored, utcnow
 from reelvault_common.providers.openai_videos import ContentVariant, ProviderError
 from reelvault_common.storage.interface import (
@@ -57,7 +57,7 @@ class ContentSource(Protocol):
 
     def stream_content(
         self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = ...
-    ) -> AbstractAsyncContextManager[tuple[httpx.Headers, AsyncIterator[bytes]]]: ...
+    ) -> AbstractAsyncContextManager[tuple[httpx2.Headers, AsyncIterator[bytes]]]: ...
 
 
 @dataclass(frozen=True)

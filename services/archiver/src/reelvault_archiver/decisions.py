@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from reelvault_common.messaging.consuming import backoff_delay
+from reelvault_common.messaging.outcomes import nak_delay
 from reelvault_common.providers.openai_videos import (
     VARIANT_MEDIA_TYPES,
     ContentVariant,
@@ -112,7 +112,7 @@ def retry_within_deadline(
     rng: random.Random | None = None,
 ) -> Decision:
     """Backoff (or the provider's ``retry-after``), clipped so the retry happens before expiry."""
-    backoff = backoff_delay(attempt, base=policy.base_delay_s, cap=policy.max_delay_s, rng=rng)
+    backoff = nak_delay(attempt, base=policy.base_delay_s, cap=policy.max_delay_s, rng=rng)
     delay = max(backoff, at_least_s)
     if job.expires_at is None:
         if attempt >= policy.max_attempts_without_deadline:
@@ -153,7 +153,7 @@ def decide_on_error(
     rng: random.Random | None = None,
 ) -> Decision | None:
     """The decision for a failed copy step, or None for an error this module does not know
-    (the caller lets it propagate: JetStream redelivers after ack_wait)."""
+    (the caller lets it propagate: the consumer retries it with its retry pacing)."""
 
     def retry(reason: str, at_least_s: float = 0.0) -> Decision:
         return retry_within_deadline(
@@ -201,7 +201,7 @@ def content_type_for(variant: ContentVariant, declared: str | None) -> str:
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
     """``Content-Length`` when it describes the bytes we will read (no content-encoding).
-    Pass ``httpx.Headers`` (case-insensitive) or a mapping with lower-case names."""
+    Pass ``httpx2.Headers`` (case-insensitive) or a mapping with lower-case names."""
     encoding = (headers.get("content-encoding") or "identity").strip().lower()
     raw = headers.get("content-length")
     if raw is None or encoding != "identity":

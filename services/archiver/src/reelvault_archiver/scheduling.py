@@ -1,11 +1,11 @@
 """Copy slots handed out by deadline: the provider's ``expires_at`` comes first.
 
-The archiver takes in more messages than it copies at once (``max_pending`` per consumer, pulled
-in batches); each waits here for one of ``max_workers`` copy slots, heartbeated by its handler
-meanwhile. Waiting copies get a slot earliest ``expires_at`` first (no deadline: last), ties in
-arrival order. A slot that falls free is handed on at once; a copy arriving at an idle archiver
-waits ``gather_s`` (a few ms) first, so the messages of one pulled batch are ordered together
-rather than first come, first served.
+The archiver takes in more messages than it copies at once (each consumer's ``workers``, pulled
+in batches); each waits here for one of ``max_workers`` copy slots, kept alive meanwhile by the
+consumer runner's heartbeat. Waiting copies get a slot earliest ``expires_at`` first (no
+deadline: last), ties in arrival order. A slot that falls free is handed on at once; a copy
+arriving at an idle archiver waits ``gather_s`` (a few ms) first, so the messages of one pulled
+batch are ordered together rather than first come, first served.
 """
 
 from __future__ import annotations

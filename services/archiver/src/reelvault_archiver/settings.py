@@ -3,37 +3,60 @@
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Mapping
 
-from pydantic import Field, model_validator
-from reelvault_common.runtime.settings import ProviderSettings, ServiceSettings, StorageSettings
+from pydantic import Field, field_validator
+from reelvault_common.runtime.settings import (
+    ConsumerSettings,
+    ProviderSettings,
+    ServiceSettings,
+    StorageSettings,
+)
 
 MIB = 1024 * 1024
+
+
+def archive_consumer_defaults() -> ConsumerSettings:
+    """The delivery rules of each archiver consumer unless set otherwise.
+
+    - ``workers`` (8): messages the consumer holds in process, copying or waiting for one of the
+      ``max_workers`` copy slots (earliest ``expires_at`` first). Never fewer than
+      ``max_workers`` (``consumers.intake`` raises it). More orders more work by deadline;
+      fewer leaves more for other archiver replicas to pull.
+    - ``ack_wait_s`` (60): a crashed archiver's message comes back after this long; work in
+      process (waiting for a slot too) is kept alive by the runner's heartbeat.
+    - ``retry_base_s``/``retry_max_s`` (1/30 s): download retries (always before the source's
+      ``expires_at``) and unexpected failures back off between these.
+    - ``max_deliver`` (500): a safety net only. The rules of ``decisions.py`` end every archive
+      long before it (within an hour of backoff capped at 30 s); a message still failing on its
+      last delivery (a handler that keeps crashing) goes to the dead-letter stream.
+    """
+    return ConsumerSettings(
+        ack_wait_s=60.0, max_deliver=500, workers=8, retry_base_s=1.0, retry_max_s=30.0
+    )
 
 
 class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
     """Broker + storage + provider settings, and how the archiver paces its work."""
 
-    # Copies running at once (each holds one download and one upload).
+
+    # The two durable consumers (``consumers.py``): ``video.completed`` and
+    # ``video.archive.requested``, e.g. ``REELVAULT_COMPLETED__WORKERS=16`` or
+    # ``REELVAULT_REARCHIVE__MAX_DELIVER=100``. A field set alone keeps the others' defaults.
+    completed: ConsumerSettings = Field(default_factory=archive_consumer_defaults)
+    rearchive: ConsumerSettings = Field(default_factory=archive_consumer_defaults)
+
+    # Copies running at once, for both consumers together (each holds one download and one
+    # upload).
     max_workers: int = Field(default=4, ge=1, le=64)
-    # Messages each consumer holds in process (copying + waiting for a copy slot). Waiting ones
-    # get slots earliest ``expires_at`` first and are heartbeated meanwhile. At least
-    # ``max_workers`` (raised to it if lower). Larger orders more work by deadline; smaller
-    # leaves more for other archiver replicas to pull.
-    max_pending: int = Field(default=8, ge=1, le=256)
     # An idle archiver waits this long before starting the first copy of a pulled batch, so
     # the whole batch is ordered by deadline.
     schedule_gather_s: float = Field(default=0.02, ge=0, le=1)
     # Bytes per read from the provider; also the unit handed to storage (memory per copy).
     download_chunk_bytes: int = Field(default=MIB, ge=16 * 1024, le=16 * MIB)
-    # JetStream redelivers an unacked message after this long...
-    ack_wait_s: float = Field(default=60.0, gt=0)
-    # ...so a running copy tells it "still working" this often.
-    heartbeat_interval_s: float = Field(default=15.0, gt=0)
 
-    # Retries of downloads (never of generations), always before the source's expires_at.
-    retry_base_delay_s: float = Field(default=1.0, gt=0)
-    retry_max_delay_s: float = Field(default=30.0, gt=0)
+    # When to stop retrying a download (always before the source's expires_at; the pacing of
+    # the retries is each consumer's retry_base_s/retry_max_s).
     # A 404 before expires_at may be the provider catching up; believe it after this many tries.
     not_found_attempts: int = Field(default=3, ge=1)
     # A copy whose stored bytes do not match what was streamed is retried this many times.
@@ -47,19 +70,12 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
     thumbnail_attempts: int = Field(default=3, ge=1, le=10)
     # Extracted thumbnails: WebP, at most this many pixels on the longer side.
     thumbnail_max_side: int = Field(default=640, ge=64, le=4096)
-    # Safety net only: the rules above end every archive long before this many deliveries
-    # (within an hour of backoff capped at 30 s). A message that still fails on its last
-    # delivery (a handler that keeps crashing) goes to the dead-letter stream.
-    max_deliveries: int = Field(default=500, ge=2)
 
-    @property
-    def intake_per_consumer(self) -> int:
-        return max(self.max_pending, self.max_workers)
-
-    @model_validator(mode="after")
-    def _heartbeat_inside_ack_wait(self) -> Self:
-        if self.heartbeat_interval_s >= self.ack_wait_s:
-            raise ValueError("heartbeat_interval_s must be shorter than ack_wait_s")
-        if self.retry_max_delay_s < self.retry_base_delay_s:
-            raise ValueError("retry_max_delay_s must be at least retry_base_delay_s")
-        return self
+    @field_validator("completed", "rearchive", mode="before")
+    @classmethod
+    def _over_archiver_defaults(cls, value: object) -> object:
+        """Fields given one by one (``REELVAULT_COMPLETED__ACK_WAIT_S`` alone, or a dict) are
+        laid over the archiver's defaults, not over ``ConsumerSettings``' generic ones."""
+        if isinstance(value, Mapping):
+            return {**archive_consumer_defaults().model_dump(), **value}
+        return value

@@ -6,9 +6,9 @@ from reelvault_common.runtime.early_stop import exit_cleanly_on_sigterm
 
 exit_cleanly_on_sigterm()  # before the slow imports below
 
-import asyncio
+from reelvault_common.runtime.eventloop import run
 
 from reelvault_catalog.app import main
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

@@ -1,4 +1,8 @@
-"""Bootstrap: wire settings, database, broker and handlers together (no logic here)."""
+"""Bootstrap: wire settings, database, broker and handlers together (no logic here).
+
+One NATS connection: FastStream's broker answers the reads (core-NATS request/reply) and its
+public ``broker.connection`` carries the projection's ``ConsumerRunner``, the events it
+publishes and the ``catalog_recorded`` announcements."""
 
 from __future__ import annotations
 
@@ -6,27 +10,18 @@ import logging
 import uuid
 
 from faststream.nats import NatsBroker
-from reelvault_common.messaging.consuming import (
-    DeadLetterRoute,
-    EventPublisher,
-    make_broker,
-    stop_consuming,
-    track_fetched,
-    wait_for_nats,
-)
+from reelvault_common.messaging.broker import make_broker
+from reelvault_common.messaging.consumer import ConsumerRunner
+from reelvault_common.messaging.publisher import EventPublisher
+from reelvault_common.messaging.setup import wait_for_nats
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
 from reelvault_common.runtime.startup import Startup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reelvault_catalog.handlers import (
-    CatalogHandlers,
-    ProjectionRetry,
-    failure_stage,
-    projection_policy,
-    register,
-)
+from reelvault_catalog.consumers import projection_consumer, projection_policy
+from reelvault_catalog.handlers import CatalogHandlers, register_rpc
 from reelvault_catalog.migrate import database_unreachable, migrate
 from reelvault_catalog.repository import CatalogRepository, make_engine
 from reelvault_catalog.settings import CatalogSettings
@@ -40,16 +35,12 @@ class CatalogService:
     def __init__(self, settings: CatalogSettings) -> None:
         self.settings = settings
         self.topology = Topology.from_settings(settings)
-        self.policy: ConsumerPolicy = projection_policy(
-            self.topology,
-            ack_wait_s=settings.projection_ack_wait_s,
-            max_deliver=settings.projection_max_deliver,
-            max_ack_pending=settings.projection_max_ack_pending,
-        )
+        self.policy: ConsumerPolicy = projection_policy(self.topology, settings.projection)
         self._engine: AsyncEngine | None = None
         self._repository: CatalogRepository | None = None
         self._broker: NatsBroker | None = None
         self._handlers: CatalogHandlers | None = None
+        self._runner: ConsumerRunner | None = None
 
     @property
     def repository(self) -> CatalogRepository:
@@ -71,47 +62,46 @@ class CatalogService:
                                    lambda: migrate(engine), retryable=database_unreachable)
             self._repository = CatalogRepository(engine, settings.public_base_url)
             await wait_for_nats(startup, settings, self.topology, [self.policy])
-            broker = make_broker(settings, "reelvault-catalog")
-            publisher = EventPublisher(broker, self.topology)
-            handlers = CatalogHandlers(
+            handlers = self._handlers = CatalogHandlers(
                 self._repository,
                 ping_timeout_s=settings.ping_timeout_s,
-                # The stage is the failing event's (a refused video.requested fails the request).
-                dead_letter=DeadLetterRoute(self.policy, self.topology, publisher, "request",
-                                            stage_of=failure_stage),
-                retry=ProjectionRetry(
-                    base_s=settings.projection_retry_base_s,
-                    max_s=settings.projection_retry_max_s,
-                    outage_poll_s=settings.db_outage_poll_s,
-                ),
+                outage_poll_s=settings.db_outage_poll_s,
                 batch_size=settings.projection_batch_size,
                 on_recorded=self._announce_recorded,
             )
-            register(broker, self.topology, handlers, max_workers=settings.max_workers,
-                     rpc_workers=settings.rpc_workers, policy=self.policy)
-            self._handlers = handlers
-            self._broker = broker
+            broker = self._broker = make_broker(settings, "reelvault-catalog")
+            register_rpc(broker, self.topology, handlers, rpc_workers=settings.rpc_workers)
             await broker.start()
-            track_fetched(broker)
+            publisher = EventPublisher(broker.connection, self.topology)
+            self._runner = ConsumerRunner(
+                broker.connection, self.topology,
+                [projection_consumer(self.topology, settings.projection, handlers, publisher)],
+                grace_s=settings.shutdown_grace_s,
+            )
+            await self._runner.start()
         except BaseException:
             await self.stop()
             raise
 
     async def _announce_recorded(self, video_id: uuid.UUID) -> None:
+        """Core NATS, at most once: "video <id> has its row now" (the gateway waits for it)."""
         broker = self._broker
         if broker is not None:
             await broker.connection.publish(self.topology.catalog_recorded,
                                             str(video_id).encode())
 
     async def stop(self) -> None:
-        """Stop taking messages, let in-flight handlers finish within ``shutdown_grace_s``
-        (the rest hand their messages back), then close the pool."""
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await stop_consuming(broker)
+        """Stop taking events, let the ones in flight finish within ``shutdown_grace_s`` (the
+        rest are handed back), then stop answering reads and close the connection and pool."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.stop()
         handlers, self._handlers = self._handlers, None
         if handlers is not None:
             await handlers.close()
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.stop()
         engine, self._engine = self._engine, None
         self._repository = None
         if engine is not None:

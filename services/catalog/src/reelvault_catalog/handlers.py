@@ -1,11 +1,10 @@
-"""Thin broker handlers: decode, call the repository, settle or reply.
+"""Thin handlers: apply an event through the repository, or answer a read.
 
-- the projection consumer: one durable pull consumer on ``<namespace>.video.>``; every event is
-  applied idempotently, an event that cannot be parsed is rejected (terminated) at once. One
-  that parses but cannot be applied (the database refuses it: a NUL byte in a text, a violated
-  constraint) is retried with growing delays and, on its ``max_deliver``-th delivery, goes to
-  the dead-letter stream while its video is marked failed (``dead_lettered``). While the
-  database itself is down, events are held (no delivery is spent on an outage);
+- the projection (declared in ``consumers.py``, run by the ``ConsumerRunner``): every decoded
+  lifecycle event is applied idempotently; an event whose row is not there yet asks to come
+  back later (``RetryLater``); one the database refuses (a NUL byte in a text, a violated
+  constraint) raises ``DatabaseRefused`` and the runner retries it, then dead-letters it. While
+  the database itself is down, events are held here (no delivery is spent on an outage);
 - request/reply on core NATS (queue group: replicas share the load): get, list, stats, ping.
   Every reply is an ``RpcReply``; bad requests get ``invalid_request``, never silence.
 """
@@ -14,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from faststream.nats import NatsBroker, NatsMessage, NatsResponse
+from faststream.nats import NatsBroker, NatsResponse
 from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.catalog import (
+    CatalogErrorCode,
     CatalogStats,
     GetStats,
     GetVideo,
@@ -34,18 +32,11 @@ from reelvault_common.contracts.catalog import (
     VideoRecord,
     VideoStatus,
 )
-from reelvault_common.contracts.events import FailureStage, VideoEvent, parse_event
-from reelvault_common.messaging.consuming import (
-    DeadLetterRoute,
-    MessageParam,
-    RetryLater,
-    backoff_delay,
-    delivery_attempt,
-    durable_subscriber,
-    raw_body,
-    settle,
-)
-from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.contracts.events import VideoEvent
+from reelvault_common.messaging.broker import raw_body
+from reelvault_common.messaging.consumer import Delivery
+from reelvault_common.messaging.outcomes import RetryLater
+from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.startup import causes
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -106,16 +97,8 @@ def wait_delay(attempt: int) -> float:
     return min(float(max(attempt, 1)), 15.0)
 
 
-@dataclass(frozen=True)
-class ProjectionRetry:
-    """Pacing of the projection's retries (see ``CatalogSettings``)."""
-
-    base_s: float = 1.0
-    max_s: float = 30.0
-    outage_poll_s: float = 5.0
-
-    def failure_delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, base=self.base_s, cap=self.max_s)
+# A held event's first look after an outage began; later looks back off to ``outage_poll_s``.
+FIRST_OUTAGE_PAUSE_S = 1.0
 
 
 class KeyedLocks:
@@ -154,7 +137,7 @@ def _validation_summary(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _error(code: str, message: str) -> RpcReply:
+def _error(code: CatalogErrorCode, message: str) -> RpcReply:
     return RpcReply(ok=False, error=RpcErrorBody(code=code, message=message))
 
 
@@ -172,8 +155,7 @@ class CatalogHandlers:
         store: CatalogStore,
         *,
         ping_timeout_s: float = 2.0,
-        dead_letter: DeadLetterRoute | None = None,
-        retry: ProjectionRetry | None = None,
+        outage_poll_s: float = 5.0,
         batch_size: int = 1,
         on_recorded: Callable[[uuid.UUID], Awaitable[None]] | None = None,
     ) -> None:
@@ -181,8 +163,7 @@ class CatalogHandlers:
         # Told about every new row once it is committed (the gateway waits for it).
         self._on_recorded = on_recorded
         self._ping_timeout_s = ping_timeout_s
-        self._dead_letter = dead_letter
-        self._retry = retry or ProjectionRetry()
+        self._outage_poll_s = outage_poll_s
         self._locks = KeyedLocks()
         # > 1: events handled at the same moment share one transaction (see batching.py).
         self._batcher: Batcher[VideoEvent, Applied] | None = (
@@ -195,37 +176,13 @@ class CatalogHandlers:
             await self._batcher.close()
 
     # --- the projection consumer ----------------------------------------------------------
-    async def handle_event(self, msg: MessageParam) -> None:
-        event = await self._parse_or_reject(msg)
-        if event is not None:
-            await self._settle_one(msg, event)
-
-    async def _parse_or_reject(self, msg: NatsMessage) -> VideoEvent | None:
-        try:
-            return parse_event(msg.body)
-        except ValidationError as exc:
-            # Retrying cannot fix a payload: terminate it so it is never redelivered.
-            log.error(
-                "rejecting unreadable event on %s (%d bytes, delivery %d): %s",
-                msg.raw_message.subject, len(msg.body), delivery_attempt(msg),
-                _validation_summary(exc),
-            )
-            await msg.reject()
-            return None
-
-    async def _settle_one(self, msg: NatsMessage, event: VideoEvent) -> None:
-        async def work() -> None:
-            applied = await self._apply_through_outages(event, msg)
-            await self._announce(event, applied)
-            self._check_applied(msg, event, applied)
-
-        await self._settle(msg, work)
-
-    async def _settle(self, msg: NatsMessage, work: Callable[[], Awaitable[None]]) -> None:
-        retry = self._retry
-        await settle(msg, work, transient=TRANSIENT_DB_ERRORS, base_delay=retry.base_s,
-                     max_delay=retry.max_s, dead_letter=self._dead_letter,
-                     failure_delay=retry.failure_delay)
+    async def handle_event(self, event: VideoEvent, delivery: Delivery) -> None:
+        """Apply one event: returns once its row is committed (or already said so), raises
+        ``RetryLater`` while its row is not there yet, ``DatabaseRefused`` (or the error) when
+        the database answers but will not take it."""
+        applied = await self._apply_through_outages(event)
+        await self._announce(event, applied)
+        self._check_applied(delivery, event, applied)
 
     async def _announce(self, event: VideoEvent, applied: Applied) -> None:
         if self._on_recorded is not None and isinstance(applied.outcome, Insert):
@@ -235,9 +192,9 @@ class CatalogHandlers:
                 log.debug("could not announce %s: %r", event.video_id, exc)
 
     @staticmethod
-    def _check_applied(msg: NatsMessage, event: VideoEvent, applied: Applied) -> None:
+    def _check_applied(delivery: Delivery, event: VideoEvent, applied: Applied) -> None:
         if isinstance(applied.outcome, Wait):
-            attempt = delivery_attempt(msg)
+            attempt = delivery.attempt
             if attempt >= 10:
                 log.warning("video %s: %s (delivery %d)", event.video_id,
                             applied.outcome.reason, attempt)
@@ -245,19 +202,20 @@ class CatalogHandlers:
         log.debug("video %s: %s -> %s", event.video_id, event.type,
                   type(applied.outcome).__name__)
 
-    async def _apply_through_outages(self, event: VideoEvent, msg: NatsMessage) -> Applied:
-        """Apply ``event``; while the database is down, hold the message and look again.
+    async def _apply_through_outages(self, event: VideoEvent) -> Applied:
+        """Apply ``event``; while the database is down, hold it and look again.
 
         An outage is not the event's fault: handing the message back would spend one of its
-        deliveries per retry, and a long outage would dead-letter healthy events. A transient
-        error while the database answers a ping is this event's own problem (a statement that
-        times out, say): it propagates and costs a delivery like any other failure. A refusal
-        (a value or constraint the database rejects) becomes ``DatabaseRefused``."""
+        deliveries per retry, and a long outage would dead-letter healthy events (meanwhile the
+        runner's heartbeat keeps the message from timing out). A transient error while the
+        database answers a ping is this event's own problem (a statement that times out, say):
+        it propagates and costs a delivery like any other failure. A refusal (a value or
+        constraint the database rejects) becomes ``DatabaseRefused``."""
         if self._batcher is not None:
             with contextlib.suppress(BatchFailed):
                 return await self._batcher.apply(event)
             # The batch failed (a refused event, or an outage): this event alone now.
-        pause = min(self._retry.base_s, self._retry.outage_poll_s)
+        pause = min(FIRST_OUTAGE_PAUSE_S, self._outage_poll_s)
         held_since: float | None = None
         while True:
             try:
@@ -275,10 +233,8 @@ class CatalogHandlers:
                     held_since = loop.time()
                     log.warning("database unavailable (%s): holding %s of video %s until it "
                                 "is back", type(exc).__name__, event.type, event.video_id)
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()  # keep ack_wait from running out while we wait
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, self._retry.outage_poll_s)
+                pause = min(pause * 2, self._outage_poll_s)
                 continue
             if held_since is not None:
                 log.info("database back: applied %s of video %s after %.1fs", event.type,
@@ -297,30 +253,32 @@ class CatalogHandlers:
         try:
             request = _parse_request(GetVideo, body)
         except ValidationError as exc:
-            return _error("invalid_request", _validation_summary(exc))
+            return _error(CatalogErrorCode.INVALID_REQUEST, _validation_summary(exc))
         video = await self._store.get(request.video_id)
         if video is None:
-            return _error("not_found", f"no video {request.video_id}")
+            return _error(CatalogErrorCode.NOT_FOUND, f"no video {request.video_id}")
         return RpcReply(ok=True, video=video)
 
     async def answer_list(self, body: bytes) -> RpcReply:
         try:
             request = _parse_request(ListVideos, body)
         except ValidationError as exc:
-            return _error("invalid_request", _validation_summary(exc))
+            return _error(CatalogErrorCode.INVALID_REQUEST, _validation_summary(exc))
         try:
             page = await self._store.list(
                 status=request.status, limit=request.limit, cursor=request.cursor
             )
         except InvalidCursor:
-            return _error("invalid_cursor", "the cursor is not one this catalog returned")
+            return _error(
+                CatalogErrorCode.INVALID_CURSOR, "the cursor is not one this catalog returned"
+            )
         return RpcReply(ok=True, page=page)
 
     async def answer_stats(self, body: bytes) -> RpcReply:
         try:
             _parse_request(GetStats, body)
         except ValidationError as exc:
-            return _error("invalid_request", _validation_summary(exc))
+            return _error(CatalogErrorCode.INVALID_REQUEST, _validation_summary(exc))
         return RpcReply(ok=True, stats=await self._store.stats())
 
     async def answer_ping(self, body: bytes) -> RpcReply:
@@ -331,23 +289,25 @@ class CatalogHandlers:
             log.warning("catalog database ping failed: %s", type(exc).__name__)
             alive = False
         if not alive:
-            return _error("unavailable", "the catalog database does not answer")
+            return _error(CatalogErrorCode.UNAVAILABLE, "the catalog database does not answer")
         return RpcReply(ok=True)
 
 
 Answer = Callable[[bytes], Awaitable[RpcReply]]
 
 
-def _replying(name: str, answer: Answer) -> Callable[[NatsMessage], Awaitable[NatsResponse]]:
-    async def reply(msg: MessageParam) -> NatsResponse:
+def _replying(name: str, answer: Answer) -> Callable[[bytes], Awaitable[NatsResponse]]:
+    async def reply(body: bytes) -> NatsResponse:
         try:
-            result = await answer(msg.body)
+            result = await answer(body)
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("catalog %s: database unavailable: %s", name, type(exc).__name__)
-            result = _error("unavailable", "the catalog database is unavailable, try again")
+            result = _error(
+                CatalogErrorCode.UNAVAILABLE, "the catalog database is unavailable, try again"
+            )
         except Exception:
             log.exception("catalog %s failed", name)
-            result = _error("internal", "the catalog could not answer")
+            result = _error(CatalogErrorCode.INTERNAL, "the catalog could not answer")
         return NatsResponse(
             result.model_dump_json().encode(), headers={"content-type": "application/json"}
         )
@@ -356,66 +316,11 @@ def _replying(name: str, answer: Answer) -> Callable[[NatsMessage], Awaitable[Na
     return reply
 
 
-def projection_policy(
-    topology: Topology,
-    *,
-    ack_wait_s: float = 30.0,
-    max_deliver: int = 20,
-    max_ack_pending: int = 1000,
-) -> ConsumerPolicy:
-    """The catalog's one durable consumer: every lifecycle event of the namespace.
-
-    ``max_deliver`` is finite: an event the database keeps refusing ends in the dead-letter
-    stream (its video failed, ``reelvault dead-letters replay`` re-drives it once fixed)
-    instead of being retried forever. Payloads that cannot even be parsed are terminated at
-    once. Deliveries are only spent while the database answers (outages are held, see
-    ``CatalogHandlers``). No backoff list: nats-server lets a backoff list override
-    ``nak(delay)``, and every retry here carries its own delay; a stuck handler is redelivered
-    after ``ack_wait``.
-    """
-    return ConsumerPolicy(
-        durable=topology.durable("catalog", "projection"),
-        filter_subjects=(f"{topology.namespace}.video.>",),
-        ack_wait_s=ack_wait_s,
-        max_deliver=max_deliver,
-        backoff_s=(),
-        max_ack_pending=max_ack_pending,
-    )
-
-
-_SUBJECT_STAGES: dict[str, FailureStage] = {
-    "video.requested": "request",
-    "video.generation.started": "generation",
-    "video.generation.progress": "generation",
-}
-
-
-def failure_stage(msg: NatsMessage) -> FailureStage:
-    """The pipeline stage a dead-lettered event belongs to (``VideoFailed.stage``)."""
-    subject = msg.raw_message.subject
-    event_type = subject.split(".", 1)[1] if "." in subject else subject
-    if event_type == "video.failed":
-        with contextlib.suppress(ValueError, AttributeError):
-            stage = json.loads(msg.raw_message.data).get("stage")
-            if stage in ("request", "generation", "archive"):
-                return stage  # type: ignore[no-any-return]
-    return _SUBJECT_STAGES.get(event_type, "archive")
-
-
-def register(
-    broker: NatsBroker,
-    topology: Topology,
-    handlers: CatalogHandlers,
-    *,
-    max_workers: int,
-    rpc_workers: int,
-    policy: ConsumerPolicy | None = None,
-) -> ConsumerPolicy:
-    """Subscribe the catalog's handlers on ``broker`` (before it starts)."""
-    policy = policy or projection_policy(topology)
-    durable_subscriber(broker, topology, policy, max_workers=max_workers, decoder=raw_body)(
-        handlers.handle_event
-    )
+def register_rpc(
+    broker: NatsBroker, topology: Topology, handlers: CatalogHandlers, *, rpc_workers: int
+) -> None:
+    """Subscribe the catalog's request/reply handlers on ``broker`` (before it starts): core
+    NATS, one queue group, so replicas share the reads."""
     for name, subject, answer in (
         ("get", topology.rpc_get, handlers.answer_get),
         ("list", topology.rpc_list, handlers.answer_list),
@@ -425,4 +330,3 @@ def register(
         broker.subscriber(
             subject, queue=topology.rpc_queue, decoder=raw_body, max_workers=rpc_workers
         )(_replying(name, answer))
-    return policy

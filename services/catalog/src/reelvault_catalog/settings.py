@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
-from reelvault_common.runtime.settings import ServiceSettings
+from reelvault_common.runtime.settings import ConsumerSettings, ServiceSettings
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -49,9 +48,6 @@ def redact_database_url(url: str) -> str:
 
 
 class CatalogSettings(ServiceSettings):
-    # Validation errors must not echo the input: DATABASE_URL may carry a password.
-    model_config = SettingsConfigDict(hide_input_in_errors=True)
-
     # repr=False: settings objects end up in logs and tracebacks; the URL may carry a password.
     database_url: str = Field(
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/reelvault",
@@ -64,22 +60,27 @@ class CatalogSettings(ServiceSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
     db_statement_timeout_s: float = Field(default=30.0, gt=0)
-    # Concurrent handlers of the projection consumer (per replica).
-    max_workers: int = Field(default=64, ge=1, le=256)
     # Events handled at the same moment are applied in one transaction, up to this many (a
     # lone event goes at once: no added latency when the stream is quiet). 1: one each.
     projection_batch_size: int = Field(default=64, ge=1, le=1000)
-    # The projection consumer (durable, shared by replicas): a handler that neither acks nor
-    # naks (crashed, stuck) is redelivered after ack_wait; an event still failing on its
-    # max_deliver-th delivery goes to the dead-letter stream and its video is marked failed.
-    # Deliveries are spent only while the database answers: during an outage the event is
-    # held, not retried (see handlers.py), so a long outage dead-letters nothing.
-    projection_ack_wait_s: float = Field(default=30.0, gt=0)
-    projection_max_deliver: int = Field(default=20, ge=2)
-    projection_max_ack_pending: int = Field(default=1000, ge=1)
-    # Retries of an event that failed while the database answered: exponential, full jitter.
-    projection_retry_base_s: float = Field(default=1.0, gt=0)
-    projection_retry_max_s: float = Field(default=30.0, gt=0)
+    # The projection consumer (durable, shared by replicas; ``REELVAULT_PROJECTION__<FIELD>``,
+    # e.g. ``REELVAULT_PROJECTION__WORKERS=32``): ``workers`` handlers at once per replica (they
+    # share transactions, see ``projection_batch_size``); a handler that neither acks nor naks
+    # (crashed, stuck) is redelivered after ``ack_wait_s``; an event that failed while the
+    # database answered is retried after ``retry_base_s`` doubling up to ``retry_max_s``
+    # (jittered), and one still failing on its ``max_deliver``-th delivery goes to the
+    # dead-letter stream while its video is marked failed. Deliveries are spent only while the
+    # database answers: during an outage the event is held, not retried (see handlers.py), so a
+    # long outage dead-letters nothing. A plain default (not a factory) so that setting one
+    # field keeps the others' catalog defaults (``nested_model_default_partial_update``).
+    projection: ConsumerSettings = ConsumerSettings(
+        ack_wait_s=30.0,
+        max_deliver=20,
+        max_ack_pending=1000,
+        workers=64,
+        retry_base_s=1.0,
+        retry_max_s=30.0,
+    )
     # While the database is down, a held event looks again at most this often.
     db_outage_poll_s: float = Field(default=5.0, gt=0)
     # Concurrent request/reply handlers per RPC subject (per replica).

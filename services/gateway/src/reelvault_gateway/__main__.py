@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from reelvault_common.runtime.eventloop import run
 from reelvault_common.runtime.lifecycle import wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
 
@@ -87,4 +88,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

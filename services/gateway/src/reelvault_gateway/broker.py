@@ -19,18 +19,15 @@ from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
-from reelvault_common.messaging.consuming import (
-    EventPublisher,
-    backoff_delay,
-    make_broker,
-    prepare_topology,
-    wait_for_nats,
-)
+from reelvault_common.contracts.events import VideoEvent
+from reelvault_common.messaging.broker import make_broker
+from reelvault_common.messaging.publisher import EventPublisher
+from reelvault_common.messaging.setup import prepare_topology, wait_for_nats
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.nats_servers import redact_url
 from reelvault_common.runtime.settings import ServiceSettings
-from reelvault_common.runtime.startup import Startup, StartupTimeout
+from reelvault_common.runtime.startup import Backoff, Startup, StartupTimeout
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from reelvault_gateway.visibility import RecordedWatch
 
@@ -44,13 +41,17 @@ TRANSIENT_BROKER_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
 )
 
+# Between attempts at the set-up once NATS answered: 0.5s doubling up to 10s, each wait drawn
+# from the upper half of that so replicas do not retry in lockstep; no deadline.
+SETUP_BACKOFF = Backoff(base_s=0.5, cap_s=10.0, jitter=0.5)
+
 
 class BrokerUnavailable(Exception):
     """The broker did not take the message (down, reconnecting, or no ack in time)."""
 
 
 class EventSink(Protocol):
-    async def publish(self, event: BaseModel) -> PubAck: ...
+    async def publish(self, event: VideoEvent) -> PubAck: ...
 
 
 class Requester(Protocol):
@@ -84,7 +85,7 @@ class BrokerLink:
         self._broker: NatsBroker = make_broker(
             settings, "reelvault-gateway", buffer_while_reconnecting=False
         )
-        self._publisher = EventPublisher(self._broker, topology, timeout_s=publish_timeout_s)
+        self._publisher: EventPublisher | None = None  # once connected
         self._publisher_timeout_s = publish_timeout_s
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -123,31 +124,36 @@ class BrokerLink:
                 log.error("%s; staying not ready", exc)
             return
         except Exception as exc:
-            # NATS answered but refused the set-up: the loop below keeps trying and says why.
+            # NATS answered but refused the set-up: _finish_setup keeps trying and says why.
             log.warning("preparing the stream at %s failed: %s", where, redact_url(repr(exc)))
         try:
             await self._broker.start()  # NATS answered: the broker connects (or keeps trying)
+            self._publisher = EventPublisher(self._broker.connection, self._topology,
+                                             timeout_s=self._publisher_timeout_s)
         except Exception as exc:
             # Only unrecoverable errors end up here (e.g. authorization): stay not-ready.
             log.error("cannot connect to the broker at %s: %s", where, redact_url(repr(exc)))
             return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
+        await self._finish_setup(prepared)
+        self._ready.set()
+        log.info("broker connected, stream %s ready", self._topology.stream)
+
+    async def _finish_setup(self, prepared: bool) -> None:
+        """The stream (unless prepared already), the idempotency bucket and the catalog's
+        announcements, retried with backoff until all are there (or the task is cancelled)."""
+        async for attempt in AsyncRetrying(
+            wait=SETUP_BACKOFF.wait(),
+            # Errors only: a cancellation (shutting down) ends the wait at once.
+            retry=retry_if_exception_type(Exception),
+            before_sleep=_log_setup_retry,
+        ):
+            with attempt:
                 if not prepared:
                     await prepare_topology(self._settings, self._topology)
                     prepared = True
                 if self._idempotency_ttl_s is not None:
                     self._idempotency = await self._open_idempotency_bucket()
                 await self._listen_for_recorded()
-                break
-            except Exception as exc:
-                delay = backoff_delay(attempt, base=0.5, cap=10.0)
-                log.warning("preparing the stream failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-        self._ready.set()
-        log.info("broker connected, stream %s ready", self._topology.stream)
 
     async def _open_idempotency_bucket(self) -> KeyValue:
         client = self._client()
@@ -193,9 +199,9 @@ class BrokerLink:
         client = self._client()
         return self._ready.is_set() and client is not None and client.is_connected
 
-    async def publish(self, event: BaseModel) -> PubAck:
+    async def publish(self, event: VideoEvent) -> PubAck:
         """Publish to JetStream and wait for the ack; ``BrokerUnavailable`` if it was not taken."""
-        if not self.connected:
+        if not self.connected or self._publisher is None:
             raise BrokerUnavailable("the message broker is not connected")
         try:
             return await self._publisher.publish(event)
@@ -223,3 +229,9 @@ class BrokerLink:
             await self._broker.stop()
         except Exception as exc:  # closing a dead connection must not fail the shutdown
             log.warning("closing the broker connection failed: %r", exc)
+
+
+def _log_setup_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    delay = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning("preparing the stream failed (%r); retrying in %.1fs", error, delay)

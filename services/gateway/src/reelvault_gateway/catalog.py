@@ -8,6 +8,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.catalog import (
+    CatalogErrorCode,
     GetStats,
     GetVideo,
     ListVideos,
@@ -21,12 +22,6 @@ from reelvault_common.messaging.topology import Topology
 from reelvault_gateway.broker import BrokerUnavailable, Requester
 
 log = logging.getLogger(__name__)
-
-# Reply codes of the catalog (reelvault_catalog.handlers).
-NOT_FOUND_CODES = frozenset({"not_found"})
-INVALID_CURSOR_CODES = frozenset({"invalid_cursor"})
-# The catalog runs but its database does not answer: for callers the same as no catalog.
-UNAVAILABLE_CODES = frozenset({"unavailable"})
 
 
 class CatalogUnavailable(Exception):
@@ -78,8 +73,10 @@ class NatsCatalogClient:
             raise CatalogError(
                 "bad_reply", "the catalog sent a reply the gateway cannot read"
             ) from exc
-        if not reply.ok and reply.error is not None and reply.error.code in UNAVAILABLE_CODES:
-            raise CatalogUnavailable(f"{reply.error.code}: {reply.error.message}")
+        # The catalog runs but its database does not answer: for callers, no catalog.
+        error = reply.error
+        if not reply.ok and error is not None and error.code is CatalogErrorCode.UNAVAILABLE:
+            raise CatalogUnavailable(f"{error.code}: {error.message}")
         return reply
 
     async def get(
@@ -88,7 +85,7 @@ class NatsCatalogClient:
         reply = await self._ask(self._topology.rpc_get, GetVideo(video_id=video_id), timeout_s)
         if reply.ok and reply.video is not None:
             return reply.video
-        if reply.error is not None and reply.error.code in NOT_FOUND_CODES:
+        if reply.error is not None and reply.error.code is CatalogErrorCode.NOT_FOUND:
             return None
         raise _unexpected(reply, "get")
 
@@ -99,7 +96,7 @@ class NatsCatalogClient:
         reply = await self._ask(self._topology.rpc_list, message, None)
         if reply.ok and reply.page is not None:
             return reply.page
-        if reply.error is not None and reply.error.code in INVALID_CURSOR_CODES:
+        if reply.error is not None and reply.error.code is CatalogErrorCode.INVALID_CURSOR:
             raise InvalidCursor(reply.error.message)
         raise _unexpected(reply, "list")
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
-from reelvault_common.runtime.settings import ServiceSettings, StorageSettings
+from reelvault_common.runtime.settings import REELVAULT_SETTINGS, ServiceSettings, StorageSettings
 from reelvault_common.storage.layout import MB
 
 
 class GatewaySettings(ServiceSettings, StorageSettings):
-    model_config = SettingsConfigDict(env_prefix="REELVAULT_", extra="ignore", frozen=True)
+    model_config = REELVAULT_SETTINGS
 
     # REELVAULT_GATEWAY_HOST/PORT (what the launcher and compose set) or REELVAULT_HOST/PORT.
     host: str = Field(

@@ -1,21 +1,18 @@
-"""Bootstrap: wires settings, broker, KV buckets, storage, provider and the webhook endpoint
-together. No logic here."""
+"""Bootstrap: wires settings, the NATS connection, KV buckets, storage, provider, the two
+consumers and the webhook endpoint together. No logic here."""
 
 from __future__ import annotations
 
 import logging
 
-import httpx
+import httpx2
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from reelvault_common.messaging.consuming import (
-    EventPublisher,
-    make_broker,
-    stop_consuming,
-    track_fetched,
-    wait_for_nats,
-)
+from reelvault_common.messaging.consumer import ConsumerRunner
 from reelvault_common.messaging.nats_client import connect_nats, is_nats_unreachable
+from reelvault_common.messaging.publisher import EventPublisher
+from reelvault_common.messaging.setup import wait_for_nats
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.providers.openai_videos import VideosClient
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
@@ -26,6 +23,7 @@ from reelvault_common.storage.factory import open_storage
 
 from reelvault_generator import handlers
 from reelvault_generator.budget import KvRequestBudget
+from reelvault_generator.handlers import SERVICE
 from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.ledger_store import JobLedger, open_bucket
 from reelvault_generator.polling import PollSchedule
@@ -39,14 +37,12 @@ from reelvault_generator.webhooks import KvSeenWebhooks, WebhookReceiver
 
 log = logging.getLogger(__name__)
 
-SERVICE = "generator"
-
 
 def build_provider(
     settings: GeneratorSettings,
     *,
     budget: RequestBudget | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
 ) -> OpenAIVideosProvider:
     client = VideosClient(
         settings.openai_base_url,
@@ -66,7 +62,7 @@ def build_provider(
 class GeneratorService:
     """``start()`` prepares the topology and KV buckets, starts both consumers (and the webhook
     endpoint when configured); ``stop()`` stops taking messages and lets in-flight ones finish
-    (FastStream's graceful timeout), then closes what it opened.
+    (``shutdown_grace_s``, then they are handed back), then closes what it opened.
 
     For tests: ``provider`` replaces the whole provider (not closed on stop); ``http_transport``
     keeps the real provider but sends its HTTP through the given transport."""
@@ -77,7 +73,7 @@ class GeneratorService:
         *,
         provider: VideoProvider | None = None,
         storage: ObjectStorage | None = None,
-        http_transport: httpx.AsyncBaseTransport | None = None,
+        http_transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self.topology = Topology.from_settings(settings)
@@ -87,7 +83,7 @@ class GeneratorService:
         self._owns_storage = storage is None
         self._transport = http_transport
         self._nc: NatsClient | None = None
-        self._broker = make_broker(settings, f"reelvault-{SERVICE}")
+        self._runner: ConsumerRunner | None = None
         self._webhooks: WebhookServer | None = None
         self.ledger: JobLedger | None = None
         self.started = False
@@ -114,59 +110,73 @@ class GeneratorService:
         # NATS may not be up yet: wait for it (one log line per attempt) until
         # REELVAULT_STARTUP_TIMEOUT_S.
         startup = Startup.from_settings(settings)
-        await wait_for_nats(
-            startup,
-            settings,
-            self.topology,
-            [handlers.requests_policy(settings, self.topology),
-             handlers.poll_policy(settings, self.topology)],
+        await wait_for_nats(startup, settings, self.topology,
+                            handlers.policies(settings, self.topology))
+        self._nc = await self._connect(startup)
+        js = self._nc.jetstream()
+        self.ledger = await JobLedger.open(js, self.bucket("jobs"),
+                                           replicas=settings.stream_replicas)
+        provider = await self._open_provider(js)
+        storage = self._open_storage()
+        publisher = EventPublisher(self._nc, self.topology)
+        tracker = self._tracker(provider, publisher)
+        starter = self._starter(self.ledger, provider, storage, publisher, tracker)
+        self._runner = ConsumerRunner(
+            self._nc, self.topology,
+            handlers.consumers(settings, self.topology, starter=starter, tracker=tracker,
+                               publisher=publisher),
+            grace_s=settings.shutdown_grace_s,
         )
-        self._nc = await startup.wait_for(
+        await self._runner.start()
+        await self._start_webhooks(js, self.ledger, provider, starter, tracker)
+        self.started = True
+        log.info("generator consuming %s (provider %s at %s)", self.topology.stream,
+                 provider.name, settings.openai_base_url)
+
+    # --- wiring steps -----------------------------------------------------------------------
+    async def _connect(self, startup: Startup) -> NatsClient:
+        """The one NATS connection: consumers, events, KV buckets (reconnects forever)."""
+        settings = self.settings
+        return await startup.wait_for(
             "NATS",
             settings.nats_url_for_logs,
             lambda: connect_nats(
                 settings.nats_servers,
-                name=f"reelvault-{SERVICE}-kv",
+                name=f"reelvault-{SERVICE}",
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=5,
             ),
             retryable=is_nats_unreachable,
         )
-        js = self._nc.jetstream()
-        self.ledger = await JobLedger.open(js, self.bucket("jobs"),
-                                           replicas=settings.stream_replicas)
+
+    async def _open_provider(self, js: JetStreamContext) -> VideoProvider:
+        """The given provider, or the real one (with the shared request budget if set)."""
         if self._provider is None:
-            budget = None
-            if (limit := settings.provider_budget_limit) is not None:
-                kv = await open_bucket(js, self.bucket("budget"), config=KeyValueConfig(
-                    bucket=self.bucket("budget"), history=1, storage=StorageType.MEMORY,
-                    replicas=settings.stream_replicas,
-                    ttl=3 * settings.provider_budget_window_s))
-                budget = KvRequestBudget(kv, provider=settings.provider_name, limit=limit,
-                                         window_s=settings.provider_budget_window_s)
-            self._provider = build_provider(settings, budget=budget, transport=self._transport)
+            self._provider = build_provider(self.settings, budget=await self._budget(js),
+                                            transport=self._transport)
+        return self._provider
+
+    async def _budget(self, js: JetStreamContext) -> RequestBudget | None:
+        settings = self.settings
+        if (limit := settings.provider_budget_limit) is None:
+            return None
+        kv = await open_bucket(js, self.bucket("budget"), config=KeyValueConfig(
+            bucket=self.bucket("budget"), history=1, storage=StorageType.MEMORY,
+            replicas=settings.stream_replicas, ttl=3 * settings.provider_budget_window_s))
+        return KvRequestBudget(kv, provider=settings.provider_name, limit=limit,
+                               window_s=settings.provider_budget_window_s)
+
+    def _open_storage(self) -> ObjectStorage:
+        """The given storage, or the configured backend (reference images are read there)."""
         if self._storage is None:
-            self._storage = open_storage(settings)
-        publisher = EventPublisher(self._broker, self.topology)
-        starter = JobStarter(
-            ledger=self.ledger,
-            provider=self._provider,
-            references=ReferenceLoader(self._storage, max_bytes=settings.reference_max_bytes),
-            events=publisher,
-            owner=settings.instance_id,
-            timing=ClaimTiming(
-                create_timeout_s=settings.create_timeout_s,
-                claim_margin_s=settings.claim_margin_s,
-                recovery_margin_s=settings.recovery_margin_s,
-            ),
-            retry_base_s=settings.create_retry_base_s,
-            retry_max_s=settings.create_retry_max_s,
-            unauthorized_retry_s=settings.unauthorized_retry_s,
-            on_recorded=lambda job: tracker.follow(job),
-        )
-        tracker = JobTracker(
-            provider=self._provider,
+            self._storage = open_storage(self.settings)
+        return self._storage
+
+    def _tracker(self, provider: VideoProvider, publisher: EventPublisher) -> JobTracker:
+        settings = self.settings
+        return JobTracker(
+            provider=provider,
             events=publisher,
             schedule=PollSchedule(
                 interval_s=settings.poll_interval_s,
@@ -176,42 +186,65 @@ class GeneratorService:
                 poll_after_max_s=settings.poll_after_max_s,
             ),
             deadline_s=settings.job_deadline_s,
-            retry_base_s=settings.poll_retry_base_s,
+            retry_base_s=settings.poll.retry_base_s,
+            retry_max_s=settings.poll.retry_max_s,
             first_look_after_s=settings.first_poll_delay_s,
         )
-        handlers.register(self._broker, self.topology, settings, starter=starter, tracker=tracker,
-                          publisher=publisher)
-        await self._broker.start()
-        track_fetched(self._broker)
-        if settings.webhook_port is not None and settings.webhook_secret is not None:
-            seen = await open_bucket(js, self.bucket("webhooks"), config=KeyValueConfig(
-                bucket=self.bucket("webhooks"), history=1, storage=StorageType.FILE,
-                replicas=settings.stream_replicas, ttl=settings.webhook_dedupe_ttl_s))
-            receiver = WebhookReceiver(
-                secret=settings.webhook_secret.get_secret_value(),
-                seen=KvSeenWebhooks(seen),
-                ledger=self.ledger,
-                provider=self._provider,
-                tracker=tracker,
-                tolerance_s=settings.webhook_tolerance_s,
-                creating=lambda: starter.creating,
-            )
-            app = create_webhook_app(receiver, provider=settings.provider_name)
-            self._webhooks = WebhookServer(app, settings.webhook_host, settings.webhook_port)
-            await self._webhooks.start()
-            log.info("webhook endpoint at %s", self.webhook_url)
-        self.started = True
-        log.info("generator consuming %s (provider %s at %s)", self.topology.stream,
-                 self._provider.name, settings.openai_base_url)
+
+    def _starter(self, ledger: JobLedger, provider: VideoProvider, storage: ObjectStorage,
+                 publisher: EventPublisher, tracker: JobTracker) -> JobStarter:
+        settings = self.settings
+        return JobStarter(
+            ledger=ledger,
+            provider=provider,
+            references=ReferenceLoader(storage, max_bytes=settings.reference_max_bytes),
+            events=publisher,
+            owner=settings.instance_id,
+            timing=ClaimTiming(
+                create_timeout_s=settings.create_timeout_s,
+                claim_margin_s=settings.claim_margin_s,
+                recovery_margin_s=settings.recovery_margin_s,
+            ),
+            retry_base_s=settings.requests.retry_base_s,
+            retry_max_s=settings.requests.retry_max_s,
+            unauthorized_retry_s=settings.unauthorized_retry_s,
+            on_recorded=tracker.follow,
+        )
+
+    async def _start_webhooks(self, js: JetStreamContext, ledger: JobLedger,
+                              provider: VideoProvider, starter: JobStarter,
+                              tracker: JobTracker) -> None:
+        settings = self.settings
+        secret, port = settings.webhook_secret, settings.webhook_port
+        if secret is None or port is None:
+            return  # no endpoint configured: polling alone follows the jobs
+        seen = await open_bucket(js, self.bucket("webhooks"), config=KeyValueConfig(
+            bucket=self.bucket("webhooks"), history=1, storage=StorageType.FILE,
+            replicas=settings.stream_replicas, ttl=settings.webhook_dedupe_ttl_s))
+        receiver = WebhookReceiver(
+            secret=secret.get_secret_value(),
+            seen=KvSeenWebhooks(seen),
+            ledger=ledger,
+            provider=provider,
+            tracker=tracker,
+            tolerance_s=settings.webhook_tolerance_s,
+            creating=lambda: starter.creating,
+        )
+        app = create_webhook_app(receiver, provider=settings.provider_name)
+        self._webhooks = WebhookServer(app, settings.webhook_host, port)
+        await self._webhooks.start()
+        log.info("webhook endpoint at %s", self.webhook_url)
 
     async def stop(self) -> None:
-        # No new webhooks, then no new messages: in-flight handlers get shutdown_grace_s to
-        # finish, the rest hand their messages back (an interrupted create leaves its claim,
-        # which the next owner recovers); then release what they used.
+        # No new messages: in-flight handlers get shutdown_grace_s to finish, the rest hand
+        # their messages back (an interrupted create leaves its claim, which the next owner
+        # recovers). Then no new webhooks, then release what they used.
+        if self._runner is not None:
+            await self._runner.stop()
+            self._runner = None
         if self._webhooks is not None:
             await self._webhooks.stop()
             self._webhooks = None
-        await stop_consuming(self._broker)
         if self._provider is not None and self._owns_provider:
             await self._provider.aclose()
         if self._storage is not None and self._owns_storage:

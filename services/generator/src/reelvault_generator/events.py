@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
 from reelvault_common.contracts.events import (
     VideoCompleted,
+    VideoEvent,
     VideoFailed,
     VideoGenerationProgressed,
     VideoGenerationStarted,
@@ -21,7 +21,7 @@ from reelvault_generator.provider import ProviderJob
 class EventSink(Protocol):
     """Where events go (``EventPublisher`` in the service): durable once ``publish`` returns."""
 
-    async def publish(self, event: BaseModel) -> Any: ...
+    async def publish(self, event: VideoEvent) -> Any: ...
 
 
 def started_event(

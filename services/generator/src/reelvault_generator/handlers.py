@@ -1,28 +1,23 @@
-"""The two durable consumers: decode, call the logic, settle. Nothing else lives here."""
+"""The generator's two durable consumers, declared in one place: names, subjects, delivery
+rules (``settings.requests`` / ``settings.poll``), decoding, the thin handlers and what a dead
+letter means. The ``ConsumerRunner`` settles every message; the logic lives in ``starting`` and
+``tracking``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any
 
 import nats.errors
-from faststream.nats import NatsBroker, NatsMessage
-from pydantic import BaseModel, ValidationError
-from reelvault_common.contracts.events import VideoGenerationStarted, VideoRequested
-from reelvault_common.messaging.consuming import (
-    DeadLetterRoute,
-    EventPublisher,
-    MessageParam,
-    backoff_delay,
-    delivery_attempt,
-    durable_subscriber,
-    raw_body,
-    settle,
+from reelvault_common.contracts.events import (
+    VideoFailed,
+    VideoGenerationStarted,
+    VideoRequested,
 )
+from reelvault_common.messaging.consumer import Consumer, DeadLetterHook, Delivery
+from reelvault_common.messaging.deadletter import DeadLetter
+from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.storage import TransientStorageError
@@ -32,12 +27,11 @@ from reelvault_generator.settings import GeneratorSettings
 from reelvault_generator.starting import JobStarter
 from reelvault_generator.tracking import JobTracker
 
-log = logging.getLogger(__name__)
+SERVICE = "generator"
 
-T = TypeVar("T", bound=BaseModel)
-
-# Worth a quick retry with backoff rather than waiting out ack_wait: provider hiccups that
-# escaped the logic, storage outages, broker/KV trouble.
+# Expected hiccups (logged without a traceback) that escaped the logic: provider errors,
+# storage outages, broker/KV trouble. Like any failure they are retried with the consumer's
+# retry pacing until its last delivery.
 TRANSIENT: tuple[type[BaseException], ...] = (
     ProviderError,
     TransientStorageError,
@@ -46,155 +40,116 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
-# Both consumers schedule their next look with nak(delay). A consumer with a BackOff list
-# does not honour that (nats-server 2.15: after the second delivery the redelivery follows the
-# backoff schedule, e.g. 120 s instead of a 0.4 s poll), so neither sets one: a handler that
-# crashed is simply redelivered after ack_wait.
-NO_BACKOFF: tuple[float, ...] = ()
+# --- video.requested: one provider job per video -------------------------------------------
+def requests_names(topology: Topology) -> tuple[str, tuple[str, ...]]:
+    """The durable and subjects of the request consumer."""
+    return topology.durable(SERVICE, "requests"), (topology.subject_for(VideoRequested),)
 
 
 def requests_policy(settings: GeneratorSettings, topology: Topology) -> ConsumerPolicy:
-    """``video.requested``: one provider job per video. Every retry (rate limits, outages, a
-    claim another replica holds) is a ``nak`` with a growing delay, so ``requests_max_deliver``
+    """``video.requested``: one provider job per video (the ledger claims it). Every retry
+    (rate limits, outages, a claim another replica holds) is a ``nak`` with a growing delay
+    (``requests.retry_base_s`` .. ``requests.retry_max_s``), so ``requests.max_deliver``
     deliveries span hours; a request still not started then is dead-lettered and its video
     failed (``dead_lettered``), to be replayed once the cause is fixed."""
-    return ConsumerPolicy(
-        durable=topology.durable("generator", "requests"),
-        filter_subjects=(topology.subject_for(VideoRequested),),
-        ack_wait_s=settings.ack_wait_s,
-        max_deliver=settings.requests_max_deliver,
-        backoff_s=NO_BACKOFF,
-        max_ack_pending=settings.requests_max_ack_pending,
+    return ConsumerPolicy.of(*requests_names(topology), settings.requests)
+
+
+def requests_consumer(
+    settings: GeneratorSettings,
+    topology: Topology,
+    starter: JobStarter,
+    on_dead_letter: DeadLetterHook[VideoRequested],
+) -> Consumer[VideoRequested]:
+    async def start_job(request: VideoRequested, delivery: Delivery) -> None:
+        await starter.handle(request, delivery.attempt)
+
+    durable, subjects = requests_names(topology)
+    return Consumer.configured(
+        settings.requests, durable=durable, subjects=subjects,
+        decode=VideoRequested.model_validate_json, handle=start_job,
+        transient=TRANSIENT, on_dead_letter=on_dead_letter,
     )
+
+
+# --- video.generation.started: one look at the provider's job per delivery -----------------
+def poll_names(topology: Topology) -> tuple[str, tuple[str, ...]]:
+    """The durable and subjects of the poll consumer."""
+    return topology.durable(SERVICE, "poll"), (topology.subject_for(VideoGenerationStarted),)
 
 
 def poll_policy(settings: GeneratorSettings, topology: Topology) -> ConsumerPolicy:
-    """``video.generation.started``: each delivery is one look at the provider's job. A job ends
-    by its own outcome or by the handler's deadline check (``job_deadline_s``), so the limit is
-    derived from the deadline and the shortest gap between looks (``poll_max_deliver``); a look
-    that keeps failing is dead-lettered once the deadline has passed (``past_deadline``)."""
-    return ConsumerPolicy(
-        durable=topology.durable("generator", "poll"),
-        filter_subjects=(topology.subject_for(VideoGenerationStarted),),
-        ack_wait_s=settings.ack_wait_s,
-        max_deliver=settings.poll_max_deliver,
-        backoff_s=NO_BACKOFF,
-        max_ack_pending=settings.poll_max_ack_pending,
-    )
+    """``video.generation.started``: each delivery is one look at the provider's job. A job
+    ends by its own outcome or by the handler's deadline check (``job_deadline_s``), so
+    ``poll.max_deliver`` is derived from the deadline and the shortest gap between looks
+    (``settings.poll_max_deliver``, unless set); a look that keeps failing is dead-lettered
+    once the job is past its deadline (``past_deadline``)."""
+    return ConsumerPolicy.of(*poll_names(topology), settings.poll)
 
 
 def past_deadline(
     settings: GeneratorSettings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> Callable[[NatsMessage], bool]:
-    """True once a Started message's job is past its deadline (plus a margin for the last
+) -> Callable[[VideoGenerationStarted], bool]:
+    """True once a Started event's job is past its deadline (plus a margin for the last
     look): a look failing then is dead-lettered instead of retried."""
     margin_s = 2 * settings.poll_max_interval_s + 30.0
 
-    def check(msg: NatsMessage) -> bool:
-        try:
-            started = VideoGenerationStarted.model_validate_json(msg.raw_message.data)
-        except ValidationError:
-            return True
+    def check(started: VideoGenerationStarted) -> bool:
         deadline = deadline_of(started.job_created_at, settings.job_deadline_s)
         return (clock() - deadline).total_seconds() > margin_s
 
     return check
 
 
-def dead_letter_routes(
-    settings: GeneratorSettings, topology: Topology, publisher: EventPublisher
-) -> tuple[DeadLetterRoute, DeadLetterRoute]:
-    """Where a request and a poll that keep failing end (the video fails at generation)."""
-    return (
-        DeadLetterRoute(requests_policy(settings, topology), topology, publisher, "generation"),
-        DeadLetterRoute(poll_policy(settings, topology), topology, publisher, "generation",
-                        give_up=past_deadline(settings)),
+def poll_consumer(
+    settings: GeneratorSettings,
+    topology: Topology,
+    tracker: JobTracker,
+    on_dead_letter: DeadLetterHook[VideoGenerationStarted],
+) -> Consumer[VideoGenerationStarted]:
+    async def look(started: VideoGenerationStarted, delivery: Delivery) -> None:
+        await tracker.poll(started, delivery.attempt)
+
+    durable, subjects = poll_names(topology)
+    return Consumer.configured(
+        settings.poll, durable=durable, subjects=subjects,
+        decode=VideoGenerationStarted.model_validate_json, handle=look,
+        transient=TRANSIENT, on_dead_letter=on_dead_letter, give_up=past_deadline(settings),
     )
 
 
-@contextlib.asynccontextmanager
-async def keep_alive(msg: NatsMessage, every_s: float) -> AsyncIterator[None]:
-    """Tell JetStream the message is being worked on, so ack_wait does not run out mid-work."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+# --- both ------------------------------------------------------------------------------------
+def policies(settings: GeneratorSettings, topology: Topology) -> list[ConsumerPolicy]:
+    """The durable consumers to create or reconcile at start-up."""
+    return [requests_policy(settings, topology), poll_policy(settings, topology)]
 
 
-async def _decode(model: type[T], body: bytes, msg: NatsMessage) -> T | None:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        # It will never decode: stop redelivering it instead of looping forever.
-        log.error("undecodable %s on %s, dropped: %s", model.__name__,
-                  msg.raw_message.subject, exc)
-        await msg.reject()
-        return None
+def fail_video(
+    publisher: EventPublisher,
+) -> DeadLetterHook[VideoRequested | VideoGenerationStarted]:
+    """A request or look that ended in the dead-letter stream fails its video at generation
+    (``dead_lettered``, retryable: a replay starts it again)."""
+
+    async def announce(event: VideoRequested | VideoGenerationStarted,
+                       letter: DeadLetter) -> None:
+        failed = VideoFailed.dead_lettered(event, stage="generation", consumer=letter.consumer,
+                                           deliveries=letter.deliveries, error=letter.error)
+        if failed is not None:
+            await publisher.publish(failed)
+
+    return announce
 
 
-def register(
-    broker: NatsBroker,
-    topology: Topology,
+def consumers(
     settings: GeneratorSettings,
+    topology: Topology,
     *,
     starter: JobStarter,
     tracker: JobTracker,
-    publisher: EventPublisher | None = None,
-) -> None:
-    heartbeat_s = max(settings.ack_wait_s / 3, 1.0)
-    requests_route = poll_route = None
-    if publisher is not None:
-        requests_route, poll_route = dead_letter_routes(settings, topology, publisher)
-
-    # A handler that crashed (a bug, not a provider or broker hiccup) looks again after a
-    # growing delay instead of waiting out ack_wait; its last delivery is dead-lettered.
-    def crash_delay(attempt: int) -> float:
-        return backoff_delay(attempt, base=settings.create_retry_base_s,
-                             cap=settings.create_retry_max_s)
-
-    def poll_crash_delay(attempt: int) -> float:
-        return backoff_delay(attempt, base=settings.poll_retry_base_s,
-                             cap=settings.poll_max_interval_s)
-
-    @durable_subscriber(broker, topology, requests_policy(settings, topology),
-                        max_workers=settings.requests_max_workers, decoder=raw_body)
-    async def on_video_requested(body: bytes, msg: MessageParam) -> None:
-        request = await _decode(VideoRequested, body, msg)
-        if request is None:
-            return
-        async with keep_alive(msg, heartbeat_s):
-            await settle(
-                msg,
-                lambda: starter.handle(request, delivery_attempt(msg)),
-                transient=TRANSIENT,
-                base_delay=settings.create_retry_base_s,
-                max_delay=settings.create_retry_max_s,
-                dead_letter=requests_route,
-                failure_delay=crash_delay,
-            )
-
-    @durable_subscriber(broker, topology, poll_policy(settings, topology),
-                        max_workers=settings.poll_max_workers, decoder=raw_body)
-    async def on_generation_started(body: bytes, msg: MessageParam) -> None:
-        started = await _decode(VideoGenerationStarted, body, msg)
-        if started is None:
-            return
-        await settle(
-            msg,
-            lambda: tracker.poll(started, delivery_attempt(msg)),
-            transient=TRANSIENT,
-            base_delay=settings.poll_retry_base_s,
-            max_delay=settings.poll_max_interval_s,
-            dead_letter=poll_route,
-            failure_delay=poll_crash_delay,
-        )
+    publisher: EventPublisher,
+) -> list[Consumer[Any]]:
+    on_dead_letter = fail_video(publisher)
+    return [
+        requests_consumer(settings, topology, starter, on_dead_letter),
+        poll_consumer(settings, topology, tracker, on_dead_letter),
+    ]

@@ -44,7 +44,7 @@ class LedgerEntry(BaseModel):
     adopted: bool = False
     failure_code: str | None = None
     failure_message: str | None = None
-    # What a completion needs without the original request (the webhook path, issue 3).
+    # What a completion needs without the original request (the webhook path).
     correlation_id: str | None = None
     org: str | None = None
     requested_at: AwareDatetime | None = None

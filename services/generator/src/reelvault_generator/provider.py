@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-import httpx
+import httpx2
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.providers.openai_videos import (
     ProviderError,
@@ -77,7 +77,7 @@ class VideoProvider(Protocol):
 
 
 class RequestBudget(Protocol):
-    """A shared allowance of provider requests (issue 3); raises ``ProviderError`` with status
+    """Provider requests allowed, shared by every replica; raises ``ProviderError`` with status
     429 when spent, carrying ``retry_after_s``."""
 
     async def acquire(self) -> None: ...
@@ -146,7 +146,9 @@ def create_outcome_unknown(error: ProviderError) -> bool:
     """
     if error.status is None:
         cause = error.__cause__
-        return not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        return not isinstance(
+            cause, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout
+        )
     return error.status in (502, 504)
 
 

@@ -7,14 +7,53 @@ import math
 import os
 import socket
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
-from reelvault_common.runtime.settings import ProviderSettings, ServiceSettings, StorageSettings
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from reelvault_common.runtime.settings import (
+    ConsumerSettings,
+    ProviderSettings,
+    ServiceSettings,
+    StorageSettings,
+)
 
 from reelvault_generator.polling import MIN_POLL_DELAY_S
 
 # Extra deliveries of a poll message beyond what its deadline can use.
 POLL_DELIVERY_SLACK = 20
+
+# The defaults of each consumer's delivery rules. A field not set (``REELVAULT_REQUESTS__*``,
+# ``REELVAULT_POLL__*`` or a partial dict in code) keeps these, not ConsumerSettings' generic
+# ones: setting REELVAULT_REQUESTS__WORKERS alone must not drop max_deliver from 150 to 20.
+CONSUMER_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Deliveries of one VideoRequested before it is dead-lettered (video failed,
+    # ``dead_lettered``; replayable). Retries (a create the provider refused for now without a
+    # retry-after, a handler that failed) back off from retry_base_s up to retry_max_s, so
+    # 150 deliveries cover about two hours of a provider refusing or failing. Each worker
+    # mostly waits on the provider and KV; max_ack_pending counts retries waiting too.
+    "requests": {"ack_wait_s": 120.0, "max_deliver": 150, "max_ack_pending": 10000,
+                 "workers": 16, "retry_base_s": 1.0, "retry_max_s": 60.0},
+    # Every delivery is one look at a provider job; max_ack_pending bounds the jobs followed
+    # at once (a nak'd look counts until it is acked). max_deliver and retry_max_s are derived
+    # unless set (see ``_derive_poll``): from job_deadline_s and from poll_max_interval_s.
+    "poll": {"ack_wait_s": 120.0, "max_ack_pending": 10000, "workers": 16,
+             "retry_base_s": 1.0},
+}
+
+
+def min_poll_gap_s(retry_base_s: float) -> float:
+    """The shortest wait between two looks at a job (a poll-after of 0, or the first backoff
+    of a failed look: full jitter between half the base and the base)."""
+    return min(MIN_POLL_DELAY_S, retry_base_s / 2)
+
+
+def poll_max_deliver(job_deadline_s: float, retry_base_s: float) -> int:
+    """The poll consumer's derived ``max_deliver``: every delivery is one scheduled look, and
+    looks are never closer than ``min_poll_gap_s``, so a job reaches its deadline (where the
+    handler ends it) long before this many deliveries. It only bounds a look that keeps
+    failing -- and such a look is dead-lettered at the deadline anyway (``give_up``)."""
+    return math.ceil(job_deadline_s / min_poll_gap_s(retry_base_s)) + POLL_DELIVERY_SLACK
 
 
 def _default_instance_id() -> str:
@@ -24,6 +63,7 @@ def _default_instance_id() -> str:
 class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     """One flat settings object: it is also the ``ProviderSettings`` and ``StorageSettings`` the
     shared helpers take (``open_storage(settings)``)."""
+
 
     # Who holds a ledger claim (logs and the KV entry; never used for decisions).
     instance_id: str = Field(default_factory=_default_instance_id)
@@ -38,9 +78,6 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     # skew between us and the provider) and no later than the end of the create window.
     recovery_margin_s: float = Field(default=60.0, ge=0)
     recovery_max_pages: int = Field(default=20, ge=1)
-    # Retries of a create the provider refused for now (429/5xx) when it gave no retry-after.
-    create_retry_base_s: float = Field(default=1.0, gt=0)
-    create_retry_max_s: float = Field(default=60.0, gt=0)
     # Waiting for a fixed configuration problem (401: bad key) before trying again.
     unauthorized_retry_s: float = Field(default=60.0, gt=0)
     # Uploaded reference images larger than this are refused (the images bucket allows 10 MB).
@@ -53,24 +90,25 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     poll_jitter: float = Field(default=0.2, ge=0, lt=1)
     # The provider's ``openai-poll-after-ms`` is honoured up to this (a sane upper bound).
     poll_after_max_s: float = Field(default=120.0, gt=0)
-    poll_retry_base_s: float = Field(default=1.0, gt=0)
     job_deadline_s: float = Field(default=3600.0, gt=0)
-    # Jobs followed at once per consumer (a nak'd poll message counts until it is acked).
-    poll_max_ack_pending: int = Field(default=10000, ge=1)
 
     # --- consumers ------------------------------------------------------------------------
-    # Requests being started at once per replica (each mostly waits on the provider and KV).
-    requests_max_workers: int = Field(default=16, ge=1, le=256)
-    poll_max_workers: int = Field(default=16, ge=1, le=256)
-    ack_wait_s: float = Field(default=120.0, gt=0)
-    # Deliveries of one VideoRequested before it is dead-lettered (video failed,
-    # ``dead_lettered``; replayable). Retries back off exponentially up to create_retry_max_s,
-    # so the default covers about two hours of a provider refusing or failing.
-    requests_max_deliver: int = Field(default=150, ge=2)
-    # Requests in flight per consumer (delivered, not yet acked: retries waiting count too).
-    requests_max_ack_pending: int = Field(default=10000, ge=1)
+    # Declared after the settings their derived values come from (``_derive_poll`` reads
+    # them). Defaults: CONSUMER_DEFAULTS.
+    # ``video.requested`` (``REELVAULT_REQUESTS__*``): retry_base_s/retry_max_s also pace a
+    # create the provider refused for now (429/5xx) without a retry-after.
+    requests: ConsumerSettings = Field(
+        default_factory=lambda: ConsumerSettings(**CONSUMER_DEFAULTS["requests"]),
+        validate_default=True,
+    )
+    # ``video.generation.started`` (``REELVAULT_POLL__*``): retry_base_s/retry_max_s also pace
+    # a look whose retrieve failed without a retry-after.
+    poll: ConsumerSettings = Field(
+        default_factory=lambda: ConsumerSettings(**CONSUMER_DEFAULTS["poll"]),
+        validate_default=True,
+    )
 
-    # --- provider webhooks (issue 3) ------------------------------------------------------
+    # --- provider webhooks ----------------------------------------------------------------
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     # 0: an ephemeral port (tests); None: no webhook endpoint.
@@ -82,18 +120,43 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     # one (0: poll at once, as without webhooks).
     webhook_first_poll_delay_s: float = Field(default=30.0, ge=0)
 
-    # --- shared request budget (issue 3) --------------------------------------------------
+    # --- shared request budget ------------------------------------------------------------
     # Requests per minute to the provider, shared by every replica; None: unlimited.
     provider_rpm: int | None = Field(default=None, ge=1)
     # The budget's sliding window (tests shorten it); the allowance scales with it.
     provider_budget_window_s: float = Field(default=60.0, gt=0)
 
+    @field_validator("requests", "poll", mode="before")
+    @classmethod
+    def _over_consumer_defaults(cls, value: object, info: ValidationInfo) -> object:
+        """The fields given (env, dict or ConsumerSettings) over this consumer's defaults."""
+        if isinstance(value, ConsumerSettings):
+            value = value.model_dump(exclude_unset=True)
+        if isinstance(value, Mapping):
+            return {**CONSUMER_DEFAULTS[info.field_name or ""], **value}
+        return value
+
+    @field_validator("poll", mode="after")
+    @classmethod
+    def _derive_poll(cls, poll: ConsumerSettings, info: ValidationInfo) -> ConsumerSettings:
+        """Unless set: ``max_deliver`` from ``job_deadline_s`` (``poll_max_deliver``), and
+        ``retry_max_s`` = ``poll_max_interval_s`` (a failed look never waits longer than a
+        running job between looks)."""
+        derived: dict[str, Any] = {}
+        if "max_deliver" not in poll.model_fields_set and "job_deadline_s" in info.data:
+            derived["max_deliver"] = poll_max_deliver(info.data["job_deadline_s"],
+                                                      poll.retry_base_s)
+        if "retry_max_s" not in poll.model_fields_set and "poll_max_interval_s" in info.data:
+            derived["retry_max_s"] = max(info.data["poll_max_interval_s"], poll.retry_base_s)
+        if not derived:
+            return poll
+        return ConsumerSettings.model_validate({**poll.model_dump(exclude_unset=True),
+                                                **derived})
+
     @model_validator(mode="after")
     def _check(self) -> GeneratorSettings:
         if self.poll_max_interval_s < self.poll_interval_s:
             raise ValueError("poll_max_interval_s must be >= poll_interval_s")
-        if self.create_retry_max_s < self.create_retry_base_s:
-            raise ValueError("create_retry_max_s must be >= create_retry_base_s")
         if self.webhook_port is not None and not (
             self.webhook_secret and self.webhook_secret.get_secret_value()
         ):
@@ -102,18 +165,9 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
         return self
 
     @property
-    def poll_max_deliver(self) -> int:
-        """The poll consumer's ``max_deliver``: every delivery is one scheduled look, and looks
-        are never closer than ``min_poll_gap_s``, so a job reaches its deadline (where the
-        handler ends it) long before this many deliveries. It only bounds a look that keeps
-        failing -- and such a look is dead-lettered at the deadline anyway."""
-        return math.ceil(self.job_deadline_s / self.min_poll_gap_s) + POLL_DELIVERY_SLACK
-
-    @property
     def min_poll_gap_s(self) -> float:
-        """The shortest wait between two looks at a job (a poll-after of 0, or the first
-        backoff of a failed look: full jitter between half the base and the base)."""
-        return min(MIN_POLL_DELAY_S, self.poll_retry_base_s / 2)
+        """The shortest wait between two looks at a job (see ``min_poll_gap_s``)."""
+        return min_poll_gap_s(self.poll.retry_base_s)
 
     @property
     def webhooks_enabled(self) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reelvault_common.contracts.events import VideoRequested
-from reelvault_common.messaging.consuming import RetryLater, backoff_delay
+from reelvault_common.messaging.outcomes import RetryLater, nak_delay
 from reelvault_common.providers.openai_videos import ProviderError
 
 from reelvault_generator.events import EventSink, generation_failed, started_event
@@ -130,7 +130,7 @@ class JobStarter:
                     if await self._recover(request, decision, attempt):
                         return
         raise RetryLater(
-            backoff_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
+            nak_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
             f"ledger entry of {request.video_id} kept changing",
         )
 
@@ -255,7 +255,7 @@ class JobStarter:
                 # also backs off, so its deliveries (max_deliver) last hours, not minutes.
                 delay = max(
                     error.retry_after_s or 0.0,
-                    backoff_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
+                    nak_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
                 )
             raise RetryLater(delay, f"create refused for now: {error}")
         failed = claim.failed(code=refusal_code(error), message=refusal_message(error))

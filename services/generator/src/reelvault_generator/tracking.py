@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from reelvault_common.contracts.events import VideoGenerationStarted
-from reelvault_common.messaging.consuming import RetryLater, backoff_delay
+from reelvault_common.messaging.outcomes import RetryLater, nak_delay
 from reelvault_common.providers.openai_videos import ProviderError
 
 from reelvault_generator.events import (
@@ -144,6 +144,7 @@ class JobTracker:
         schedule: PollSchedule,
         deadline_s: float,
         retry_base_s: float = 1.0,
+        retry_max_s: float | None = None,
         first_look_after_s: float = 0.0,
         clock: Clock = _utcnow,
         rng: random.Random | None = None,
@@ -153,6 +154,8 @@ class JobTracker:
         self._schedule = schedule
         self._deadline_s = deadline_s
         self._retry_base_s = retry_base_s
+        # A failed look waits at most this long (default: the longest gap between looks).
+        self._retry_max_s = schedule.max_interval_s if retry_max_s is None else retry_max_s
         self._first_look_after_s = first_look_after_s
         self._clock = clock
         self._rng = rng
@@ -201,8 +204,8 @@ class JobTracker:
                                  deadline_message(job_id, self._deadline_s, None, None))
                 return
             # 429 says how long to wait; other errors back off. Never give up before the deadline.
-            delay = error.retry_after_s or backoff_delay(
-                attempt, base=self._retry_base_s, cap=self._schedule.max_interval_s
+            delay = error.retry_after_s or nak_delay(
+                attempt, base=self._retry_base_s, cap=self._retry_max_s
             )
             raise RetryLater(
                 bounded_by_deadline(delay, left), f"retrieve {job_id}: {error}"

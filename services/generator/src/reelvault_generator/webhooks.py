@@ -1,6 +1,9 @@
 """Provider webhooks: a verified ``video.completed``/``video.failed`` finishes the video at once
 through the same path a poll takes (``JobTracker.settle_job``); polling stays the safety net.
 
+Deliveries are checked per Standard Webhooks with the ``standardwebhooks`` package (see
+``DeliveryVerifier``).
+
 Answers: 400/401 for malformed or unverifiable deliveries (never acted on), 200 for processed,
 duplicate (same ``webhook-id`` seen before), unknown job or non-terminal job, 503 when the work
 could not be done now (the sender retries with backoff) -- including a job this process is
@@ -15,29 +18,79 @@ read), then the provider's job is retrieved and the outcome published.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import nats.errors
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from reelvault_common.messaging.consuming import RetryLater
+from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
+from standardwebhooks import Webhook
 
 from reelvault_generator.ledger import JobBinding
 from reelvault_generator.ledger_store import LedgerStore
 from reelvault_generator.provider import VideoProvider
 from reelvault_generator.tracking import FollowedJob, JobTracker
-from reelvault_generator.webhook_signing import WebhookRejected, parse_event, verify
+from reelvault_generator.webhook_signing import WebhookRejected, parse_event
 
 log = logging.getLogger(__name__)
 
 VIDEO_EVENTS = frozenset({"video.completed", "video.failed"})
 NOT_RECORDED_YET = "not_recorded_yet"
 _KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
+SECRET_PREFIX = "whsec_"
+DEFAULT_TOLERANCE_S = 300.0
+
+
+class DeliveryVerifier:
+    """Standard Webhooks checks of a delivery's headers, timestamp and signature.
+
+    The HMAC and the secret's decoding are the ``standardwebhooks`` package's. Its ``verify``
+    is not used as a whole because it reads the wall clock with a fixed five-minute window,
+    while the tolerance here is configured and the clock injected (tests, skewed hosts); so
+    the timestamp is checked here and the signature compared with the package's ``sign``.
+    A ``whsec_<base64>`` secret is Standard Webhooks' format; any other string is used as its
+    UTF-8 bytes, as OpenAI's SDK does.
+    """
+
+    def __init__(self, secret: str, *, tolerance_s: float = DEFAULT_TOLERANCE_S) -> None:
+        key: str | bytes = secret if secret.startswith(SECRET_PREFIX) else secret.encode()
+        self._webhook = Webhook(key)
+        self._tolerance_s = tolerance_s
+
+    def verify(self, headers: Mapping[str, str], body: bytes, *, now: float) -> str:
+        """The delivery's ``webhook-id``, or ``WebhookRejected`` (400 malformed, 401 unverified).
+
+        ``headers`` have lower-case names. ``webhook-signature`` may hold several
+        space-separated ``v1,<base64>`` values (key rotation): any match passes."""
+        webhook_id = headers.get("webhook-id")
+        timestamp = headers.get("webhook-timestamp")
+        signatures = headers.get("webhook-signature")
+        if not webhook_id or not timestamp or not signatures:
+            raise WebhookRejected(
+                400, "missing webhook-id, webhook-timestamp or webhook-signature")
+        try:
+            sent_at = int(timestamp)
+        except ValueError:
+            raise WebhookRejected(400, "webhook-timestamp is not an integer") from None
+        if abs(now - sent_at) > self._tolerance_s:
+            raise WebhookRejected(401, f"webhook-timestamp {sent_at} is outside the tolerance")
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise WebhookRejected(400, "webhook body is not UTF-8") from None
+        expected = self._webhook.sign(
+            webhook_id, datetime.fromtimestamp(sent_at, tz=UTC), text).encode()
+        if any(hmac.compare_digest(candidate.encode(), expected)
+               for candidate in signatures.split()):
+            return webhook_id
+        raise WebhookRejected(401, "no matching webhook signature")
 
 
 class SeenWebhooks(Protocol):
@@ -99,23 +152,21 @@ class WebhookReceiver:
         ledger: LedgerStore,
         provider: VideoProvider,
         tracker: JobTracker,
-        tolerance_s: float = 300.0,
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
         clock: Callable[[], float] = time.time,
         creating: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._secret = secret
+        self._verifier = DeliveryVerifier(secret, tolerance_s=tolerance_s)
         self._seen = seen
         self._ledger = ledger
         self._provider = provider
         self._tracker = tracker
-        self._tolerance_s = tolerance_s
         self._clock = clock
         self._creating = creating
 
     async def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         try:
-            webhook_id = verify(self._secret, headers, body, now=self._clock(),
-                                tolerance_s=self._tolerance_s)
+            webhook_id = self._verifier.verify(headers, body, now=self._clock())
             event = parse_event(webhook_id, body)
         except WebhookRejected as rejected:
             log.warning("webhook rejected (%s): %s", rejected.status, rejected.reason)

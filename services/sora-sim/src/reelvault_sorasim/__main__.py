@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from pydantic import ValidationError
+from reelvault_common.runtime.eventloop import run
 from reelvault_common.runtime.lifecycle import wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
 
@@ -60,7 +61,7 @@ def main() -> None:
     except ValidationError as exc:
         sys.exit(f"sora-sim: invalid configuration (SORA_SIM_API_KEY is required):\n{exc}")
     configure_logging("sora-sim", settings.log_level)
-    asyncio.run(_serve(settings))
+    run(lambda: _serve(settings))
 
 
 if __name__ == "__main__":

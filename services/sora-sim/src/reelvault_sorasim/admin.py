@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from reelvault_sorasim.engine import VARIANTS, Simulator
 from reelvault_sorasim.errors import bad_request, invalid_value, video_not_found
 from reelvault_sorasim.faults import FaultRule, FaultSettings
+from reelvault_sorasim.jobs import Job
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -33,30 +34,19 @@ class WebhookConfig(BaseModel):
 
 def router(sim: Simulator) -> APIRouter:
     r = APIRouter(prefix="/_sim", include_in_schema=False)
+    _add_job_routes(r, sim)
+    _add_fault_routes(r, sim)
+    _add_webhook_routes(r, sim)
+    return r
+
+
+def _add_job_routes(r: APIRouter, sim: Simulator) -> None:
+    """What the simulator was asked for and what it served."""
 
     @r.get("/jobs")
     async def jobs() -> Response:
         now = sim.clock()
-        listing: list[dict[str, Any]] = []
-        for job in sim.store.all_jobs():
-            state = job.state(now)
-            listing.append(
-                {
-                    "id": job.id,
-                    "status": "deleted" if job.deleted else state.status,
-                    "prompt": job.prompt,
-                    "model": job.model,
-                    "size": job.size,
-                    "seconds": job.seconds,
-                    "created_at": job.created_at,
-                    "remixed_from_video_id": job.remixed_from_video_id,
-                    "deleted": job.deleted,
-                    "planned_outcome": job.outcome,
-                    "generation_s": job.generation_s,
-                    "render_finished": job.render_finished_at is not None,
-                    "client_request_id": job.notes.get("client_request_id"),
-                }
-            )
+        listing = [_job_summary(job, now) for job in sim.store.all_jobs()]
         return JSONResponse(
             {
                 "create_calls": sim.calls.get("create", 0),
@@ -78,6 +68,27 @@ def router(sim: Simulator) -> APIRouter:
         digest, size = await asyncio.to_thread(sim.content_sha256, job, variant)
         return JSONResponse({"id": job.id, "variant": variant, "sha256": digest, "size": size})
 
+
+def _job_summary(job: Job, now: float) -> dict[str, Any]:
+    state = job.state(now)
+    return {
+        "id": job.id,
+        "status": "deleted" if job.deleted else state.status,
+        "prompt": job.prompt,
+        "model": job.model,
+        "size": job.size,
+        "seconds": job.seconds,
+        "created_at": job.created_at,
+        "remixed_from_video_id": job.remixed_from_video_id,
+        "deleted": job.deleted,
+        "planned_outcome": job.outcome,
+        "generation_s": job.generation_s,
+        "render_finished": job.render_finished_at is not None,
+        "client_request_id": job.notes.get("client_request_id"),
+    }
+
+
+def _add_fault_routes(r: APIRouter, sim: Simulator) -> None:
     @r.get("/faults")
     async def faults() -> Response:
         return JSONResponse(
@@ -104,6 +115,8 @@ def router(sim: Simulator) -> APIRouter:
         sim.faults.reset()
         return JSONResponse({"reset": True})
 
+
+def _add_webhook_routes(r: APIRouter, sim: Simulator) -> None:
     @r.get("/webhooks")
     async def webhooks() -> Response:
         return JSONResponse(
@@ -120,8 +133,6 @@ def router(sim: Simulator) -> APIRouter:
         if config.secret is not None:
             sim.webhooks.secret = config.secret.get_secret_value()
         return JSONResponse({"urls": sim.webhooks.urls, "enabled": sim.webhooks.enabled})
-
-    return r
 
 
 def _parse(model: type[_Model], body: bytes) -> _Model:

@@ -108,9 +108,19 @@ def check_api_key(request: Request, expected: str) -> None:
 
 def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    # Added in this order (the order routes are matched in).
+    _add_video_routes(router, sim)
+    _add_content_route(router, sim, tokens)
+    _add_derived_video_routes(router, sim)
+    return router
 
-    def video_response(payload: dict[str, Any]) -> JSONResponse:
-        return JSONResponse(payload)
+
+def _video_response(payload: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(payload)
+
+
+def _add_video_routes(router: APIRouter, sim: Simulator) -> None:
+    """Create, list, retrieve and delete ``/videos``."""
 
     @router.post("/videos", dependencies=[Depends(_guard(sim, "create"))])
     async def create_video(request: Request) -> Response:
@@ -118,39 +128,16 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
         params = await validate_create(body, fetch_image=sim.fetch_image)
         job = sim.create_job(params)
         job.notes["client_request_id"] = request.headers.get("x-client-request-id")
-        return video_response(job.to_video(sim.clock()))
+        return _video_response(job.to_video(sim.clock()))
 
     @router.get("/videos", dependencies=[Depends(_guard(sim, "list"))])
     async def list_videos(request: Request) -> Response:
-        query = request.query_params
-        limit = _parse_limit(query.get("limit"))
-        order_value = query.get("order", "desc")
-        if order_value not in ("asc", "desc"):
-            raise invalid_value("order", order_value, ("asc", "desc"))
-        order: Order = "asc" if order_value == "asc" else "desc"
-        after = query.get("after") or None
-        try:
-            page = sim.store.page(limit=limit, order=order, after=after)
-        except UnknownCursorError:
-            raise bad_request(
-                f"Invalid 'after': no video with id '{after}'.", param="after", code="invalid_value"
-            ) from None
-        now = sim.clock()
-        data = [job.to_video(now) for job in page.jobs]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": data,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-                "has_more": page.has_more,
-            }
-        )
+        return _list_page(sim, request)
 
     @router.get("/videos/{video_id}", dependencies=[Depends(_guard(sim, "retrieve"))])
     async def retrieve_video(video_id: str) -> Response:
         job = sim.get_job(video_id)
-        response = video_response(job.to_video(sim.clock()))
+        response = _video_response(job.to_video(sim.clock()))
         if sim.settings.poll_after_ms is not None:
             response.headers["openai-poll-after-ms"] = str(sim.settings.poll_after_ms)
         return response
@@ -160,6 +147,36 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
         job = sim.delete_job(video_id)
         return JSONResponse({"id": job.id, "object": "video.deleted", "deleted": True})
 
+
+def _list_page(sim: Simulator, request: Request) -> Response:
+    """One page of ``GET /videos`` (``limit``, ``order``, ``after``)."""
+    query = request.query_params
+    limit = _parse_limit(query.get("limit"))
+    order_value = query.get("order", "desc")
+    if order_value not in ("asc", "desc"):
+        raise invalid_value("order", order_value, ("asc", "desc"))
+    order: Order = "asc" if order_value == "asc" else "desc"
+    after = query.get("after") or None
+    try:
+        page = sim.store.page(limit=limit, order=order, after=after)
+    except UnknownCursorError:
+        raise bad_request(
+            f"Invalid 'after': no video with id '{after}'.", param="after", code="invalid_value"
+        ) from None
+    now = sim.clock()
+    data = [job.to_video(now) for job in page.jobs]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": page.has_more,
+        }
+    )
+
+
+def _add_content_route(router: APIRouter, sim: Simulator, tokens: ContentTokens) -> None:
     @router.get("/videos/{video_id}/content", dependencies=[Depends(_guard(sim, "content"))])
     async def video_content(video_id: str, request: Request) -> Response:
         variant = _parse_variant(request.query_params.get("variant"))
@@ -171,6 +188,10 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
             location = str(request.url_for("cdn_content", token=token))
             return RedirectResponse(location, status_code=302)
         return _serve(sim, content, request)
+
+
+def _add_derived_video_routes(router: APIRouter, sim: Simulator) -> None:
+    """Videos made from another one: remix, edits and extensions."""
 
     @router.post("/videos/{video_id}/remix", dependencies=[Depends(_guard(sim, "remix"))])
     async def remix_video(video_id: str, request: Request) -> Response:
@@ -188,7 +209,7 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
             )
         params = CreateParams(prompt, source.model, source.seconds, source.size, None)
         job = sim.create_job(params, remixed_from=source, reference=sim.reference_of(source))
-        return video_response(job.to_video(sim.clock()))
+        return _video_response(job.to_video(sim.clock()))
 
     @router.post("/videos/edits", dependencies=[Depends(_guard(sim, "edit"))])
     async def edit_video(request: Request) -> Response:
@@ -198,7 +219,7 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
         source = await sim.resolve_source(parse_video_source(body.get("video")))
         params = CreateParams(prompt, source.model, str(source.seconds), source.size, None)
         job = sim.create_job(params, reference=source.reference)
-        return video_response(job.to_video(sim.clock()))
+        return _video_response(job.to_video(sim.clock()))
 
     @router.post("/videos/extensions", dependencies=[Depends(_guard(sim, "extend"))])
     async def extend_video(request: Request) -> Response:
@@ -211,9 +232,7 @@ def _v1_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:
         total = str(source.seconds + int(added))
         params = CreateParams(prompt, source.model, total, source.size, None)
         job = sim.create_job(params, reference=source.reference)
-        return video_response(job.to_video(sim.clock()))
-
-    return router
+        return _video_response(job.to_video(sim.clock()))
 
 
 def _cdn_router(sim: Simulator, tokens: ContentTokens) -> APIRouter:

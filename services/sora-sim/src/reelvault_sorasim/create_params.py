@@ -26,18 +26,10 @@ from urllib.parse import urlsplit
 
 import anyio
 from PIL import Image, UnidentifiedImageError
-from reelvault_common.providers.video_spec import (
-    DEFAULT_MODEL,
-    DEFAULT_SECONDS,
-    DEFAULT_SIZE,
-    PROMPT_MAX_CHARS,
-    SECONDS_ALLOWED,
-    check_video_spec,
-    parse_size,
-)
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from reelvault_sorasim import spec
 from reelvault_sorasim.errors import (
     ApiError,
     bad_request,
@@ -170,11 +162,11 @@ def validate_prompt(body: dict[str, Any]) -> str:
             param="prompt",
             code="empty_string",
         )
-    if len(prompt) > PROMPT_MAX_CHARS:
+    if len(prompt) > spec.PROMPT_MAX_CHARS:
         raise ApiError(
             400,
             f"Invalid 'prompt': string too long. Expected a string with maximum length "
-            f"{PROMPT_MAX_CHARS}, but got a string with length {len(prompt)} instead.",
+            f"{spec.PROMPT_MAX_CHARS}, but got a string with length {len(prompt)} instead.",
             param="prompt",
             code="string_above_max_length",
         )
@@ -190,14 +182,24 @@ def reject_unknown(body: dict[str, Any], allowed: set[str], prefix: str = "") ->
 async def validate_create(body: dict[str, Any], *, fetch_image: ImageFetcher) -> CreateParams:
     reject_unknown(body, _CREATE_FIELDS)
     prompt = validate_prompt(body)
-    model = _string_field(body, "model", DEFAULT_MODEL)
-    seconds = _string_field(body, "seconds", DEFAULT_SECONDS)
-    size = _string_field(body, "size", DEFAULT_SIZE)
-    problem = check_video_spec(model, seconds, size)
-    if problem is not None:
-        raise ApiError(400, problem.message, param=problem.param, code="invalid_value")
+    model = _string_field(body, "model", spec.DEFAULT_MODEL)
+    seconds = _string_field(body, "seconds", spec.DEFAULT_SECONDS)
+    size = _string_field(body, "size", spec.DEFAULT_SIZE)
+    check_model_seconds_size(model, seconds, size)
     reference = await _reference(body.get("input_reference"), size, fetch_image)
     return CreateParams(prompt, model, seconds, size, reference)
+
+
+def check_model_seconds_size(model: str, seconds: str, size: str) -> None:
+    """Raise the API's 400 for the first of model, seconds, size it does not accept."""
+    family = spec.model_family(model)
+    if family is None:
+        raise invalid_value("model", model, spec.MODELS)
+    if seconds not in spec.SECONDS:
+        raise invalid_value("seconds", seconds, spec.SECONDS)
+    sizes = spec.SIZES_BY_MODEL[family]
+    if size not in sizes:
+        raise invalid_value("size", size, sizes)
 
 
 async def _reference(value: object, size: str, fetch_image: ImageFetcher) -> ReferenceImage | None:
@@ -287,10 +289,10 @@ def parse_video_source(value: object) -> VideoSource:
 
 
 def validate_extension_seconds(body: dict[str, Any]) -> str:
-    """Length of the added segment: required, a string from the shared table."""
+    """Length of the added segment: required, one of the documented values."""
     seconds = _string_field(body, "seconds", None)
-    if seconds not in SECONDS_ALLOWED:
-        raise invalid_value("seconds", seconds, SECONDS_ALLOWED)
+    if seconds not in spec.EXTENSION_SECONDS:
+        raise invalid_value("seconds", seconds, spec.EXTENSION_SECONDS)
     return seconds
 
 
@@ -316,7 +318,7 @@ def check_reference_image(data: bytes, declared: str | None, size: str) -> Refer
                 actual = Image.MIME.get(image.format or "", image.format or "unknown")
                 raise invalid_value("input_reference", actual, REFERENCE_MIME_TYPES)
             # Size first: no point decoding a huge image of the wrong size.
-            if image.size != parse_size(size):
+            if image.size != spec.frame_size(size):
                 raise bad_request(
                     "Inpaint image must match the requested width and height",
                     param="input_reference",

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from reelvault_common.providers.video_spec import SIZES_BY_MODEL, parse_size
 
 from reelvault_sorasim import render
 from reelvault_sorasim.create_params import (
@@ -35,6 +34,7 @@ from reelvault_sorasim.errors import bad_request, invalid_value, not_found, vide
 from reelvault_sorasim.faults import FaultPolicy
 from reelvault_sorasim.jobs import Clock, Job, JobStore
 from reelvault_sorasim.settings import SimSettings
+from reelvault_sorasim.spec import SIZES_BY_MODEL, frame_size
 from reelvault_sorasim.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,11 @@ class Simulator:
             job.render_finished_at = self.clock()
         finished = job.finished_at()
         assert finished is not None
-        await asyncio.sleep(max(0.0, finished - self.clock()))
+        # Until the wall clock says finished: an event loop may wake a timer a little early
+        # (uvloop rounds to the millisecond), and a job still in progress must not be taken
+        # for a failed one. (A wait for a time, not for an event.)
+        while (left := finished - self.clock()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(left + 0.001)
         if job.deleted:
             return
         state = job.state(self.clock())
@@ -197,7 +201,7 @@ class Simulator:
             self.webhooks.emit("video.failed", job.id)
 
     async def _render(self, job: Job, reference: bytes | None) -> None:
-        width, height = parse_size(job.size)
+        width, height = frame_size(job.size)
         fast = self.settings.fast_mode
         spec = render.RenderSpec(
             width=width,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reelvault_common.providers.video_spec import quote_choices
 from starlette.responses import JSONResponse
 
 INVALID_REQUEST = "invalid_request_error"
@@ -50,10 +49,18 @@ class ApiError(Exception):
         return JSONResponse(self.envelope(), status_code=self.status, headers=self.headers)
 
 
+def quote_choices(choices: Sequence[str]) -> str:
+    """``'4', '8', and '12'``: the way the API lists supported values."""
+    quoted = [f"'{choice}'" for choice in choices]
+    if len(quoted) < 3:
+        return " and ".join(quoted)
+    return ", ".join(quoted[:-1]) + ", and " + quoted[-1]
+
+
 def invalid_value(param: str, value: object, choices: Sequence[str]) -> ApiError:
     return ApiError(
         400,
-        f"Invalid value: '{value}'. Supported values are: {quote_choices(tuple(choices))}.",
+        f"Invalid value: '{value}'. Supported values are: {quote_choices(choices)}.",
         param=param,
         code="invalid_value",
     )

@@ -2,43 +2,61 @@
 
 Each event keeps one ``webhook-id`` across retries (receivers dedupe on it); every attempt is
 signed afresh with its own ``webhook-timestamp``. Non-2xx replies and transport errors are
-retried with exponential backoff up to ``max_attempts``.
+retried (tenacity) with exponential backoff up to ``max_attempts``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
-from reelvault_common.http import default_transport
+from standardwebhooks import Webhook
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 log = logging.getLogger(__name__)
 
 EventType = Literal["video.completed", "video.failed"]
+SECRET_PREFIX = "whsec_"
+# POSTs in flight at once: httpcore's stock pool does O(n^2) work per request with n of them
+# queued, so a burst of completions is sent a few dozen at a time (backoffs do not count).
+MAX_CONCURRENT_POSTS = 32
 
 
-def secret_key(secret: str) -> bytes:
-    """``whsec_<base64>`` secrets are base64 after the prefix; anything else is used as UTF-8."""
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret.removeprefix("whsec_"))
-    return secret.encode()
+class Signer:
+    """``webhook-signature`` values for one secret, computed by the ``standardwebhooks`` package.
+
+    A ``whsec_<base64>`` secret is Standard Webhooks' format; any other string is used as its
+    UTF-8 bytes, as OpenAI's SDK does when it verifies.
+    """
+
+    def __init__(self, secret: str) -> None:
+        key: str | bytes = secret if secret.startswith(SECRET_PREFIX) else secret.encode()
+        self._webhook = Webhook(key)
+
+    def sign(self, webhook_id: str, timestamp: int, body: bytes) -> str:
+        """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``."""
+        sent_at = datetime.fromtimestamp(timestamp, tz=UTC)
+        return self._webhook.sign(webhook_id, sent_at, body.decode())
 
 
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of id.timestamp.body>``."""
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+class _Refused(Exception):
+    """The receiver answered, but not with a 2xx: worth another attempt."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+class _SecretCleared(Exception):
+    """The secret was cleared while the event waited: nothing to sign with, so it ends."""
 
 
 @dataclass
@@ -80,22 +98,32 @@ class WebhookDispatcher:
         timeout_s: float = 5.0,
     ) -> None:
         self.urls = list(urls)
+        self._secret: str | None = None
+        self._signer: Signer | None = None
         self.secret = secret
         self._clock = clock
         self._ids = random.Random(f"{seed}:webhooks")
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
-        # Many deliveries at once under load: httpcore's stock pool would cost O(n^2) each.
-        self._http = httpx.AsyncClient(
-            timeout=timeout_s, follow_redirects=False,
-            transport=default_transport())
+        self._http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._posting = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
         self._tasks: set[asyncio.Task[None]] = set()
         self.deliveries: list[Delivery] = []
 
     @property
+    def secret(self) -> str | None:
+        return self._secret
+
+    @secret.setter
+    def secret(self, secret: str | None) -> None:
+        # Decoded once here, not per delivery; an empty secret means "not configured".
+        self._secret = secret
+        self._signer = Signer(secret) if secret else None
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.urls) and bool(self.secret)
+        return bool(self.urls) and self._signer is not None
 
     def emit(self, event_type: EventType, video_id: str) -> None:
         """Queue deliveries of one event to every URL (returns at once)."""
@@ -119,32 +147,49 @@ class WebhookDispatcher:
             task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, delivery: Delivery) -> None:
-        assert self.secret is not None
-        for attempt in range(self._max_attempts):
-            if attempt:
-                delay = min(self._backoff_max_s, self._backoff_s * 2 ** (attempt - 1))
-                await asyncio.sleep(delay)
-            timestamp = int(self._clock())
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": delivery.webhook_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(
-                    self.secret, delivery.webhook_id, timestamp, delivery.body
-                ),
-                "user-agent": "reelvault-sora-sim/webhooks",
-            }
-            try:
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    await self._post(delivery)
+        except (httpx.HTTPError, _Refused, _SecretCleared):
+            delivery.gave_up = True
+            log.warning("webhook %s to %s: gave up", delivery.webhook_id, delivery.url)
+            return
+        delivery.delivered = True
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            # backoff_s, then twice as long each time, up to backoff_max_s (no jitter).
+            wait=wait_exponential(multiplier=self._backoff_s, max=self._backoff_max_s),
+            # Only these: a cancellation (shutting down) or a cleared secret ends it at once.
+            retry=retry_if_exception_type((httpx.HTTPError, _Refused)),
+            reraise=True,
+        )
+
+    async def _post(self, delivery: Delivery) -> None:
+        """One attempt, recorded in ``delivery.attempts``; raises unless the reply is 2xx."""
+        signer = self._signer
+        if signer is None:  # the secret was cleared while this event waited
+            raise _SecretCleared
+        try:
+            async with self._posting:
+                # Signed once a slot is free, so the timestamp is the sending time.
+                timestamp = int(self._clock())
+                headers = {
+                    "content-type": "application/json",
+                    "webhook-id": delivery.webhook_id,
+                    "webhook-timestamp": str(timestamp),
+                    "webhook-signature": signer.sign(delivery.webhook_id, timestamp, delivery.body),
+                    "user-agent": "reelvault-sora-sim/webhooks",
+                }
                 reply = await self._http.post(delivery.url, content=delivery.body, headers=headers)
-            except httpx.HTTPError as exc:
-                delivery.attempts.append(type(exc).__name__)
-                continue
-            delivery.attempts.append(reply.status_code)
-            if 200 <= reply.status_code < 300:
-                delivery.delivered = True
-                return
-        delivery.gave_up = True
-        log.warning("webhook %s to %s: gave up", delivery.webhook_id, delivery.url)
+        except httpx.HTTPError as exc:
+            delivery.attempts.append(type(exc).__name__)
+            raise
+        delivery.attempts.append(reply.status_code)
+        if not 200 <= reply.status_code < 300:
+            raise _Refused(reply.status_code)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,8 +80,22 @@ class CatalogStats(_Message):
     stored_bytes: int
 
 
+class CatalogErrorCode(StrEnum):
+    """Every code a catalog reply can carry; callers branch on these, never on the message.
+
+    The set is closed: a code a caller does not know fails to decode, so adding one is a
+    contract change.
+    """
+
+    INVALID_REQUEST = "invalid_request"  # the request did not match its model
+    NOT_FOUND = "not_found"  # no such video
+    INVALID_CURSOR = "invalid_cursor"  # not a cursor this catalog handed out
+    UNAVAILABLE = "unavailable"  # the catalog runs but its database does not answer; retry
+    INTERNAL = "internal"  # an unexpected failure in the catalog
+
+
 class RpcErrorBody(_Message):
-    code: str
+    code: CatalogErrorCode
     message: str
 
 

@@ -121,33 +121,34 @@ class VideoGenerationProgressed(_Event):
     progress: int = Field(ge=0, le=100)
 
 
-class VideoCompleted(_Event):
+class _FinishedJob(_Event):
+    """A provider job whose video can be copied into storage (what the archiver works on)."""
+
+    provider: str
+    provider_job_id: str
+    # Until when the provider serves the bytes (None: it does not say).
+    expires_at: AwareDatetime | None
+    org: str
+    requested_at: AwareDatetime
+
+
+class VideoCompleted(_FinishedJob):
     """The provider finished the video; its copy is downloadable until ``expires_at``."""
 
     type: Literal["video.completed"] = "video.completed"
     _identity_kind: ClassVar[str] = "completed"
     _identity_fields: ClassVar[tuple[str, ...] | None] = ("provider_job_id",)
-    provider: str
-    provider_job_id: str
     # Where the provider serves the bytes (informational; never fetched with credentials
     # taken from an event: the archiver builds its own URL from its configured base).
     source_url: str
-    expires_at: AwareDatetime | None
-    org: str
-    requested_at: AwareDatetime
 
 
-class VideoArchiveRequested(_Event):
+class VideoArchiveRequested(_FinishedJob):
     """Someone asked to (re-)copy a finished video from the provider into storage."""
 
     type: Literal["video.archive.requested"] = "video.archive.requested"
     # Each explicit re-archive request is its own command.
     _identity_fields: ClassVar[tuple[str, ...] | None] = None
-    provider: str
-    provider_job_id: str
-    expires_at: AwareDatetime | None
-    org: str
-    requested_at: AwareDatetime
 
 
 class VideoStored(_Event):
@@ -174,6 +175,26 @@ class VideoFailed(_Event):
     retryable: bool = False
     provider_job_id: str | None = None
 
+    @classmethod
+    def dead_lettered(
+        cls, event: _Event, *, stage: FailureStage, consumer: str, deliveries: int, error: str
+    ) -> VideoFailed | None:
+        """The failure a service announces when ``event`` was dead-lettered by ``consumer``;
+        None when the event is itself such an announcement (announcing it again could loop)."""
+        if isinstance(event, VideoFailed) and event.code == DEAD_LETTERED:
+            return None
+        return cls.new(
+            video_id=event.video_id,
+            correlation_id=event.correlation_id,
+            stage=stage,
+            code=DEAD_LETTERED,
+            message=f"gave up after {deliveries} deliveries to {consumer}: {error}"[:2000],
+            retryable=True,
+        )
+
+
+# The failure code of a video whose event ended in the dead-letter stream (replayable).
+DEAD_LETTERED = "dead_lettered"
 
 VideoEvent = Annotated[
     VideoRequested

@@ -1,5 +1,11 @@
 """The lifecycle events as an AsyncAPI 3.0 document: what consumers in other systems rely on.
 
+Everything a plain NATS client needs is in it: the server, the stream and its limits, the
+subjects, the headers sent with every event, the payload schemas, the dead-letter stream and
+how to name and configure a consumer of one's own. JetStream has no AsyncAPI binding (the NATS
+bindings only know a core NATS ``queue``), so its specifics are ``x-jetstream`` extensions.
+Every value is taken from the code that configures the broker, never restated.
+
 ``python -m reelvault_common.messaging.asyncapi > docs/events.asyncapi.json`` regenerates the
 committed copy; a test fails when the two disagree.
 """
@@ -7,12 +13,30 @@ committed copy; a test fails when the two disagree.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
+from nats.js.api import AckPolicy, DeliverPolicy, DiscardPolicy, Header, StreamConfig
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from reelvault_common.contracts.events import EVENT_TYPES, SCHEMA_VERSION, event_type_name
+from reelvault_common.messaging.deadletter import DeadLetter, dead_letter_stream_config
+from reelvault_common.messaging.publisher import CONTENT_TYPE, CORRELATION_HEADER
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime.nats_servers import parse_nats_servers
+from reelvault_common.runtime.settings import ServiceSettings
+
+NATS_BINDING_VERSION = "0.1.0"
+# Our own durables are "<namespace>-<service>-<purpose>" and a namespace has no "_", so a name
+# of this shape can never take over (or reset) one of ours.
+EXTERNAL_DURABLE = "ext_<system>_<purpose>"
+# Set by ``replay_dead_letters`` on a dead letter put back onto its original subject.
+REPLAY_HEADER = "Reelvault-Replay-Of"
+CONTENT_TYPE_HEADER = "content-type"
+EVENT_HEADERS = "EventHeaders"
+DEAD_LETTER_HEADERS = "DeadLetterHeaders"
+DEAD_LETTERS = "DeadLetters"
 
 _DESCRIPTIONS = {
     "video.requested": "The gateway accepted a request; it is durable in JetStream.",
@@ -25,55 +49,286 @@ _DESCRIPTIONS = {
 }
 
 
-def build_document(namespace: str = "reelvault") -> dict[str, Any]:
-    topology = Topology(namespace)
+def _deployed_topology(namespace: str) -> Topology:
+    """The topology a service builds from its settings left at their defaults (the
+    environment is not read: the document must not depend on the machine rendering it)."""
+    return Topology.from_settings(ServiceSettings.model_construct(namespace=namespace))
+
+
+def _seconds(value: float | None) -> float | int | None:
+    return int(value) if value is not None and float(value).is_integer() else value
+
+
+def _stream(config: StreamConfig, description: str) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "description": description,
+        "subjects": list(config.subjects or []),
+        "retention": config.retention.value if config.retention else None,
+        "storage": config.storage.value if config.storage else None,
+        # Unset means the server's default, which is "old".
+        "discard": (config.discard or DiscardPolicy.OLD).value,
+        "max_age_s": _seconds(config.max_age),
+        "duplicate_window_s": _seconds(config.duplicate_window),
+    }
+
+
+def _server(namespace: str) -> dict[str, Any]:
+    default = parse_nats_servers(ServiceSettings.model_fields["nats_url"].default)[0]
+    host = f"{default.host}:{default.port}" if default.port else default.host
+    return {
+        "host": "{host}",
+        "protocol": default.scheme,
+        "description": (
+            f"NATS with JetStream; connect to {default.scheme}://{{host}}. The streams and "
+            f"subjects below are those of namespace {namespace!r}."
+        ),
+        "variables": {
+            "host": {
+                "default": host,
+                "description": "host:port of a NATS server (or one seed of its cluster).",
+            }
+        },
+    }
+
+
+def _event_headers(topology: Topology) -> dict[str, Any]:
+    msg_id, expected_stream = Header.MSG_ID.value, Header.EXPECTED_STREAM.value
+    return {
+        "type": "object",
+        "description": "NATS headers sent with every event.",
+        "properties": {
+            msg_id: {
+                "type": "string",
+                "description": (
+                    "The payload's event_id: JetStream drops a republish of the same event "
+                    "within the duplicate window. A replayed dead letter carries a fresh id "
+                    "('replay:<uuid>'), so deduplicate by the payload's event_id, not by this."
+                ),
+            },
+            CONTENT_TYPE_HEADER: {"type": "string", "const": CONTENT_TYPE},
+            CORRELATION_HEADER: {
+                "type": "string",
+                "description": "The payload's correlation_id (one request across all services).",
+            },
+            expected_stream: {
+                "type": "string",
+                "const": topology.stream,
+                "description": "JetStream refuses the publish unless the subject is this stream's.",
+            },
+            REPLAY_HEADER: {
+                "type": "string",
+                "description": (
+                    "Only on a replayed dead letter: its sequence in the dead-letter stream."
+                ),
+            },
+        },
+        "required": [msg_id, CONTENT_TYPE_HEADER, CORRELATION_HEADER, expected_stream],
+    }
+
+
+def _dead_letter_headers(topology: Topology) -> dict[str, Any]:
+    msg_id, expected_stream = Header.MSG_ID.value, Header.EXPECTED_STREAM.value
+    return {
+        "type": "object",
+        "description": "NATS headers sent with every dead letter.",
+        "properties": {
+            msg_id: {
+                "type": "string",
+                "description": "'dl:<consumer>:<stream_sequence>': one letter per message.",
+            },
+            expected_stream: {"type": "string", "const": topology.dead_letter_stream},
+        },
+        "required": [msg_id, expected_stream],
+    }
+
+
+def _consumer_advice(topology: Topology) -> dict[str, Any]:
+    return {
+        "description": (
+            "Create a durable pull consumer of your own on the stream (never bind to one of "
+            "ours), ack each message explicitly once handled, and filter it to the subjects "
+            "you need. Delivery is at least once: a message is redelivered until acked, and "
+            "the same fact may arrive more than once, so handle events idempotently by "
+            "event_id. Decoders must ignore unknown fields."
+        ),
+        "durable_name": EXTERNAL_DURABLE,
+        "reserved_durable_names": topology.durable("<service>", "<purpose>"),
+        "ack_policy": AckPolicy.EXPLICIT.value,
+        "deliver_policy": {
+            "recommended": DeliverPolicy.ALL.value,
+            "description": (
+                f"'{DeliverPolicy.ALL.value}' on creation replays what the stream still holds "
+                f"(see max_age_s); '{DeliverPolicy.NEW.value}' starts with the next event. "
+                "A durable resumes where it stopped either way."
+            ),
+        },
+        "filter_subjects": topology.stream_subjects,
+        "delivery": "at-least-once",
+        "idempotency_key": "event_id",
+    }
+
+
+def _schemas(topology: Topology) -> dict[str, Any]:
+    """The payload schemas of every contract model, plus the two headers schemas."""
+    models: tuple[type[BaseModel], ...] = (*EVENT_TYPES, DeadLetter)
     _, schema = models_json_schema(
-        [(cls, "serialization") for cls in EVENT_TYPES], ref_template="#/components/schemas/{model}"
+        [(cls, "serialization") for cls in models],
+        ref_template="#/components/schemas/{model}",
     )
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    messages: dict[str, Any] = {}
+    schemas: dict[str, Any] = schema.get("$defs", {})
+    headers = {
+        EVENT_HEADERS: _event_headers(topology),
+        DEAD_LETTER_HEADERS: _dead_letter_headers(topology),
+    }
+    if clash := headers.keys() & schemas.keys():
+        raise ValueError(f"a contract model is named like a headers schema: {sorted(clash)}")
+    schemas.update(headers)
+    return schemas
+
+
+def _message(key: str, title: str, summary: str, headers: str, payload: str) -> dict[str, Any]:
+    return {
+        "name": key,
+        "title": title,
+        "summary": summary,
+        "contentType": CONTENT_TYPE,
+        "headers": {"$ref": f"#/components/schemas/{headers}"},
+        "payload": {"$ref": f"#/components/schemas/{payload}"},
+    }
+
+
+def _channel(key: str, address: str, stream: str) -> dict[str, Any]:
+    return {
+        "address": address,
+        "messages": {key: {"$ref": f"#/components/messages/{key}"}},
+        "x-jetstream": {"stream": stream},
+    }
+
+
+def _receive(key: str, summary: str, stream: str, filter_subject: str) -> dict[str, Any]:
+    return {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{key}"},
+        "summary": summary,
+        # JetStream pull consumers share work through their durable, not a core NATS queue group.
+        "bindings": {"nats": {"bindingVersion": NATS_BINDING_VERSION}},
+        "x-jetstream": {"stream": stream, "filter_subject": filter_subject},
+    }
+
+
+@dataclass
+class _Entries:
+    """The document's channels, operations and messages, one of each per event type and for
+    the dead letters."""
+
+    channels: dict[str, Any] = field(default_factory=dict)
+    operations: dict[str, Any] = field(default_factory=dict)
+    messages: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self,
+        key: str,
+        message: dict[str, Any],
+        channel: dict[str, Any],
+        operation: dict[str, Any],
+    ) -> None:
+        self.messages[key] = message
+        self.channels[key] = channel
+        self.operations[f"receive{key}"] = operation
+
+
+def _entries(topology: Topology) -> _Entries:
+    entries = _Entries()
     for cls in EVENT_TYPES:
         kind = event_type_name(cls)
         key = cls.__name__
-        messages[key] = {
-            "name": key,
-            "title": kind,
-            "summary": _DESCRIPTIONS[kind],
-            "contentType": "application/json",
-            "headers": {
-                "type": "object",
-                "properties": {
-                    "Nats-Msg-Id": {"type": "string", "description": "= event_id (deduplication)"}
-                },
-                "required": ["Nats-Msg-Id"],
-            },
-            "payload": {"$ref": f"#/components/schemas/{key}"},
-        }
-        channels[key] = {
-            "address": topology.subject(kind),
-            "messages": {key: {"$ref": f"#/components/messages/{key}"}},
-        }
-        operations[f"receive{key}"] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{key}"},
-            "summary": f"Consume {kind} from stream {topology.stream} with a durable consumer.",
-        }
+        subject = topology.subject(kind)
+        entries.add(
+            key,
+            _message(key, kind, _DESCRIPTIONS[kind], EVENT_HEADERS, key),
+            _channel(key, subject, topology.stream),
+            _receive(
+                key,
+                f"Consume {kind} from stream {topology.stream} with a durable consumer.",
+                topology.stream,
+                subject,
+            ),
+        )
+    entries.add(
+        DEAD_LETTERS,
+        _message(
+            DEAD_LETTERS,
+            "dead letter",
+            "A message one of our consumers gave up on after its last allowed delivery: the "
+            "original subject, payload (base64) and headers, and the last error. Its video "
+            "was failed with code dead_lettered; an operator can replay it.",
+            DEAD_LETTER_HEADERS,
+            DeadLetter.__name__,
+        ),
+        _channel(DEAD_LETTERS, topology.dead_letter_subject, topology.dead_letter_stream),
+        _receive(
+            DEAD_LETTERS,
+            f"Watch stream {topology.dead_letter_stream} (e.g. to alert on it).",
+            topology.dead_letter_stream,
+            topology.dead_letter_subject,
+        ),
+    )
+    return entries
+
+
+def _info(topology: Topology, pattern: Topology) -> dict[str, Any]:
     return {
-        "asyncapi": "3.0.0",
-        "info": {
-            "title": "reelvault video lifecycle events",
-            "version": str(SCHEMA_VERSION),
-            "description": (
-                f"One JetStream stream ({topology.stream}; the prefix follows the namespace). "
-                "Delivery is at least once: consumers must be idempotent (event_id is stable "
-                "for the same fact). Decoders must ignore unknown fields."
+        "title": "reelvault video lifecycle events",
+        "version": str(SCHEMA_VERSION),
+        "description": (
+            f"Every lifecycle event is in one JetStream stream, {topology.stream}, on "
+            f"subjects {topology.subject('video.>')}; failures our consumers gave up on "
+            f"are copied to {topology.dead_letter_stream}. Names follow the namespace "
+            f"({pattern.stream}, {pattern.subject('video.>')}). Delivery is at least "
+            "once: consumers must be idempotent (event_id is stable for the same fact). "
+            "Decoders must ignore unknown fields. See x-jetstream for the streams and how "
+            "to set up a consumer of your own."
+        ),
+    }
+
+
+def _jetstream(namespace: str, topology: Topology, pattern: Topology) -> dict[str, Any]:
+    """The ``x-jetstream`` extension: names, streams and consumer advice."""
+    return {
+        "namespace": namespace,
+        "names": {
+            "stream": pattern.stream,
+            "subjects": pattern.subject("video.>"),
+            "dead_letter_stream": pattern.dead_letter_stream,
+            "dead_letter_subject": pattern.dead_letter_subject,
+            "our_durables": pattern.durable("<service>", "<purpose>"),
+        },
+        "streams": {
+            "events": _stream(topology.stream_config(), "The video lifecycle events."),
+            "dead_letters": _stream(
+                dead_letter_stream_config(topology),
+                "Messages our consumers gave up on (payload schema: DeadLetter).",
             ),
         },
-        "defaultContentType": "application/json",
-        "channels": channels,
-        "operations": operations,
-        "components": {"messages": messages, "schemas": schema.get("$defs", {})},
+        "consumer": _consumer_advice(topology),
+    }
+
+
+def build_document(namespace: str = "reelvault") -> dict[str, Any]:
+    topology = _deployed_topology(namespace)
+    pattern = Topology("<namespace>")  # the names spelled as patterns of the namespace
+    schemas = _schemas(topology)
+    entries = _entries(topology)
+    return {
+        "asyncapi": "3.0.0",
+        "info": _info(topology, pattern),
+        "defaultContentType": CONTENT_TYPE,
+        "servers": {"nats": _server(namespace)},
+        "channels": entries.channels,
+        "operations": entries.operations,
+        "components": {"messages": entries.messages, "schemas": schemas},
+        "x-jetstream": _jetstream(namespace, topology, pattern),
     }
 
 

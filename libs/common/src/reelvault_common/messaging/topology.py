@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Self
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -23,7 +24,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from reelvault_common.contracts.events import EVENT_TYPES, event_type_name
-from reelvault_common.runtime.settings import ServiceSettings
+from reelvault_common.runtime.settings import ConsumerSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,18 @@ class ConsumerPolicy:
     # handler here schedules its own retries with nak delays.
     backoff_s: tuple[float, ...] = ()
     max_ack_pending: int = 1000
+
+    @classmethod
+    def of(cls, durable: str, subjects: tuple[str, ...], settings: ConsumerSettings) -> Self:
+        """The policy a consumer's settings describe (no server-side backoff: every retry here
+        carries its own nak delay, which a backoff list would override)."""
+        return cls(
+            durable=durable,
+            filter_subjects=subjects,
+            ack_wait_s=settings.ack_wait_s,
+            max_deliver=settings.max_deliver,
+            max_ack_pending=settings.max_ack_pending,
+        )
 
     def to_config(self) -> ConsumerConfig:
         backoff: list[float] | None = None

@@ -1,4 +1,4 @@
-"""Client of the OpenAI Videos API (Sora 2) protocol, as documented in docs/openai-videos-api.md.
+"""Client of the OpenAI Videos API (Sora 2) protocol, as docs/providers/openai-videos.md describes.
 
 The generator creates and follows jobs with it; the archiver downloads content with it. It
 speaks to any compatible base URL (the local simulator by default).
@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-import httpx
+import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from reelvault_common.http import default_transport
+from reelvault_common.http import async_client
 
 VideoJobStatus = Literal["queued", "in_progress", "completed", "failed", "expired", "canceled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "expired", "canceled"})
@@ -94,7 +94,7 @@ class ProviderError(Exception):
         return f"{self.status} {self.code or self.type or ''}: {self.message}".strip()
 
 
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: httpx2.Headers) -> float | None:
     if (ms := headers.get("retry-after-ms")) is not None:
         try:
             return float(ms) / 1000
@@ -108,11 +108,11 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
     return None
 
 
-def error_from_response(response: httpx.Response, body: bytes | None = None) -> ProviderError:
+def error_from_response(response: httpx2.Response, body: bytes | None = None) -> ProviderError:
     raw = response.content if body is None else body
     envelope: dict[str, Any] = {}
     try:
-        parsed = httpx.Response(200, content=raw).json()
+        parsed = httpx2.Response(200, content=raw).json()
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
             envelope = parsed["error"]
     except ValueError:
@@ -145,16 +145,13 @@ class VideosClient:
         api_key: SecretStr,
         *,
         timeout_s: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        if transport is None:
-            # httpcore's stock pool spends O(connections^2) per request (see http_pool).
-            transport = default_transport()
-        self._http = httpx.AsyncClient(
+        self._http = async_client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
             follow_redirects=True,
             transport=transport,
         )
@@ -166,14 +163,14 @@ class VideosClient:
         suffix = "" if variant == "video" else f"?variant={variant}"
         return f"{self.base_url}/videos/{video_id}/content{suffix}"
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
         request = self._http.build_request(method, path, **kwargs)
         # A multipart body (create) joined up front: sent in one write instead of one per
         # piece (each a trip through h11, httpcore and anyio).
         request.read()
         try:
             response = await self._http.send(request)
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
         if response.status_code >= 400:
             raise error_from_response(response)
@@ -231,7 +228,7 @@ class VideosClient:
     @asynccontextmanager
     async def stream_content(
         self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1024 * 1024
-    ) -> AsyncIterator[tuple[httpx.Headers, AsyncIterator[bytes]]]:
+    ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
         """Open the content download; yields its headers and a chunk iterator (never buffered).
 
         A body cut short raises ``ProviderError`` (transient) instead of ending quietly.
@@ -240,7 +237,7 @@ class VideosClient:
         request = self._http.build_request("GET", f"/videos/{video_id}/content", params=params)
         try:
             response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
         try:
             if response.status_code >= 400:
@@ -251,7 +248,7 @@ class VideosClient:
                 try:
                     async for chunk in response.aiter_bytes(chunk_size):
                         yield chunk
-                except httpx.HTTPError as exc:  # includes a body shorter than Content-Length
+                except httpx2.HTTPError as exc:  # includes a body shorter than Content-Length
                     raise ProviderError(f"download broke off: {exc!r}", status=None) from exc
 
             yield response.headers, chunks()

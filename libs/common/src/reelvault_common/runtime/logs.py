@@ -1,11 +1,29 @@
-"""One logging set-up for every service: plain text for people, JSON lines for machines."""
+"""One logging set-up for every service: plain text for people, JSON lines for machines.
+
+Every line a process logs goes through the one handler installed here, FastStream's lines too.
+FastStream gives its own loggers (``faststream`` when it is imported, ``faststream.access.nats``
+when a broker starts) a handler of their own with an ANSI colour formatter, writing to stdout or
+stderr, and turns their propagation off. ``configure_logging`` takes those handlers away and
+turns propagation back on, now and whenever FastStream sets them up again later, so with
+``fmt="json"`` every line is a JSON object and no line carries colour codes.
+
+The logging module is the only dependency: FastStream is an optional extra of this library, and
+nothing here imports it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import TracebackType
+
+# FastStream's loggers, by name. Created here if FastStream has not created them yet, so the
+# routing filter is on them before FastStream adds its handlers.
+FASTSTREAM_LOGGERS = ("faststream", "faststream.access", "faststream.access.nats")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -23,10 +41,62 @@ class _JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry)
 
 
+class _ThroughOurHandler(logging.Filter):
+    """On FastStream's loggers: before one of their records is handled, their own handlers
+    (colour formatters) are removed and propagation is turned back on, so the record -- and every
+    later one -- reaches the root logger's handler. A filter, because FastStream configures its
+    broker logger when the broker starts, after ``configure_logging``, and leaves filters alone.
+    All of FastStream's loggers are put right at once: a record propagating from a child would
+    otherwise still meet the colour handler of a parent that has not logged anything yet."""
+
+    def __init__(self, loggers: Iterable[logging.Logger]) -> None:
+        super().__init__()
+        self._loggers = tuple(loggers)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for logger in self._loggers:
+            _route_to_root(logger)
+        return True
+
+
+def _route_to_root(logger: logging.Logger) -> None:
+    if logger.handlers or not logger.propagate:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+class _IdleFetchIsNotAnError(logging.Filter):
+    """On our handler: FastStream restarts a JetStream pull subscription's fetch task whenever a
+    fetch ends without a message (the client raises ``TimeoutError``), logs that restart as an
+    ERROR with the traceback ("... raised an exception, retrying"), and logs "callback for
+    <task> is being executed" at INFO each time one of its tasks ends. A consumer with nothing
+    to do is not an error: both become DEBUG lines, shown only when the level is DEBUG."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._show_debug = level <= logging.DEBUG
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("faststream") or record.levelno <= logging.DEBUG:
+            return True
+        message = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        idle_fetch = isinstance(exc, TimeoutError) and "raised an exception, retrying" in message
+        task_ended = message.startswith("callback for ") and "is being executed" in message
+        if not (idle_fetch or task_ended):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self._show_debug
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
+    """Send every log record of this process, as text or as JSON lines, to stderr."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter(service))
@@ -35,10 +105,52 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "text") -> N
             logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
         )
     root = logging.getLogger()
+    root.setLevel(level.upper())  # an unknown level name is a ValueError here, before anything
+    numeric_level = root.level
+    handler.addFilter(_IdleFetchIsNotAnError(numeric_level))
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # httpx logs every request URL and FastStream every message at INFO: at that volume they
-    # would drown what matters, so they speak only at DEBUG.
-    chatty_level = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
-    for name in ("httpx", "faststream.access"):
+
+    faststream_loggers = [logging.getLogger(name) for name in FASTSTREAM_LOGGERS]
+    router = _ThroughOurHandler(faststream_loggers)
+    for logger in faststream_loggers:
+        _route_to_root(logger)
+        for old in [f for f in logger.filters if isinstance(f, _ThroughOurHandler)]:
+            logger.removeFilter(old)
+        logger.addFilter(router)
+
+    # Python's warnings and uncaught exceptions would otherwise print plain text to stderr.
+    logging.captureWarnings(True)
+    crash_log = logging.getLogger(service)
+
+    def log_uncaught(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        crash_log.critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+    def log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+            return  # as the default hook: a thread's SystemExit ends it quietly
+        crash_log.critical(
+            "uncaught exception in thread %s",
+            args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+    sys.excepthook = log_uncaught
+    threading.excepthook = log_uncaught_in_thread
+
+    # httpx (and its fork httpx2) logs every request URL and FastStream every message at INFO:
+    # at that volume they would drown what matters, so they speak only at DEBUG.
+    chatty_level = logging.DEBUG if numeric_level <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpx2", "faststream.access"):
         logging.getLogger(name).setLevel(chatty_level)
+
+
+def broker_logger() -> logging.Logger:
+    """The logger to hand FastStream's broker (``NatsBroker(logger=broker_logger())``, its
+    public parameter): the broker then logs through it instead of building its own colour
+    logger, and its records reach ``configure_logging``'s handler."""
+    return logging.getLogger("faststream.access.reelvault")

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelvault_common.runtime.nats_servers import NatsServer, parse_nats_servers, servers_for_logs
@@ -18,13 +18,51 @@ from reelvault_common.runtime.nats_servers import NatsServer, parse_nats_servers
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
+# Every settings class reads the same way (a class with several bases keeps the last one's
+# config, so each base carries all of it): ``REELVAULT_<FIELD>``, nested fields as
+# ``REELVAULT_<FIELD>__<SUBFIELD>``, and setting one nested field keeps the others' defaults.
+REELVAULT_SETTINGS = SettingsConfigDict(
+    env_prefix="REELVAULT_",
+    env_nested_delimiter="__",
+    nested_model_default_partial_update=True,
+    extra="ignore",
+    frozen=True,
+    # Validation errors must not echo the input: NATS_URL and keys may carry secrets.
+    hide_input_in_errors=True,
+)
+
+
+class ConsumerSettings(BaseModel):
+    """The delivery rules of one durable consumer, the same shape in every service.
+
+    Set per consumer with ``REELVAULT_<CONSUMER>__<FIELD>``, e.g.
+    ``REELVAULT_PROJECTION__MAX_DELIVER=30`` or ``REELVAULT_REQUESTS__WORKERS=32``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A delivery neither acked nor nak'd (a crashed or stuck handler) comes back after this.
+    ack_wait_s: float = Field(default=60.0, gt=0)
+    # The delivery on which a message still failing goes to the dead-letter stream.
+    max_deliver: int = Field(default=20, ge=2)
+    max_ack_pending: int = Field(default=1000, ge=1)
+    # Messages handled at once per replica.
+    workers: int = Field(default=1, ge=1, le=1024)
+    # Failed deliveries wait exponentially longer (with jitter), from retry_base_s up to
+    # retry_max_s.
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> ConsumerSettings:
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError("retry_max_s must be at least retry_base_s")
+        return self
+
+
 class ServiceSettings(BaseSettings):
     """What every service needs: where the broker is and which namespace it lives in."""
 
-    # Validation errors must not echo the input: NATS_URL may carry user:password.
-    model_config = SettingsConfigDict(
-        env_prefix="REELVAULT_", extra="ignore", frozen=True, hide_input_in_errors=True
-    )
+    model_config = REELVAULT_SETTINGS
 
     # One server or a comma-separated list (cluster seeds; the client fails over between
     # them). Use ``nats_servers`` / ``nats_server_urls`` to connect, ``nats_url_for_logs`` to
@@ -86,7 +124,7 @@ class ServiceSettings(BaseSettings):
 class StorageSettings(BaseSettings):
     """Which object storage backend holds images, videos and thumbnails."""
 
-    model_config = SettingsConfigDict(env_prefix="REELVAULT_", extra="ignore", frozen=True)
+    model_config = REELVAULT_SETTINGS
 
     storage_backend: Literal["filesystem", "supabase"] = "filesystem"
     storage_dir: Path = Path(".reelvault/storage")
@@ -115,7 +153,7 @@ class StorageSettings(BaseSettings):
 class ProviderSettings(BaseSettings):
     """How to reach the OpenAI-compatible Videos API (the simulator by default)."""
 
-    model_config = SettingsConfigDict(env_prefix="REELVAULT_", extra="ignore", frozen=True)
+    model_config = REELVAULT_SETTINGS
 
     openai_base_url: str = Field(
         default="http://127.0.0.1:8100/v1", validation_alias="OPENAI_BASE_URL"

@@ -3,19 +3,32 @@
 A service started before its broker or database (compose, Kubernetes, a restarted node) retries
 the connection with capped exponential backoff and jitter, logging one line per attempt, until
 ``REELVAULT_STARTUP_TIMEOUT_S``; then it gives up with ``StartupTimeout`` (the service exits
-non-zero with that message). ``Backoff`` is the pure schedule; ``Startup.wait_for`` runs it.
+non-zero with that message). ``Backoff`` is the schedule; ``Startup.wait_for`` runs it.
+
+Both are tenacity (as the storage retries are): its per-call hooks take our own clock and sleep
+(tests run the schedule without waiting), a stop at the deadline shared by every wait, and our
+one log line per attempt. Cancelling the waiting task (SIGTERM, see ``lifecycle.py``) ends the
+wait at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+    wait_random_exponential,
+)
+from tenacity.wait import wait_base
 
 from reelvault_common.runtime.nats_servers import redact_url
 from reelvault_common.runtime.settings import ServiceSettings
@@ -27,7 +40,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential backoff with jitter.
+    """Capped exponential backoff with jitter (a tenacity wait strategy, ``wait``).
 
     Before attempt ``n + 1`` wait between ``(1 - jitter) * c`` and ``c`` seconds, where
     ``c = min(cap_s, base_s * factor ** (n - 1))``: 0.5, 1, 2, 4, 8, 10, 10, ... by default.
@@ -45,33 +58,15 @@ class Backoff:
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter is a fraction between 0 and 1")
 
-    def ceiling(self, attempt: int) -> float:
-        """The longest wait after failed attempt ``attempt`` (counting from 1)."""
-        try:
-            return min(self.cap_s, self.base_s * self.factor ** max(attempt - 1, 0))
-        except OverflowError:  # far past the cap
-            return self.cap_s
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """The wait after failed attempt ``attempt``: the ceiling minus up to ``jitter`` of it."""
-        ceiling = self.ceiling(attempt)
-        return ceiling * (1 - self.jitter * (rng or random).random())
-
-    def next_wait(
-        self,
-        attempt: int,
-        *,
-        elapsed_s: float,
-        timeout_s: float,
-        rng: random.Random | None = None,
-    ) -> float | None:
-        """How long to wait before the next attempt, or None when ``timeout_s`` has passed.
-
-        The last wait is cut to the time left, so one more attempt is made at the deadline."""
-        remaining = timeout_s - elapsed_s
-        if remaining <= 0:
-            return None
-        return min(self.delay(attempt, rng), remaining)
+    def wait(self) -> wait_base:
+        """The schedule as a tenacity wait strategy: a fixed ``1 - jitter`` share of the
+        ceiling plus a random share of up to ``jitter`` of it."""
+        fixed, spread = 1 - self.jitter, self.jitter
+        return wait_exponential(
+            multiplier=self.base_s * fixed, max=self.cap_s * fixed, exp_base=self.factor
+        ) + wait_random_exponential(
+            multiplier=self.base_s * spread, max=self.cap_s * spread, exp_base=self.factor
+        )
 
 
 class StartupTimeout(RuntimeError):
@@ -133,8 +128,7 @@ def describe_error(exc: BaseException) -> str:
 class Startup:
     """One process's start-up: every ``wait_for`` shares the deadline ``timeout_s`` from now.
 
-    ``clock``, ``sleep`` and ``rng`` are injectable so the schedule can be tested without
-    waiting."""
+    ``clock`` and ``sleep`` are injectable so the schedule can be tested without waiting."""
 
     def __init__(
         self,
@@ -143,14 +137,12 @@ class Startup:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        rng: random.Random | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self.backoff = backoff or Backoff()
         self._clock = clock
         self._sleep = sleep
-        self._rng = rng
         self._log = logger or log
         self._began = clock()
 
@@ -161,6 +153,10 @@ class Startup:
     @property
     def elapsed_s(self) -> float:
         return self._clock() - self._began
+
+    @property
+    def remaining_s(self) -> float:
+        return self.timeout_s - self.elapsed_s
 
     async def wait_for(
         self,
@@ -173,28 +169,60 @@ class Startup:
         """Run ``step`` until it succeeds; an error ``retryable`` says is "not up yet" is
         logged (``what`` at ``where``: never put credentials in ``where``) and retried after
         the backoff, until the deadline (then ``StartupTimeout``). Other errors propagate."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
+        async for attempt in self._retrying(what, where, retryable):
+            with attempt:
                 result = await step()
-            except Exception as exc:
-                if not retryable(exc):
-                    raise
-                reason = describe_error(exc)
-                wait = self.backoff.next_wait(
-                    attempt, elapsed_s=self.elapsed_s, timeout_s=self.timeout_s, rng=self._rng
-                )
-                if wait is None:
-                    raise StartupTimeout(
-                        what, where, attempt, self.elapsed_s, reason, self.timeout_s
-                    ) from exc
-                self._log.warning(
-                    "waiting for %s at %s (attempt %d): %s; retrying in %.1fs",
-                    what, where, attempt, reason, wait,
-                )
-                await self._sleep(wait)
-                continue
-            if attempt > 1:
-                self._log.info("%s at %s answered (attempt %d)", what, where, attempt)
-            return result
+            outcome = attempt.retry_state.outcome
+            if outcome is not None and not outcome.failed:
+                if attempt.retry_state.attempt_number > 1:
+                    self._log.info(
+                        "%s at %s answered (attempt %d)",
+                        what, where, attempt.retry_state.attempt_number,
+                    )
+                return result
+        raise AssertionError("unreachable: tenacity stops by returning or raising")
+
+    def _retrying(
+        self, what: str, where: str, retryable: Callable[[BaseException], bool]
+    ) -> AsyncRetrying:
+        schedule = self.backoff.wait()
+
+        def wait_within_deadline(state: RetryCallState) -> float:
+            # The last wait is cut to the time left, so one more attempt is made at the deadline.
+            return max(0.0, min(schedule(state), self.remaining_s))
+
+        def deadline_passed(state: RetryCallState) -> bool:
+            return self.remaining_s <= 0
+
+        def log_wait(state: RetryCallState) -> None:
+            wait = state.next_action.sleep if state.next_action is not None else 0.0
+            self._log.warning(
+                "waiting for %s at %s (attempt %d): %s; retrying in %.1fs",
+                what, where, state.attempt_number, describe_error(_failure(state)), wait,
+            )
+
+        async def pause(seconds: float) -> None:
+            await self._sleep(seconds)
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            error = _failure(state)
+            raise StartupTimeout(
+                what, where, state.attempt_number, self.elapsed_s, describe_error(error),
+                self.timeout_s,
+            ) from error
+
+        return AsyncRetrying(
+            sleep=pause,
+            wait=wait_within_deadline,
+            stop=deadline_passed,
+            # Only errors, never a cancellation (SIGTERM while waiting) or an exit.
+            retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and retryable(exc)),
+            before_sleep=log_wait,
+            retry_error_callback=give_up,
+        )
+
+
+def _failure(state: RetryCallState) -> BaseException:
+    error = state.outcome.exception() if state.outcome is not None else None
+    assert error is not None, "tenacity only retries or gives up after a failed attempt"
+    return error

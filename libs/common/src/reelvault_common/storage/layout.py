@@ -1,4 +1,4 @@
-"""Where things go: buckets by the seeds' rules and deterministic object keys."""
+"""Where things go: the buckets and their rules, and deterministic object keys."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Buckets:
         return cls(
             videos=BucketSpec(settings.bucket_videos, False, 500 * MB, ("video/*",)),
             thumbnails=BucketSpec(settings.bucket_thumbnails, True, 5 * MB, IMAGE_MIME_TYPES),
-            # Seed 001's hug-images: public read, images only.
+            # Reference images: public read, images only.
             images=BucketSpec(settings.bucket_images, True, 10 * MB, IMAGE_MIME_TYPES),
             brand_kits=BucketSpec(
                 settings.bucket_brand_kits,

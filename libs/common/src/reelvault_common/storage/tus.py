@@ -205,15 +205,15 @@ class TusUploader:
         forgot (expired, terminated) starts over from its first byte, ``max_restarts`` times.
         Raises ``ObjectExists`` on 409 Duplicate, typed errors on refusals,
         ``TransientStorageError`` once the retries are spent."""
-        restarts = 0
-        while True:
-            try:
-                return await self._send(_file_chunks(path), length, metadata, what, extra_headers)
-            except UploadGone:
-                if restarts >= self._max_restarts:
-                    raise
-                restarts += 1
-                log.warning("TUS %s: upload gone; starting a new one", what)
+        # A restart is a fresh upload, not a retry of a request: no backoff in between.
+        restarts = RetryPolicy(attempts=self._max_restarts + 1, base_delay_s=0.0, max_delay_s=0.0)
+        return await retrying(  # each try reads the file from its first byte
+            f"TUS {what}",
+            lambda: self._send(_file_chunks(path), length, metadata, what, extra_headers),
+            restarts,
+            retry_on=_is_upload_gone,
+            wrap_last_error=False,
+        )
 
     async def upload_stream(
         self,
@@ -286,47 +286,50 @@ class TusUploader:
     async def _send_piece(
         self, url: str, piece: _Piece, length: int, what: str, stats: TusStats
     ) -> None:
-        """PATCH one piece; after an interruption, HEAD and send what the server lacks of it."""
-        offset = piece.start
-        failures = 0
-        must_sync = False
-        while must_sync or offset < piece.end:
-            try:
-                if must_sync:
-                    stats.heads += 1
-                    offset = await self.head(url, what)
-                    must_sync = False
-                    stats.resumes += 1
-                    if not piece.start <= offset <= piece.end:
-                        raise CannotResume(
-                            f"TUS {what}: the server is at offset {offset}, outside the piece in "
-                            f"hand ({piece.start}-{piece.end}); a streamed upload cannot go back"
-                        )
-                    log.info("TUS %s: resuming at server offset %d of %d", what, offset, length)
-                    continue
-                stats.patches += 1
-                size = piece.end - offset
-                new_offset = await self.patch(url, offset, piece.body(offset, stats), size, what)
-                if not offset < new_offset <= piece.end:
-                    raise StorageError(
-                        f"TUS PATCH {what}: server offset went from {offset} to {new_offset}"
-                    )
-                offset = new_offset
-                failures = 0
-            except CannotResume:
-                raise
-            except (TransientStorageError, OffsetConflict) as exc:
-                failures += 1
-                if failures >= self._retry.attempts:
-                    raise TransientStorageError(
-                        f"{exc.message} (gave up after {failures} attempts)"
-                    ) from exc
-                delay = self._retry.delay(failures)
-                log.warning(
-                    "TUS %s interrupted: %s; HEAD and resume in %.2fs", what, exc.message, delay
+        """PATCH one piece; after an interruption, HEAD and send what the server lacks of it.
+        Every step forward starts the count of failures afresh."""
+        position = _Position(piece.start)
+        while position.offset < piece.end:
+            await retrying(
+                f"TUS {what}",
+                lambda: self._advance(url, piece, position, length, what, stats),
+                self._retry,
+                retry_on=_is_resumable,
+            )
+
+    async def _advance(
+        self, url: str, piece: _Piece, position: _Position, length: int, what: str,
+        stats: TusStats,
+    ) -> None:
+        """One step within a piece: learn the server's offset first if the last PATCH was
+        interrupted, then PATCH the rest of the piece from there."""
+        if position.must_sync:
+            stats.heads += 1
+            position.offset = await self.head(url, what)
+            position.must_sync = False
+            stats.resumes += 1
+            if not piece.start <= position.offset <= piece.end:
+                raise CannotResume(
+                    f"TUS {what}: the server is at offset {position.offset}, outside the piece "
+                    f"in hand ({piece.start}-{piece.end}); a streamed upload cannot go back"
                 )
-                await asyncio.sleep(delay)
-                must_sync = True
+            log.info("TUS %s: resuming at server offset %d of %d", what, position.offset, length)
+            if position.offset == piece.end:
+                return
+        offset = position.offset
+        stats.patches += 1
+        try:
+            new_offset = await self.patch(
+                url, offset, piece.body(offset, stats), piece.end - offset, what
+            )
+        except (TransientStorageError, OffsetConflict):
+            position.must_sync = True  # how much of it arrived is the server's to say
+            raise
+        if not offset < new_offset <= piece.end:
+            raise StorageError(
+                f"TUS PATCH {what}: server offset went from {offset} to {new_offset}"
+            )
+        position.offset = new_offset
 
     async def _terminate(self, url: str, what: str) -> None:
         """DELETE an unfinished upload (termination extension); failures only logged."""
@@ -334,6 +337,27 @@ class TusUploader:
             await self._http.delete(url, headers=self._headers)
         except httpx.HTTPError as exc:
             log.info("TUS %s: could not terminate the unfinished upload: %r", what, exc)
+
+
+@dataclass
+class _Position:
+    """Where a piece's upload stands: the server's offset, and whether it must be asked again
+    (after an interrupted PATCH)."""
+
+    offset: int
+    must_sync: bool = False
+
+
+def _is_resumable(exc: BaseException) -> bool:
+    """Worth a HEAD and another PATCH: transport trouble, 5xx, an offset disagreement; not a
+    streamed upload that cannot go back."""
+    return isinstance(exc, (TransientStorageError, OffsetConflict)) and not isinstance(
+        exc, CannotResume
+    )
+
+
+def _is_upload_gone(exc: BaseException) -> bool:
+    return isinstance(exc, UploadGone)
 
 
 @dataclass
