@@ -64,6 +64,13 @@ class Rig:
         self.runners.append(runner)
         return runner
 
+    async def settled(self, durable: str, timeout_s: float = 5.0) -> None:
+        """Nothing left to deliver and nothing unacknowledged (acks are asynchronous)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (state := await self.pending(durable)) != (0, 0):
+            assert asyncio.get_running_loop().time() < deadline, f"still pending: {state}"
+            await asyncio.sleep(0.05)
+
     async def pending(self, durable: str) -> tuple[int, int]:
         """(not yet delivered, delivered but unacknowledged)."""
         info = await self.connection.jetstream().consumer_info(self.topology.stream, durable)
@@ -94,7 +101,7 @@ async def test_a_returning_handler_acks_once(rig: Rig) -> None:
     await eventually(lambda: len(seen) == 1)
     await asyncio.sleep(0.3)
     assert seen == [(event.video_id, 1, "corr")]
-    assert await rig.pending(rig.policy().durable) == (0, 0)
+    await rig.settled(rig.policy().durable)
 
 
 async def test_retry_later_redelivers_after_its_delay(rig: Rig) -> None:
@@ -128,7 +135,7 @@ async def test_reject_and_undecodable_payloads_are_terminated(rig: Rig) -> None:
     await eventually(lambda: len(calls) == 1)
     await asyncio.sleep(1.5)  # past ack_wait: a message not terminated would come back
     assert calls == [1]
-    assert await rig.pending(policy.durable) == (0, 0)
+    await rig.settled(policy.durable)
     assert await list_dead_letters(rig.settings.nats_url, rig.topology) == []
 
 
@@ -163,7 +170,7 @@ async def test_a_failure_is_retried_then_dead_lettered_with_the_service_hook(rig
     assert isinstance(failed, VideoFailed)
     assert (failed.video_id, failed.code, failed.stage) == (event.video_id, "dead_lettered",
                                                             "generation")
-    assert await rig.pending(policy.durable) == (0, 0)
+    await rig.settled(policy.durable)
 
 
 async def test_give_up_dead_letters_before_max_deliver(rig: Rig) -> None:
@@ -197,7 +204,7 @@ async def test_heartbeats_keep_work_longer_than_ack_wait_from_being_redelivered(
     await eventually(lambda: len(deliveries) == 1)
     await asyncio.sleep(4.0)
     assert deliveries == [1]
-    assert await rig.pending(policy.durable) == (0, 0)
+    await rig.settled(policy.durable)
 
 
 async def test_workers_bound_the_messages_in_flight(rig: Rig) -> None:
@@ -257,7 +264,7 @@ async def test_stop_lets_work_in_flight_finish_within_the_grace(rig: Rig) -> Non
     await asyncio.wait_for(started.wait(), 10)
     await runner.stop()
     assert finished == [1]
-    assert await rig.pending(policy.durable) == (0, 0)
+    await rig.settled(policy.durable)
 
 
 async def test_a_failing_dead_letter_hook_is_retried_before_the_message_ends(rig: Rig) -> None:
@@ -277,5 +284,5 @@ async def test_a_failing_dead_letter_hook_is_retried_before_the_message_ends(rig
     await eventually(lambda: len(calls) == 3)
     await asyncio.sleep(0.3)
     assert calls == [2, 2, 2]  # the last delivery's hook, until it succeeded
-    assert await rig.pending(policy.durable) == (0, 0)
+    await rig.settled(policy.durable)
     assert len(await list_dead_letters(rig.settings.nats_url, rig.topology)) == 1

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,7 @@ from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.budget import KvRequestBudget
 from reelvault_generator.ledger_store import open_bucket
-from reelvault_generator.webhook_signing import signature
+from standardwebhooks import Webhook
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,8 @@ async def test_webhook_endpoint_rejects_forgeries_stale_and_replayed_deliveries(
 
     def signed(webhook_id: str, at: int, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
         return {"webhook-id": webhook_id, "webhook-timestamp": str(at),
-                "webhook-signature": signature(secret, webhook_id, str(at), body),
+                "webhook-signature": Webhook(secret).sign(
+                    webhook_id, datetime.fromtimestamp(at, tz=UTC), body.decode()),
                 "content-type": "application/json"}
 
     assert service.webhook_url is not None

@@ -13,7 +13,7 @@ from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import JobBinding, new_claim
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.tracking import FollowedJob, JobTracker
-from reelvault_generator.webhook_signing import WebhookRejected
+from reelvault_generator.webhook_events import WebhookRejected
 from reelvault_generator.webhooks import DeliveryVerifier, WebhookReceiver
 from standardwebhooks import Webhook
 

@@ -4,7 +4,7 @@ simulator's signer must produce it, the generator's verifier must accept it (and
 from __future__ import annotations
 
 import pytest
-from reelvault_generator.webhook_signing import WebhookRejected
+from reelvault_generator.webhook_events import WebhookRejected
 from reelvault_generator.webhooks import DeliveryVerifier
 from reelvault_sorasim.webhooks import Signer
 

@@ -10,9 +10,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from reelvault_common.messaging.consumer import ConsumerRunner
-from reelvault_common.messaging.nats_client import connect_nats, is_nats_unreachable
 from reelvault_common.messaging.publisher import EventPublisher
-from reelvault_common.messaging.setup import wait_for_nats
+from reelvault_common.messaging.setup import wait_for_connection, wait_for_nats
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.providers.openai_videos import VideosClient
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
@@ -136,19 +135,7 @@ class GeneratorService:
     # --- wiring steps -----------------------------------------------------------------------
     async def _connect(self, startup: Startup) -> NatsClient:
         """The one NATS connection: consumers, events, KV buckets (reconnects forever)."""
-        settings = self.settings
-        return await startup.wait_for(
-            "NATS",
-            settings.nats_url_for_logs,
-            lambda: connect_nats(
-                settings.nats_servers,
-                name=f"reelvault-{SERVICE}",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=5,
-            ),
-            retryable=is_nats_unreachable,
-        )
+        return await wait_for_connection(startup, self.settings, f"reelvault-{SERVICE}")
 
     async def _open_provider(self, js: JetStreamContext) -> VideoProvider:
         """The given provider, or the real one (with the shared request budget if set)."""

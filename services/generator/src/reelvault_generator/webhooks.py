@@ -37,7 +37,7 @@ from reelvault_generator.ledger import JobBinding
 from reelvault_generator.ledger_store import LedgerStore
 from reelvault_generator.provider import VideoProvider
 from reelvault_generator.tracking import FollowedJob, JobTracker
-from reelvault_generator.webhook_signing import WebhookRejected, parse_event
+from reelvault_generator.webhook_events import WebhookRejected, parse_event
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nats.aio.client import Client as NatsClient
+
 from reelvault_common.messaging.deadletter import ensure_dead_letter_stream
 from reelvault_common.messaging.nats_client import connect_nats, is_nats_unreachable
 from reelvault_common.messaging.topology import (
@@ -50,5 +52,16 @@ async def wait_for_nats(
     await startup.wait_for(
         "NATS", settings.nats_url_for_logs,
         lambda: prepare_topology(settings, topology, policies),
+        retryable=is_nats_unreachable,
+    )
+
+
+async def wait_for_connection(startup: Startup, settings: ServiceSettings, name: str) -> NatsClient:
+    """A service's long-lived NATS connection (it reconnects forever once up), waited for at
+    start-up like ``wait_for_nats``."""
+    return await startup.wait_for(
+        "NATS", settings.nats_url_for_logs,
+        lambda: connect_nats(settings.nats_servers, name=name, max_reconnect_attempts=-1,
+                             reconnect_time_wait=0.5, connect_timeout=5),
         retryable=is_nats_unreachable,
     )
