@@ -19,7 +19,7 @@ from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.runtime.settings import ConsumerSettings
-from reelvault_generator.handlers import (
+from reelvault_generator.consumers import (
     TRANSIENT,
     consumers,
     fail_video,

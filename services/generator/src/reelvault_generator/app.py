@@ -20,9 +20,9 @@ from reelvault_common.runtime.startup import Startup
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.factory import open_storage
 
-from reelvault_generator import handlers
+from reelvault_generator import consumers
 from reelvault_generator.budget import KvRequestBudget
-from reelvault_generator.handlers import SERVICE
+from reelvault_generator.consumers import SERVICE
 from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.ledger_store import JobLedger, open_bucket
 from reelvault_generator.polling import PollSchedule
@@ -110,7 +110,7 @@ class GeneratorService:
         # REELVAULT_STARTUP_TIMEOUT_S.
         startup = Startup.from_settings(settings)
         await wait_for_nats(startup, settings, self.topology,
-                            handlers.policies(settings, self.topology))
+                            consumers.policies(settings, self.topology))
         self._nc = await self._connect(startup)
         js = self._nc.jetstream()
         self.ledger = await JobLedger.open(js, self.bucket("jobs"),
@@ -122,7 +122,7 @@ class GeneratorService:
         starter = self._starter(self.ledger, provider, storage, publisher, tracker)
         self._runner = ConsumerRunner(
             self._nc, self.topology,
-            handlers.consumers(settings, self.topology, starter=starter, tracker=tracker,
+            consumers.consumers(settings, self.topology, starter=starter, tracker=tracker,
                                publisher=publisher),
             grace_s=settings.shutdown_grace_s,
         )

@@ -8,6 +8,7 @@ from typing import Any
 from faststream import StreamMessage
 from faststream.nats import NatsBroker
 
+from reelvault_common.runtime.logs import broker_logger
 from reelvault_common.runtime.settings import ServiceSettings
 
 
@@ -29,6 +30,8 @@ def make_broker(
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py takes float seconds
         connect_timeout=5,
         graceful_timeout=settings.shutdown_grace_s,
+        # Our logger instead of the colour one FastStream builds (configure_logging's format).
+        logger=broker_logger(),
         # FastStream's per-message "Received"/"Processed" lines: DEBUG, not INFO (at load they
         # cost more CPU than many handlers; configure_logging shows them only at DEBUG).
         log_level=logging.DEBUG,
