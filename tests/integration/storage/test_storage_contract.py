@@ -141,7 +141,10 @@ async def test_mime_rules(
 
 
 @pytest.mark.parametrize(
-    "key", ["../escape.mp4", "/abs.mp4", "a#b.mp4", "caf\u00e9.mp4", "a%20b.mp4", ""]
+    "key",
+    ["../escape.mp4", "/abs.mp4", "a#b.mp4", "caf\u00e9.mp4", "a%20b.mp4", "",
+     # A real server stores "org;x/v.mp4" as "org"; "?" breaks signed URLs.
+     "org;x/video.mp4", "org/video.mp4?v=1"],
 )
 async def test_invalid_keys_are_refused(backend: ObjectStorage, key: str) -> None:
     with pytest.raises(InvalidKey):
@@ -149,7 +152,7 @@ async def test_invalid_keys_are_refused(backend: ObjectStorage, key: str) -> Non
 
 
 async def test_keys_with_the_documented_special_characters_work(backend: ObjectStorage) -> None:
-    key = "org 1/it's (final) v2!&$=@;:+,-_.*/video.mp4"
+    key = "org 1/it's (final) v2!&$=@:+,-_.*/video.mp4"
     await backend.put("videos", key, chunks(b"special"), "video/mp4")
     assert await read_all(backend, "videos", key) == b"special"
     info = await backend.stat("videos", key)

@@ -75,7 +75,10 @@ async def test_bucket_rules_are_enforced_and_nothing_is_left_behind(
 
 
 async def test_keys_are_validated(storage: FilesystemStorage) -> None:
-    for bad in ("../escape.mp4", "/abs.mp4", "a/../../b.mp4", "bad\\key.mp4", ""):
+    for bad in ("../escape.mp4", "/abs.mp4", "a/../../b.mp4", "bad\\key.mp4", "",
+                # A Supabase server cuts a key at ";", and "?" breaks signed URLs: refused on
+                # every backend, so no key works on one and not on the other.
+                "org;x/video.mp4", "org/video.mp4?v=1"):
         with pytest.raises(InvalidKey):
             await storage.put("videos", bad, chunks(b"x"), "video/mp4")
 

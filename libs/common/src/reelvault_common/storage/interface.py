@@ -13,8 +13,10 @@ from typing import Protocol
 
 from reelvault_common.contracts.events import StoredFile
 
-# What Supabase Storage accepts in a key; we hold the filesystem backend to the same rule.
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_/!.*'() &$=@;:+,?-]+$")
+# What a key may hold, on every backend: Supabase Storage's own character set less ";" (storage3
+# does not percent-encode it and the server cuts the key there, storing the object under a
+# shorter key) and "?" (it breaks the signature of signed URLs). Refused, never truncated.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_/!.*'() &$=@:+,-]+$")
 
 
 class StorageError(Exception):
