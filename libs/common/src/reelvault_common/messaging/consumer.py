@@ -141,7 +141,8 @@ class ConsumerRunner:
         self._consumers = consumers
         self._grace_s = grace_s
         self._stopping = asyncio.Event()
-        self._loops: list[asyncio.Task[None]] = []
+        self._pulls: list[asyncio.Task[None]] = []
+        self._heartbeats: list[asyncio.Task[None]] = []
         self._in_flight: dict[asyncio.Task[None], tuple[Msg, float]] = {}
         self._fetching: set[asyncio.Task[Any]] = set()
 
@@ -155,9 +156,9 @@ class ConsumerRunner:
             subscription = await self._js.pull_subscribe_bind(
                 durable=consumer.policy.durable, stream=self._topology.stream
             )
-            self._loops.append(asyncio.create_task(
+            self._pulls.append(asyncio.create_task(
                 self._pull(consumer, subscription), name=f"consume-{consumer.name}"))
-            self._loops.append(asyncio.create_task(
+            self._heartbeats.append(asyncio.create_task(
                 self._heartbeat(consumer), name=f"heartbeat-{consumer.name}"))
 
     async def stop(self) -> None:
@@ -166,11 +167,11 @@ class ConsumerRunner:
         # A pull loop waiting for a free worker stops at once; one in a fetch ends when the
         # fetch returns (at most FETCH_TIMEOUT_S): a fetch cut short could leave messages
         # delivered to nobody until their ack_wait.
-        pulls = [task for task in self._loops if task.get_name().startswith("consume-")]
-        for task in pulls:
+        for task in self._pulls:
             if task not in self._fetching:
                 task.cancel()
-        await asyncio.gather(*pulls, return_exceptions=True)
+        await asyncio.gather(*self._pulls, return_exceptions=True)
+        self._pulls.clear()
         working = list(self._in_flight)
         if working:
             _, pending = await asyncio.wait(working, timeout=self._grace_s)
@@ -180,10 +181,10 @@ class ConsumerRunner:
                 log.warning("handing back %d message(s) still in work after %.0fs",
                             len(pending), self._grace_s)
                 await asyncio.wait(pending, timeout=SETTLE_TIMEOUT_S + 1)
-        for task in self._loops:
+        for task in self._heartbeats:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops.clear()
+        await asyncio.gather(*self._heartbeats, return_exceptions=True)
+        self._heartbeats.clear()
 
     # --- pulling --------------------------------------------------------------------------
     async def _pull(self, consumer: Consumer[Any], subscription: Any) -> None:
