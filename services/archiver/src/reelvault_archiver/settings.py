@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from pydantic import Field, field_validator
+from pydantic import Field
 from reelvault_common.runtime.settings import (
     ConsumerSettings,
     ProviderSettings,
@@ -43,8 +41,8 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
     # The two durable consumers (``consumers.py``): ``video.completed`` and
     # ``video.archive.requested``, e.g. ``REELVAULT_COMPLETED__WORKERS=16`` or
     # ``REELVAULT_REARCHIVE__MAX_DELIVER=100``. A field set alone keeps the others' defaults.
-    completed: ConsumerSettings = Field(default_factory=archive_consumer_defaults)
-    rearchive: ConsumerSettings = Field(default_factory=archive_consumer_defaults)
+    completed: ConsumerSettings = archive_consumer_defaults()
+    rearchive: ConsumerSettings = archive_consumer_defaults()
 
     # Copies running at once, for both consumers together (each holds one download and one
     # upload).
@@ -71,11 +69,3 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
     # Extracted thumbnails: WebP, at most this many pixels on the longer side.
     thumbnail_max_side: int = Field(default=640, ge=64, le=4096)
 
-    @field_validator("completed", "rearchive", mode="before")
-    @classmethod
-    def _over_archiver_defaults(cls, value: object) -> object:
-        """Fields given one by one (``REELVAULT_COMPLETED__ACK_WAIT_S`` alone, or a dict) are
-        laid over the archiver's defaults, not over ``ConsumerSettings``' generic ones."""
-        if isinstance(value, Mapping):
-            return {**archive_consumer_defaults().model_dump(), **value}
-        return value

@@ -129,7 +129,11 @@ class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
     @field_validator("requests", "poll", mode="before")
     @classmethod
     def _over_consumer_defaults(cls, value: object, info: ValidationInfo) -> object:
-        """The fields given (env, dict or ConsumerSettings) over this consumer's defaults."""
+        """The fields given (env, dict or ConsumerSettings) over this consumer's defaults.
+
+        Done here rather than by pydantic-settings' partial update (what the other services
+        use): that marks every field as given, and the poll's derived fields must know which
+        ones really were."""
         if isinstance(value, ConsumerSettings):
             value = value.model_dump(exclude_unset=True)
         if isinstance(value, Mapping):
