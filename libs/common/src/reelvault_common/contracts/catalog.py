@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from reelvault_common.contracts.tenancy import OrgSlug, Scope
 
 VideoStatus = Literal["queued", "processing", "completed", "failed"]
 VIDEO_STATUSES: tuple[VideoStatus, ...] = ("queued", "processing", "completed", "failed")
@@ -56,10 +59,14 @@ class VideoRecord(_Message):
 
 
 class GetVideo(_Message):
+    """One video of ``org`` (another organization's video is ``not_found``)."""
+
+    org: OrgSlug
     video_id: uuid.UUID
 
 
 class ListVideos(_Message):
+    org: OrgSlug
     status: VideoStatus | None = None
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = None
@@ -80,6 +87,144 @@ class CatalogStats(_Message):
     stored_bytes: int
 
 
+# --- organizations and keys ------------------------------------------------------------------
+class OrgInfo(_Message):
+    id: uuid.UUID
+    slug: OrgSlug
+    name: str
+    created_at: datetime
+
+
+class CreateOrg(_Message):
+    slug: OrgSlug
+    name: str = Field(default="", max_length=200)
+
+
+class ListOrgs(_Message):
+    pass
+
+
+class ApiKeyInfo(_Message):
+    """A key as lists show it: never its secret nor its hash."""
+
+    id: uuid.UUID
+    public_id: str
+    org: OrgSlug
+    name: str
+    scopes: list[Scope]
+    expires_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyAuth(_Message):
+    """What the gateway needs to check a presented key (``LookupKey``'s answer)."""
+
+    key: ApiKeyInfo
+    key_hash: str
+
+
+class CreatedKey(_Message):
+    key: ApiKeyInfo
+    secret: str = Field(description="The whole key: shown once, stored only as a hash.")
+
+
+class CreateKey(_Message):
+    org: OrgSlug
+    name: str = Field(default="", max_length=200)
+    scopes: list[Scope] = Field(min_length=1)
+    expires_at: datetime | None = None
+
+
+class ListKeys(_Message):
+    org: OrgSlug
+
+
+class RevokeKey(_Message):
+    """``key_or_id``: the whole key, its public id or its row id."""
+
+    key_or_id: str = Field(min_length=1, max_length=200)
+
+
+class LookupKey(_Message):
+    """Sent by the gateway on a cache miss; also records the key as used now."""
+
+    public_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+
+
+# --- quotas and usage ---------------------------------------------------------------------
+QuotaName = Literal[
+    "videos_per_month", "generation_seconds_per_month", "cost_usd_per_month", "storage_bytes"
+]
+QUOTA_NAMES: tuple[QuotaName, ...] = (
+    "videos_per_month",
+    "generation_seconds_per_month",
+    "cost_usd_per_month",
+    "storage_bytes",
+)
+
+
+class QuotaLimits(_Message):
+    """An organization's limits; None: no limit."""
+
+    videos_per_month: int | None = Field(default=None, ge=0)
+    generation_seconds_per_month: int | None = Field(default=None, ge=0)
+    cost_usd_per_month: Decimal | None = Field(default=None, ge=0, decimal_places=4)
+    storage_bytes: int | None = Field(default=None, ge=0)
+
+
+class SetQuotas(_Message):
+    """Sets the limits named in ``limits``'s explicitly set fields (None there removes one);
+    the others stay."""
+
+    org: OrgSlug
+    limits: QuotaLimits
+
+
+class GetUsage(_Message):
+    org: OrgSlug
+
+
+class UsageItem(_Message):
+    quota: QuotaName
+    used: Decimal
+    limit: Decimal | None
+    # Calendar month (UTC) for the monthly quotas; None for stored bytes (a running total).
+    resets_at: datetime | None
+
+
+class UsageReport(_Message):
+    org: OrgSlug
+    period_start: datetime
+    items: list[UsageItem]
+
+
+class Reserve(_Message):
+    """Count a video against ``org``'s quotas before it is requested, or refuse it.
+    Idempotent per ``video_id``."""
+
+    org: OrgSlug
+    video_id: uuid.UUID
+    model: str
+    seconds: int = Field(ge=0)
+
+
+class Release(_Message):
+    """Give a reservation back (the request was never published)."""
+
+    org: OrgSlug
+    video_id: uuid.UUID
+
+
+class QuotaExceededInfo(_Message):
+    quota: QuotaName
+    used: Decimal
+    limit: Decimal
+    requested: Decimal
+    resets_at: datetime | None
+
+
 class CatalogErrorCode(StrEnum):
     """Every code a catalog reply can carry; callers branch on these, never on the message.
 
@@ -88,7 +233,9 @@ class CatalogErrorCode(StrEnum):
     """
 
     INVALID_REQUEST = "invalid_request"  # the request did not match its model
-    NOT_FOUND = "not_found"  # no such video
+    NOT_FOUND = "not_found"  # no such video (in this organization), key or organization
+    ALREADY_EXISTS = "already_exists"  # an organization with this slug exists
+    QUOTA_EXCEEDED = "quota_exceeded"  # ``Reserve`` refused: ``RpcReply.quota`` says which
     INVALID_CURSOR = "invalid_cursor"  # not a cursor this catalog handed out
     UNAVAILABLE = "unavailable"  # the catalog runs but its database does not answer; retry
     INTERNAL = "internal"  # an unexpected failure in the catalog
@@ -100,10 +247,56 @@ class RpcErrorBody(_Message):
 
 
 class RpcReply(_Message):
-    """Every catalog reply: exactly one of ``video``/``page``/``stats``/``error`` is meaningful."""
+    """Every catalog reply: ``ok`` plus the one field the request asks for, or ``error``
+    (with ``quota`` for ``quota_exceeded``)."""
 
     ok: bool
     video: VideoRecord | None = None
     page: VideoPage | None = None
     stats: CatalogStats | None = None
+    org: OrgInfo | None = None
+    orgs: list[OrgInfo] | None = None
+    key: ApiKeyInfo | None = None
+    keys: list[ApiKeyInfo] | None = None
+    created_key: CreatedKey | None = None
+    key_auth: KeyAuth | None = None
+    usage: UsageReport | None = None
     error: RpcErrorBody | None = None
+    quota: QuotaExceededInfo | None = None
+
+
+class CatalogRpc(StrEnum):
+    """The catalog's request/reply subjects (``Topology.rpc(name)``), one per request type."""
+
+    GET = "get"
+    LIST = "list"
+    STATS = "stats"
+    PING = "ping"
+    ORGS_CREATE = "orgs.create"
+    ORGS_LIST = "orgs.list"
+    KEYS_CREATE = "keys.create"
+    KEYS_LIST = "keys.list"
+    KEYS_REVOKE = "keys.revoke"
+    KEYS_LOOKUP = "keys.lookup"
+    QUOTAS_SET = "quotas.set"
+    USAGE_GET = "usage.get"
+    USAGE_RESERVE = "usage.reserve"
+    USAGE_RELEASE = "usage.release"
+
+
+# Which subject each request goes to (``GetStats`` serves both stats and ping).
+RPC_OF: dict[type[_Message], CatalogRpc] = {
+    GetVideo: CatalogRpc.GET,
+    ListVideos: CatalogRpc.LIST,
+    GetStats: CatalogRpc.STATS,
+    CreateOrg: CatalogRpc.ORGS_CREATE,
+    ListOrgs: CatalogRpc.ORGS_LIST,
+    CreateKey: CatalogRpc.KEYS_CREATE,
+    ListKeys: CatalogRpc.KEYS_LIST,
+    RevokeKey: CatalogRpc.KEYS_REVOKE,
+    LookupKey: CatalogRpc.KEYS_LOOKUP,
+    SetQuotas: CatalogRpc.QUOTAS_SET,
+    GetUsage: CatalogRpc.USAGE_GET,
+    Reserve: CatalogRpc.USAGE_RESERVE,
+    Release: CatalogRpc.USAGE_RELEASE,
+}

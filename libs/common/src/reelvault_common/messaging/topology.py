@@ -99,20 +99,31 @@ class Topology:
         )
 
     # --- the lifecycle stream -------------------------------------------------------------
+    # Subjects carry the organization: ``<namespace>.events.<org>.<event type>``, so NATS
+    # permissions on ``<namespace>.events.<org>.>`` grant exactly one organization's events.
     @property
     def stream(self) -> str:
         return self.namespace.upper().replace("-", "_") + "_VIDEOS"
 
-    def subject(self, event_type: str) -> str:
-        """``video.completed`` -> ``<namespace>.video.completed``."""
-        return f"{self.namespace}.{event_type}"
+    def subject(self, event_type: str, org: str) -> str:
+        """``("video.completed", "acme")`` -> ``<namespace>.events.acme.video.completed``."""
+        return f"{self.namespace}.events.{org}.{event_type}"
+
+    def subject_filter(self, event_type: str) -> str:
+        """Every organization's events of one type (what the services consume)."""
+        return self.subject(event_type, "*")
 
     def subject_for(self, event_cls: type) -> str:
-        return self.subject(event_type_name(event_cls))
+        """The filter for ``event_cls`` in every organization."""
+        return self.subject_filter(event_type_name(event_cls))
+
+    def org_events(self, org: str) -> str:
+        """Everything one organization may be granted: its events, nothing else."""
+        return f"{self.namespace}.events.{org}.>"
 
     @property
     def stream_subjects(self) -> list[str]:
-        return [self.subject(event_type_name(cls)) for cls in EVENT_TYPES]
+        return [self.subject_filter(event_type_name(cls)) for cls in EVENT_TYPES]
 
     def stream_config(self) -> StreamConfig:
         return StreamConfig(
@@ -138,21 +149,25 @@ class Topology:
         return f"{self.namespace}-{service}-{purpose}"
 
     # --- catalog request/reply ------------------------------------------------------------
+    def rpc(self, name: str) -> str:
+        """The catalog's request/reply subject for ``name`` (``get``, ``keys.lookup``, ...)."""
+        return f"{self.namespace}.catalog.{name}"
+
     @property
     def rpc_get(self) -> str:
-        return f"{self.namespace}.catalog.get"
+        return self.rpc("get")
 
     @property
     def rpc_list(self) -> str:
-        return f"{self.namespace}.catalog.list"
+        return self.rpc("list")
 
     @property
     def rpc_stats(self) -> str:
-        return f"{self.namespace}.catalog.stats"
+        return self.rpc("stats")
 
     @property
     def rpc_ping(self) -> str:
-        return f"{self.namespace}.catalog.ping"
+        return self.rpc("ping")
 
     @property
     def rpc_queue(self) -> str:
@@ -164,6 +179,12 @@ class Topology:
         right after the commit, so the gateway need not poll for it."""
         return f"{self.namespace}.catalog.recorded"
 
+    @property
+    def key_changes(self) -> str:
+        """Core NATS: the catalog names (by public id) each API key it revoked or changed,
+        after the commit, so every gateway drops it from its cache at once."""
+        return f"{self.namespace}.auth.keys.changed"
+
     # --- key/value buckets ----------------------------------------------------------------
     def kv_bucket(self, service: str, purpose: str) -> str:
         return f"{self.namespace}_{service}_{purpose}".replace("-", "_")
@@ -172,6 +193,11 @@ class Topology:
     def idempotency_bucket(self) -> str:
         """The gateway's ``Idempotency-Key`` records (owned by the gateway)."""
         return self.kv_bucket("gateway", "idempotency")
+
+    @property
+    def flags_bucket(self) -> str:
+        """Runtime flags (maintenance, whitelist, coming soon), read by every gateway."""
+        return f"{self.namespace}_flags".replace("-", "_")
 
 
 async def ensure_stream(js: JetStreamContext, topology: Topology) -> None:

@@ -1,0 +1,92 @@
+"""Runtime flags in NATS KV: set by operators (the CLI), watched by every gateway.
+
+The watcher is an ordered consumer on the bucket: it gets every current value at start and
+each change within milliseconds, and resumes by itself after a reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from reelvault_common.contracts.flags import FLAG_NAMES, FlagName, Flags, encode_flag
+from reelvault_common.messaging.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+async def open_flags_bucket(connection: Client, topology: Topology) -> KeyValue:
+    """The flags bucket, created on first use (one value per flag, file storage)."""
+    js = connection.jetstream()
+    try:
+        return await js.key_value(topology.flags_bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=topology.flags_bucket,
+                history=1,
+                storage=StorageType.FILE,
+                num_replicas=topology.stream_replicas,
+            )
+        )
+
+
+async def read_flags(bucket: KeyValue) -> Flags:
+    flags = Flags()
+    for name in FLAG_NAMES:
+        try:
+            entry = await bucket.get(name)
+        except KeyNotFoundError:
+            continue
+        flags = flags.with_value(name, entry.value)
+    return flags
+
+
+async def set_flag(bucket: KeyValue, name: FlagName, value: bool | list[str]) -> None:
+    await bucket.put(name, encode_flag(value))
+
+
+class FlagWatch:
+    """The current flags, kept up to date in the background."""
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self._bucket = bucket
+        self.current = Flags()
+        self._task: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+
+    async def start(self, wait_s: float = 5.0) -> None:
+        """Start watching; returns once the current values are known (or after ``wait_s``)."""
+        watcher = await self._bucket.watchall()
+        self._task = asyncio.create_task(self._follow(watcher), name="flag-watch")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loaded.wait(), wait_s)
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None:  # the initial values are all in
+                    self._loaded.set()
+                    continue
+                if entry.key not in FLAG_NAMES:
+                    continue
+                name: FlagName = entry.key  # type: ignore[assignment]
+                deleted = entry.operation in (KV_DEL, KV_PURGE)
+                self.current = self.current.with_value(name, None if deleted else entry.value)
+                log.info("flag %s is now %s", name, getattr(self.current, name))
+                self._loaded.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
