@@ -1,7 +1,8 @@
 """Video lifecycle events: the public API for every consumer, inside reelvault or outside.
 
-Every event carries ``event_id`` (also sent as ``Nats-Msg-Id``), ``video_id``, ``occurred_at``,
-``correlation_id`` and ``schema_version``. Decoders ignore unknown fields, so adding a field is
+Every event carries ``event_id`` (also sent as ``Nats-Msg-Id``), ``org`` (the organization it
+belongs to, also a token of its subject), ``occurred_at``, ``correlation_id`` and
+``schema_version``; video events carry ``video_id``. Decoders ignore unknown fields, so adding a field is
 a compatible change; removing or retyping one needs a new schema version.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from reelvault_common.contracts.ids import event_id_for
+from reelvault_common.contracts.ids import event_id_for, org_event_id_for
+from reelvault_common.contracts.tenancy import DEFAULT_ORG, OrgSlug
 
 SCHEMA_VERSION = 1
 
@@ -54,6 +57,8 @@ class _Event(_Contract):
     schema_version: int = SCHEMA_VERSION
     event_id: uuid.UUID
     video_id: uuid.UUID
+    # Events written before organizations existed all belonged to the default one.
+    org: OrgSlug = DEFAULT_ORG
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     correlation_id: str
 
@@ -63,11 +68,12 @@ class _Event(_Contract):
     _identity_fields: ClassVar[tuple[str, ...] | None] = ()
 
     @classmethod
-    def new(cls, *, video_id: uuid.UUID, correlation_id: str, **fields: Any) -> Self:
+    def new(cls, *, video_id: uuid.UUID, org: str, correlation_id: str, **fields: Any) -> Self:
         """Build the event with its derived id (the same fact always gets the same id)."""
         return cls(
             event_id=cls._derive_event_id(video_id, fields),
             video_id=video_id,
+            org=org,
             correlation_id=correlation_id,
             **fields,
         )
@@ -95,7 +101,6 @@ class VideoRequested(_Event):
     seconds: str
     size: str
     reference_images: tuple[ReferenceImage, ...] = Field(default=(), max_length=2)
-    org: str = "default"
 
 
 class VideoGenerationStarted(_Event):
@@ -107,7 +112,6 @@ class VideoGenerationStarted(_Event):
     model: str
     seconds: str
     size: str
-    org: str
     requested_at: AwareDatetime
     # When the generator first created the job: deadlines count from here, across restarts.
     job_created_at: AwareDatetime
@@ -128,7 +132,6 @@ class _FinishedJob(_Event):
     provider_job_id: str
     # Until when the provider serves the bytes (None: it does not say).
     expires_at: AwareDatetime | None
-    org: str
     requested_at: AwareDatetime
 
 
@@ -185,6 +188,7 @@ class VideoFailed(_Event):
             return None
         return cls.new(
             video_id=event.video_id,
+            org=event.org,
             correlation_id=event.correlation_id,
             stage=stage,
             code=DEAD_LETTERED,
@@ -220,10 +224,68 @@ EVENT_TYPES: tuple[type[_Event], ...] = (
 _event_adapter: TypeAdapter[VideoEvent] = TypeAdapter(VideoEvent)
 
 
+class _OrgEvent(_Contract):
+    """An event about an organization rather than one video."""
+
+    schema_version: int = SCHEMA_VERSION
+    event_id: uuid.UUID
+    org: OrgSlug
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    correlation_id: str
+
+
+class _QuotaCrossing(_OrgEvent):
+    quota: str = Field(description="Which limit: videos_per_month, generation_seconds_per_month, "
+                       "cost_usd_per_month or storage_bytes.")
+    period: str = Field(description="The calendar month (UTC) as YYYY-MM, or `total` for "
+                        "stored bytes.")
+    used: Decimal
+    limit: Decimal
+    resets_at: AwareDatetime | None
+
+    @classmethod
+    def crossed(cls, *, org: str, quota: str, period: str, used: Decimal, limit: Decimal,
+                resets_at: datetime | None) -> Self:
+        """One event per organization, limit, period and level: a republish is the same fact."""
+        kind = str(cls.model_fields["type"].default)
+        return cls(
+            event_id=org_event_id_for(org, kind, quota, period),
+            org=org,
+            correlation_id=f"{org}:{quota}:{period}",
+            quota=quota,
+            period=period,
+            used=used,
+            limit=limit,
+            resets_at=resets_at,
+        )
+
+
+class OrgQuotaWarning(_QuotaCrossing):
+    """Usage of one of the organization's limits reached 80 % in this period."""
+
+    type: Literal["org.quota.warning"] = "org.quota.warning"
+
+
+class OrgQuotaExceeded(_QuotaCrossing):
+    """Usage of one of the organization's limits reached 100 %: further requests are refused
+    until the period resets or the limit is raised."""
+
+    type: Literal["org.quota.exceeded"] = "org.quota.exceeded"
+
+
+OrgEvent = Annotated[OrgQuotaWarning | OrgQuotaExceeded, Field(discriminator="type")]
+ORG_EVENT_TYPES: tuple[type[_OrgEvent], ...] = (OrgQuotaWarning, OrgQuotaExceeded)
+_org_event_adapter: TypeAdapter[OrgEvent] = TypeAdapter(OrgEvent)
+
+
+def parse_org_event(payload: bytes | str) -> OrgEvent:
+    return _org_event_adapter.validate_json(payload)
+
+
 def parse_event(payload: bytes | str) -> VideoEvent:
     """Decode any lifecycle event; raises ``pydantic.ValidationError`` on a bad payload."""
     return _event_adapter.validate_json(payload)
 
 
-def event_type_name(event_cls: type[_Event]) -> str:
+def event_type_name(event_cls: type[_Event] | type[_OrgEvent]) -> str:
     return str(event_cls.model_fields["type"].default)

@@ -16,3 +16,9 @@ def event_id_for(video_id: uuid.UUID, kind: str, *parts: object) -> uuid.UUID:
     """The same video, kind and parts always give the same event id."""
     name = ":".join([str(video_id), kind, *(str(p) for p in parts)])
     return uuid.uuid5(_EVENT_NAMESPACE, name)
+
+
+def org_event_id_for(org: str, kind: str, *parts: object) -> uuid.UUID:
+    """The same organization, kind and parts always give the same event id."""
+    name = ":".join(["org", org, kind, *(str(p) for p in parts)])
+    return uuid.uuid5(_EVENT_NAMESPACE, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.aio.client import Client as NatsClient
 from nats.js.api import PubAck
 
-from reelvault_common.contracts.events import VideoEvent
+from reelvault_common.contracts.events import OrgEvent, VideoEvent
 from reelvault_common.messaging.topology import Topology
 
 # Every event carries these headers (documented in the AsyncAPI document).
@@ -25,9 +25,9 @@ class EventPublisher:
         self._topology = topology
         self._timeout_s = timeout_s
 
-    async def publish(self, event: VideoEvent) -> PubAck:
+    async def publish(self, event: VideoEvent | OrgEvent) -> PubAck:
         return await self._js.publish(
-            self._topology.subject(event.type),
+            self._topology.subject(event.type, event.org),
             event.model_dump_json().encode(),
             timeout=self._timeout_s,
             stream=self._topology.stream,

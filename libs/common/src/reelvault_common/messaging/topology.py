@@ -23,7 +23,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from reelvault_common.contracts.events import EVENT_TYPES, event_type_name
+from reelvault_common.contracts.events import EVENT_TYPES, ORG_EVENT_TYPES, event_type_name
 from reelvault_common.runtime.settings import ConsumerSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ class Topology:
 
     @property
     def stream_subjects(self) -> list[str]:
-        return [self.subject_filter(event_type_name(cls)) for cls in EVENT_TYPES]
+        kinds = (*EVENT_TYPES, *ORG_EVENT_TYPES)
+        return [self.subject_filter(event_type_name(cls)) for cls in kinds]
 
     def stream_config(self) -> StreamConfig:
         return StreamConfig(
