@@ -187,7 +187,7 @@ class Tracker:
             self.all_done.set()
 
 
-async def submit_all(gateway: str, count: int, concurrency: int, label: str
+async def submit_all(gateway: str, api_key: str, count: int, concurrency: int, label: str
                      ) -> tuple[list[str], list[float], float]:
     """POST ``count`` requests, ``concurrency`` at a time; ids, latencies and start time."""
     ids: list[str] = []
@@ -196,7 +196,8 @@ async def submit_all(gateway: str, count: int, concurrency: int, label: str
     for index in range(count):
         queue.put_nowait(index)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=gateway, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=gateway, timeout=60, limits=limits,
+                                 headers={"Authorization": f"Bearer {api_key}"}) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -349,11 +350,11 @@ async def measure(args: argparse.Namespace, system: System) -> dict[str, Any]:
         async def track(msg: Any) -> None:
             tracker.on_event(msg.data)
 
-        await js.subscribe(f"{NAMESPACE}.video.>", ordered_consumer=True,
+        await js.subscribe(f"{NAMESPACE}.events.*.video.>", ordered_consumer=True,
                            deliver_policy=DeliverPolicy.NEW, cb=track)
 
         warm = max(10, min(100, args.videos // 10))
-        warm_ids, _, _ = await submit_all(gateway, warm, args.concurrency, "warmup")
+        warm_ids, _, _ = await submit_all(gateway, system.api_key, warm, args.concurrency, "warmup")
         tracker.expect(warm_ids)
         await asyncio.wait_for(tracker.all_done.wait(), timeout=args.max_seconds)
         tracker.expect([])
@@ -366,8 +367,8 @@ async def measure(args: argparse.Namespace, system: System) -> dict[str, Any]:
         unacked: dict[str, int] = {}
         sampling = asyncio.Event()
         sampler = asyncio.create_task(sample_backlogs(js, sampling, backlog, unacked))
-        ids, post_latencies, started = await submit_all(gateway, args.videos, args.concurrency,
-                                                        f"run-{uuid.uuid4().hex[:6]}")
+        ids, post_latencies, started = await submit_all(
+            gateway, system.api_key, args.videos, args.concurrency, f"run-{uuid.uuid4().hex[:6]}")
         submitted = time.monotonic()
         tracker.expect(ids)
         timed_out = False

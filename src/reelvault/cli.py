@@ -20,10 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from reelvault_common.runtime.nats_servers import redact_url
 
+from reelvault.admin import add_admin_commands, run_admin
+from reelvault.dev_key import ensure_dev_key
 from reelvault.embedded import EmbeddedPostgres, NatsServer, free_port, port_is_free
+from reelvault.local_system import forget_system, record_system
 from reelvault.supervisor import ProcessSpec, Supervisor
 
 log = logging.getLogger("reelvault")
@@ -60,6 +64,9 @@ def plan_system(
         # One signing key for every process of this run (links signed by one gateway replica
         # are honoured by the others).
         "REELVAULT_STORAGE_SIGNING_KEY": env.get("REELVAULT_STORAGE_SIGNING_KEY")
+        or secrets.token_urlsafe(32),
+        # Gallery sessions signed by one gateway replica are honoured by the others.
+        "REELVAULT_SESSION_SECRET": env.get("REELVAULT_SESSION_SECRET")
         or secrets.token_urlsafe(32),
     }
     plan = SystemPlan(data_dir=data_dir, shared_env=shared)
@@ -151,11 +158,15 @@ def up(args: argparse.Namespace) -> int:
             )
         supervisor.start_all()
         supervisor.wait_ready(args.ready_timeout)
+        system_env = {**os.environ, **env}
+        record_system(data_dir, system_env)
+        api_key = ensure_dev_key(data_dir, system_env)
         for managed in supervisor.processes:
             if managed.spec.public_url:
                 print(f"{managed.spec.name:<10} {managed.spec.public_url}", flush=True)
         nats_url = env.get("NATS_URL", os.environ.get("NATS_URL", ""))
         print(f"{'nats':<10} {redact_url(nats_url)}", flush=True)  # may carry credentials
+        print(f"{'api-key':<10} {api_key}", flush=True)
         print(f"logs in {supervisor.log_dir}; Ctrl-C stops everything", flush=True)
         while True:
             time.sleep(0.5)
@@ -168,6 +179,7 @@ def up(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        forget_system(data_dir)
         codes = supervisor.stop_all()
         if nats is not None:
             nats.stop()
@@ -211,8 +223,15 @@ def dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad command lines answer with one line (and exit 2), not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"reelvault: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelvault", description=__doc__)
+    parser = OneLineParser(prog="reelvault", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("up", help="run the whole system until Ctrl-C")
     run.add_argument("--data-dir", type=Path, default=Path(".reelvault"))
@@ -228,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     letters.add_argument("--seq", type=int, nargs="*", default=[], help="sequences to replay")
     letters.add_argument("--all", action="store_true", help="replay every dead letter")
     letters.set_defaults(handler=dead_letters)
+    add_admin_commands(commands)
     return parser
 
 
@@ -239,4 +259,6 @@ def main(argv: list[str] | None = None) -> None:
     for chatty in ("httpx", "pgserver"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    raise SystemExit(args.handler(args))
+    if args.command in ("up", "dead-letters"):
+        raise SystemExit(args.handler(args))
+    raise SystemExit(run_admin(args.handler, args))

@@ -140,7 +140,7 @@ async def catalog_row(database_url: str, video_id: str) -> dict[str, Any]:
 def test_v1_flow_stores_into_supabase_with_signed_links(
     system: RunningSystem, storage_server: StorageServer, database_url: str
 ) -> None:
-    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+    with system.client() as client:
         keys = []
         for color, size in (((200, 30, 30), (640, 480)), ((30, 30, 200), (480, 640))):
             upload = upload_image(client, "/v1/uploads", color, size)
@@ -231,7 +231,7 @@ def test_v1_flow_stores_into_supabase_with_signed_links(
 
 
 def test_seed_api_routes_on_supabase(system: RunningSystem, storage_server: StorageServer) -> None:
-    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+    with system.client() as client:
         urls = [upload_image(client, "/api/upload", color, (300, 300))["url"]
                 for color in ((10, 200, 10), (200, 200, 10))]
         assert all(url.startswith(f"{storage_server.url}object/public/hug-images/") for url in urls)
@@ -261,7 +261,7 @@ def test_bucket_rules_refuse_oversize_and_wrong_types_clearly(
     system: RunningSystem, storage_server: StorageServer
 ) -> None:
     # Through the gateway: JSON errors with the right status.
-    with httpx.Client(base_url=system.gateway, timeout=60) as client:
+    with system.client(timeout=60) as client:
         text_file = {"file": ("notes.txt", b"not an image", "text/plain")}
         wrong = client.post("/v1/uploads", files=text_file)
         assert wrong.status_code == 415, wrong.text

@@ -51,7 +51,7 @@ def fetch_content(client: httpx.Client, video_id: str) -> bytes:
 
 
 def test_v1_flow_from_request_to_permanent_storage(system: RunningSystem) -> None:
-    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+    with system.client() as client:
         keys = []
         for color, size in (((200, 30, 30), (640, 480)), ((30, 30, 200), (480, 640))):
             upload = client.post(
@@ -96,7 +96,7 @@ def test_v1_flow_from_request_to_permanent_storage(system: RunningSystem) -> Non
 
 
 def test_seed_api_routes(system: RunningSystem) -> None:
-    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+    with system.client() as client:
         urls = []
         for color in ((10, 200, 10), (200, 200, 10)):
             upload = client.post(
@@ -132,7 +132,7 @@ def test_seed_api_routes(system: RunningSystem) -> None:
 
 
 def test_bad_input_gets_a_clear_json_4xx_and_writes_nothing(system: RunningSystem) -> None:
-    with httpx.Client(base_url=system.gateway, timeout=30) as client:
+    with system.client() as client:
         upload = client.post(
             "/v1/uploads", files={"file": ("a.png", png_bytes(64, 64, (1, 2, 3)), "image/png")}
         )

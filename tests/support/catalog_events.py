@@ -48,39 +48,41 @@ class VideoStory:
             for i in range(images)
         )
         values: dict[str, object] = {"prompt": prompt, "model": "sora-2", "seconds": "4",
-                                     "size": "720x1280", "reference_images": refs, "org": self.org}
+                                     "size": "720x1280", "reference_images": refs}
         values.update(fields)
-        return VideoRequested.new(video_id=self.video_id, correlation_id=self.correlation_id,
-                                  occurred_at=self.at(at), **values)
+        org = str(values.pop("org", self.org))
+        return VideoRequested.new(video_id=self.video_id, org=org,
+                                  correlation_id=self.correlation_id, occurred_at=self.at(at),
+                                  **values)
 
     def started(self, at: float = 1, *, job_id: str | None = None) -> VideoGenerationStarted:
         return VideoGenerationStarted.new(
-            video_id=self.video_id, correlation_id=self.correlation_id,
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
             provider_job_id=job_id or self.job_id, provider=self.provider, model="sora-2",
-            seconds="4", size="720x1280", org=self.org, requested_at=self.start,
+            seconds="4", size="720x1280", requested_at=self.start,
             job_created_at=self.at(at), occurred_at=self.at(at),
         )
 
     def progressed(self, progress: int, at: float = 2) -> VideoGenerationProgressed:
         event = VideoGenerationProgressed.new(
-            video_id=self.video_id, correlation_id=self.correlation_id,
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
             provider_job_id=self.job_id, progress=progress,
         )
         return event.model_copy(update={"occurred_at": self.at(at)})
 
     def completed(self, at: float = 3) -> VideoCompleted:
         return VideoCompleted.new(
-            video_id=self.video_id, correlation_id=self.correlation_id,
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
             provider_job_id=self.job_id, provider=self.provider,
             source_url=f"http://provider.test/v1/videos/{self.job_id}/content",
-            expires_at=self.at(3600), org=self.org, requested_at=self.start,
+            expires_at=self.at(3600), requested_at=self.start,
             occurred_at=self.at(at),
         )
 
     def archive_requested(self, at: float = 5) -> VideoArchiveRequested:
         return VideoArchiveRequested.new(
-            video_id=self.video_id, correlation_id=self.correlation_id, provider=self.provider,
-            provider_job_id=self.job_id, expires_at=self.at(3600), org=self.org,
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
+            provider=self.provider, provider_job_id=self.job_id, expires_at=self.at(3600),
             requested_at=self.start, occurred_at=self.at(at),
         )
 
@@ -91,7 +93,7 @@ class VideoStory:
                            content_type="image/webp", bytes=99, sha256=sha256_of("thumb"),
                            url=thumbnail_url) if thumbnail else None
         return VideoStored.new(
-            video_id=self.video_id, correlation_id=self.correlation_id,
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
             video=StoredFile(bucket="videos", key=f"{prefix}/video.mp4",
                              content_type="video/mp4", bytes=size, sha256=sha256_of(content)),
             provider_job_id=self.job_id, thumbnail=thumb, occurred_at=self.at(at),
@@ -100,6 +102,7 @@ class VideoStory:
     def failed(self, stage: FailureStage = "generation", code: str = "provider_failed",
                at: float = 5, message: str = "it went wrong") -> VideoFailed:
         return VideoFailed.new(
-            video_id=self.video_id, correlation_id=self.correlation_id, stage=stage, code=code,
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
+            stage=stage, code=code,
             message=message, provider_job_id=self.job_id, occurred_at=self.at(at),
         )

@@ -73,6 +73,7 @@ from tests.support.chaos_audit import (
 )
 from tests.support.chaos_infra import CrashablePostgres, NatsNodes, wait_for_jetstream
 from tests.support.media import png_bytes
+from tests.support.tenancy import create_key
 
 log = logging.getLogger("chaos")
 
@@ -706,7 +707,11 @@ class ChaosPhase:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
         try:
             await self._start()
-            async with httpx.AsyncClient(timeout=config.client_timeout_s, limits=limits) as client:
+            # The load authenticates like any client: a key of the default organization.
+            api_key = await create_key(self.nats.urls, NAMESPACE)
+            auth = {"Authorization": f"Bearer {api_key}"}
+            async with httpx.AsyncClient(timeout=config.client_timeout_s, limits=limits,
+                                         headers=auth) as client:
                 await client.post(f"{self.sim_url}/_sim/faults", json={"rules": ONE_SHOT_RULES})
                 await self._upload_reference(client)
                 idempotency = await self._probe_idempotency(client)

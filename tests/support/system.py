@@ -24,6 +24,8 @@ class RunningSystem:
     urls: dict[str, str]
     data_dir: Path
     output: list[str] = field(default_factory=list)
+    # The default organization's key that ``reelvault up`` prints.
+    api_key: str = ""
 
     @property
     def gateway(self) -> str:
@@ -32,6 +34,17 @@ class RunningSystem:
     @property
     def simulator(self) -> str:
         return self.urls["sora-sim"]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
+        """An HTTP client of the gateway that authenticates with ``key`` (default: the
+        default organization's)."""
+        headers = {"Authorization": f"Bearer {key or self.api_key}"}
+        options.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.gateway, headers=headers, **options)
 
     def logs(self) -> str:
         parts = []
@@ -58,9 +71,11 @@ def reelvault_up(
     *extra_args: str,
     ready_timeout_s: float = 120.0,
     unset: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> Iterator[RunningSystem]:
     """``reelvault up`` with this process's environment plus ``env``, less the variables named
-    in ``unset`` (e.g. ``NATS_URL``, for the embedded servers whatever the shell says)."""
+    in ``unset`` (e.g. ``NATS_URL``, for the embedded servers whatever the shell says), run in
+    ``cwd`` (default: this process's)."""
     argv = [
         str(Path(sys.executable).parent / "reelvault"),
         "up",
@@ -81,6 +96,7 @@ def reelvault_up(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
+        cwd=cwd,
     )
     system = RunningSystem(process, {}, data_dir)
     deadline = time.monotonic() + ready_timeout_s
@@ -91,6 +107,8 @@ def reelvault_up(
             name, _, url = line.strip().partition(" ")
             if url.strip().startswith(("http://", "nats://")):
                 system.urls[name] = url.strip()
+            if name == "api-key":
+                system.api_key = url.strip()
             if line.startswith("logs in"):
                 break
             if time.monotonic() > deadline:

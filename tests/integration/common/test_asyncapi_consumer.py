@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from jsonschema import Draft202012Validator
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from reelvault_common.contracts.events import OrgQuotaExceeded, OrgQuotaWarning
 from reelvault_common.messaging.asyncapi import render
 from reelvault_common.messaging.deadletter import (
     DeadLetter,
@@ -56,12 +59,26 @@ def server_url(document: dict[str, Any], host: str) -> str:
 
 
 def channels_of(document: dict[str, Any], stream: str) -> dict[str, dict[str, Any]]:
-    """Subject -> the message definition, for every channel stored in ``stream``."""
+    """Subject filter -> the message definition, for every channel stored in ``stream`` (a
+    channel parameter such as ``{org}`` becomes a wildcard token: every organization)."""
     return {
-        channel["address"]: resolve(document, next(iter(channel["messages"].values()))["$ref"])
+        re.sub(r"\{[^}]+\}", "*", channel["address"]): resolve(
+            document, next(iter(channel["messages"].values()))["$ref"]
+        )
         for channel in document["channels"].values()
         if channel["x-jetstream"]["stream"] == stream
     }
+
+
+def message_for(by_filter: dict[str, dict[str, Any]], subject: str) -> dict[str, Any]:
+    """The message definition of the one channel whose filter matches ``subject``."""
+    tokens = subject.split(".")
+    (message,) = [
+        message for pattern, message in by_filter.items()
+        if len(pattern.split(".")) == len(tokens)
+        and all(p in ("*", t) for p, t in zip(pattern.split("."), tokens, strict=True))
+    ]
+    return message
 
 
 async def subscribe(
@@ -119,11 +136,14 @@ async def test_outside_consumer_needs_only_the_asyncapi_document(
         publisher_js = publisher_nc.jetstream()
         await ensure_stream(publisher_js, topology)
         await ensure_dead_letter_stream(publisher_js, topology)
-        done, failed = VideoStory(), VideoStory(correlation_id="corr-2")
+        done, failed = VideoStory(), VideoStory(correlation_id="corr-2", org="acme")
+        quota = {"org": "acme", "quota": "videos_per_month", "period": "2026-01",
+                 "used": Decimal("8"), "limit": Decimal("10"), "resets_at": None}
         events = [
             done.requested(), done.requested(), done.started(), done.progressed(40),
             done.progressed(80), done.completed(), done.stored(), done.archive_requested(),
             failed.requested(), failed.failed(stage="request", code="moderation_blocked"),
+            OrgQuotaWarning.crossed(**quota), OrgQuotaExceeded.crossed(**quota),
         ]
         publisher = EventPublisher(publisher_nc, topology)
         for event in events:
@@ -145,9 +165,10 @@ async def test_outside_consumer_needs_only_the_asyncapi_document(
         received = await receive(await subscribe(js, document, stream, "lifecycle"), len(unique))
         seen: set[str] = set()
         for msg in received:
-            message = by_subject[msg.subject]
+            message = message_for(by_subject, msg.subject)
             payload = check(document, message, msg)
             assert payload["type"] == message["title"]
+            assert msg.subject.split(".")[2] == payload["org"]  # <namespace>.events.<org>...
             key = payload[document["x-jetstream"]["consumer"]["idempotency_key"]]
             assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == key
             assert msg.headers["correlation_id"] == payload["correlation_id"]
@@ -175,7 +196,8 @@ async def test_outside_consumer_needs_only_the_asyncapi_document(
         await publish_dead_letter(publisher_js, topology, letter)
         dead_stream = streams["dead_letters"]["name"]
         (dead,) = await receive(await subscribe(js, document, dead_stream, "deadletters"), 1)
-        payload = check(document, channels_of(document, dead_stream)[dead.subject], dead)
+        payload = check(document, message_for(channels_of(document, dead_stream), dead.subject),
+                        dead)
         assert base64.b64decode(payload["payload_b64"]) == original.data
         assert payload["headers"] == original.headers
         await dead.ack()

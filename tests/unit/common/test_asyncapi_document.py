@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from reelvault_common.contracts.events import EVENT_TYPES
+from reelvault_common.contracts.events import EVENT_TYPES, ORG_EVENT_TYPES, event_type_name
 from reelvault_common.messaging.asyncapi import build_document, render
 from reelvault_common.messaging.deadletter import DeadLetter
 from reelvault_common.messaging.topology import Topology
@@ -26,11 +26,43 @@ def test_every_event_has_a_channel_message_and_schema() -> None:
     for cls in EVENT_TYPES:
         name = cls.__name__
         channel = document["channels"][name]
-        assert channel["address"].startswith("ns.video.")
+        assert channel["address"].startswith("ns.events.{org}.video.")
         assert document["components"]["messages"][name]["payload"]["$ref"].endswith(name)
         schema = document["components"]["schemas"][name]
-        assert {"event_id", "video_id", "occurred_at", "correlation_id"} <= set(schema["required"])
+        assert {"event_id", "video_id", "org", "occurred_at", "correlation_id"} <= set(
+            schema["required"]
+        )
     json.dumps(document)  # serialisable as is
+
+
+@pytest.mark.parametrize("cls", ORG_EVENT_TYPES, ids=lambda cls: cls.__name__)
+def test_organization_events_are_described(cls: type) -> None:
+    document = build_document("ns")
+    name = cls.__name__
+    kind = event_type_name(cls)
+    assert document["channels"][name]["address"] == f"ns.events.{{org}}.{kind}"
+    assert document["components"]["messages"][name]["title"] == kind
+    schema = document["components"]["schemas"][name]
+    assert {"event_id", "org", "quota", "period", "used", "limit"} <= set(schema["required"])
+    assert "video_id" not in schema["properties"]
+    assert Topology("ns").subject_filter(kind) in document["x-jetstream"]["streams"]["events"][
+        "subjects"
+    ]
+
+
+def test_the_organization_is_a_channel_parameter_of_every_event_subject() -> None:
+    document = build_document("ns")
+    parameter = document["components"]["parameters"]["org"]
+    assert parameter["location"] == "$message.payload#/org"
+    assert "default" in parameter["examples"]
+    for name, channel in document["channels"].items():
+        if name == "DeadLetters":
+            assert "parameters" not in channel
+            continue
+        assert "{org}" in channel["address"], name
+        assert channel["parameters"] == {"org": {"$ref": "#/components/parameters/org"}}
+    advice = document["x-jetstream"]["consumer"]
+    assert advice["one_organization_filter"] == "ns.events.{org}.>"
 
 
 def test_a_plain_nats_client_finds_server_streams_and_headers() -> None:
@@ -57,7 +89,15 @@ def test_a_plain_nats_client_finds_server_streams_and_headers() -> None:
     for name, operation in document["operations"].items():
         assert "queue" not in operation["bindings"]["nats"], name  # JetStream, not queue groups
         channel = document["channels"][operation["channel"]["$ref"].rsplit("/", 1)[1]]
-        assert operation["x-jetstream"]["filter_subject"] == channel["address"]
+        # Every organization's messages of the channel: the parameter as a wildcard.
+        assert operation["x-jetstream"]["filter_subject"] == channel["address"].replace(
+            "{org}", "*"
+        )
+    assert set(streams["events"]["subjects"]) == {
+        operation["x-jetstream"]["filter_subject"]
+        for operation in document["operations"].values()
+        if operation["x-jetstream"]["stream"] == topology.stream
+    }
 
 
 def test_dead_letters_are_described_with_their_model() -> None:

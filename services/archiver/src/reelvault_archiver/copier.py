@@ -309,6 +309,7 @@ class VideoCopier:
         return Stored(
             VideoStored.new(
                 video_id=job.video_id,
+                org=job.org,
                 correlation_id=job.correlation_id,
                 video=video,
                 thumbnail=thumbnail,
@@ -324,6 +325,7 @@ class VideoCopier:
         return Failed(
             VideoFailed.new(
                 video_id=job.video_id,
+                org=job.org,
                 correlation_id=job.correlation_id,
                 stage="archive",
                 code=give_up.code,

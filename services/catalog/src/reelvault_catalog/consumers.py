@@ -1,7 +1,8 @@
 """The catalog's one durable consumer, declared in one place: the projection.
 
-It takes every lifecycle event of the namespace (``<namespace>.video.>``) and hands it to
-``CatalogHandlers.handle_event``; the ``ConsumerRunner`` does the rest:
+It takes every video lifecycle event of the namespace, of every organization
+(``<namespace>.events.*.video.>``), and hands it to ``CatalogHandlers.handle_event``; the
+``ConsumerRunner`` does the rest:
 
 - a payload that is no lifecycle event (``parse_event`` fails) is terminated at once;
 - an event whose row is not there yet comes back later (``RetryLater``, see ``wait_delay``);
@@ -34,7 +35,9 @@ def projection_durable(topology: Topology) -> str:
 
 
 def projection_subjects(topology: Topology) -> tuple[str, ...]:
-    return (f"{topology.namespace}.video.>",)
+    """Video events only: the stream also holds organization events (``org.quota.*``), which
+    ``parse_event`` does not decode, so taking them here would terminate each one."""
+    return (topology.video_events,)
 
 
 def projection_policy(topology: Topology, settings: ConsumerSettings) -> ConsumerPolicy:

@@ -29,13 +29,13 @@ def started_event(
 ) -> VideoGenerationStarted:
     return VideoGenerationStarted.new(
         video_id=request.video_id,
+        org=request.org,
         correlation_id=request.correlation_id,
         provider_job_id=provider_job_id,
         provider=provider,
         model=request.model,
         seconds=request.seconds,
         size=request.size,
-        org=request.org,
         requested_at=request.occurred_at,
         job_created_at=job_created_at,
     )
@@ -53,21 +53,22 @@ def completed_event(
 ) -> VideoCompleted:
     return VideoCompleted.new(
         video_id=video_id,
+        org=org,
         correlation_id=correlation_id,
         provider_job_id=job.id,
         provider=provider,
         source_url=source_url,
         expires_at=job.expires_at,
-        org=org,
         requested_at=requested_at,
     )
 
 
 def progressed_event(
-    *, video_id: uuid.UUID, correlation_id: str, job: ProviderJob
+    *, video_id: uuid.UUID, org: str, correlation_id: str, job: ProviderJob
 ) -> VideoGenerationProgressed:
     return VideoGenerationProgressed.new(
         video_id=video_id,
+        org=org,
         correlation_id=correlation_id,
         provider_job_id=job.id,
         progress=job.progress,
@@ -77,6 +78,7 @@ def progressed_event(
 def generation_failed(
     *,
     video_id: uuid.UUID,
+    org: str,
     correlation_id: str,
     code: str,
     message: str,
@@ -84,6 +86,7 @@ def generation_failed(
 ) -> VideoFailed:
     return VideoFailed.new(
         video_id=video_id,
+        org=org,
         correlation_id=correlation_id,
         stage="generation",
         code=code,

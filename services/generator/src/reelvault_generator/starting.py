@@ -317,6 +317,7 @@ class JobStarter:
         await self._events.publish(
             generation_failed(
                 video_id=request.video_id,
+                org=request.org,
                 correlation_id=request.correlation_id,
                 code=entry.failure_code or "generation_failed",
                 message=entry.failure_message or "the video could not be generated",

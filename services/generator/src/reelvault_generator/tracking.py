@@ -254,7 +254,8 @@ class JobTracker:
         if self._progress.changed(job.id, job.progress):
             await self._events.publish(
                 progressed_event(
-                    video_id=started.video_id, correlation_id=started.correlation_id, job=job
+                    video_id=started.video_id, org=started.org,
+                    correlation_id=started.correlation_id, job=job,
                 )
             )
             self._progress.remember(job.id, job.progress)
@@ -270,6 +271,7 @@ class JobTracker:
         await self._events.publish(
             generation_failed(
                 video_id=started.video_id,
+                org=started.org,
                 correlation_id=started.correlation_id,
                 code=code,
                 message=message,

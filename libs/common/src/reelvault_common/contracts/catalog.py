@@ -285,7 +285,7 @@ class CatalogRpc(StrEnum):
 
 
 # Which subject each request goes to (``GetStats`` serves both stats and ping).
-RPC_OF: dict[type[_Message], CatalogRpc] = {
+RPC_OF: dict[type[BaseModel], CatalogRpc] = {
     GetVideo: CatalogRpc.GET,
     ListVideos: CatalogRpc.LIST,
     GetStats: CatalogRpc.STATS,

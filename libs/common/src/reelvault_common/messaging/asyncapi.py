@@ -1,8 +1,8 @@
 """The lifecycle events as an AsyncAPI 3.0 document: what consumers in other systems rely on.
 
 Everything a plain NATS client needs is in it: the server, the stream and its limits, the
-subjects, the headers sent with every event, the payload schemas, the dead-letter stream and
-how to name and configure a consumer of one's own. JetStream has no AsyncAPI binding (the NATS
+subjects (with the organization as a channel parameter), the headers sent with every event, the
+payload schemas, the dead-letter stream and how to name and configure a consumer of one's own. JetStream has no AsyncAPI binding (the NATS
 bindings only know a core NATS ``queue``), so its specifics are ``x-jetstream`` extensions.
 Every value is taken from the code that configures the broker, never restated.
 
@@ -20,7 +20,13 @@ from nats.js.api import AckPolicy, DeliverPolicy, DiscardPolicy, Header, StreamC
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from reelvault_common.contracts.events import EVENT_TYPES, SCHEMA_VERSION, event_type_name
+from reelvault_common.contracts.events import (
+    EVENT_TYPES,
+    ORG_EVENT_TYPES,
+    SCHEMA_VERSION,
+    event_type_name,
+)
+from reelvault_common.contracts.tenancy import DEFAULT_ORG, ORG_SLUG_PATTERN
 from reelvault_common.messaging.deadletter import DeadLetter, dead_letter_stream_config
 from reelvault_common.messaging.publisher import CONTENT_TYPE, CORRELATION_HEADER
 from reelvault_common.messaging.topology import Topology
@@ -37,6 +43,8 @@ CONTENT_TYPE_HEADER = "content-type"
 EVENT_HEADERS = "EventHeaders"
 DEAD_LETTER_HEADERS = "DeadLetterHeaders"
 DEAD_LETTERS = "DeadLetters"
+# The channel parameter naming the organization, a token of every event subject.
+ORG_PARAMETER = "org"
 
 _DESCRIPTIONS = {
     "video.requested": "The gateway accepted a request; it is durable in JetStream.",
@@ -46,6 +54,9 @@ _DESCRIPTIONS = {
     "video.archive.requested": "Someone asked to (re-)copy a finished video into storage.",
     "video.stored": "Video (and thumbnail) are in permanent storage, verified by size and sha256.",
     "video.failed": "The video failed at a stage; code and message say why.",
+    "org.quota.warning": "The organization used 80 % of one of its limits in this period.",
+    "org.quota.exceeded": "The organization reached one of its limits: further requests are "
+    "refused until the period resets or the limit is raised.",
 }
 
 
@@ -148,9 +159,11 @@ def _consumer_advice(topology: Topology) -> dict[str, Any]:
         "description": (
             "Create a durable pull consumer of your own on the stream (never bind to one of "
             "ours), ack each message explicitly once handled, and filter it to the subjects "
-            "you need. Delivery is at least once: a message is redelivered until acked, and "
-            "the same fact may arrive more than once, so handle events idempotently by "
-            "event_id. Decoders must ignore unknown fields."
+            "you need: filter_subjects takes every organization's events, "
+            "one_organization_filter only one organization's. Delivery is at least once: a "
+            "message is redelivered until acked, and the same fact may arrive more than "
+            "once, so handle events idempotently by event_id. Decoders must ignore unknown "
+            "fields."
         ),
         "durable_name": EXTERNAL_DURABLE,
         "reserved_durable_names": topology.durable("<service>", "<purpose>"),
@@ -164,6 +177,7 @@ def _consumer_advice(topology: Topology) -> dict[str, Any]:
             ),
         },
         "filter_subjects": topology.stream_subjects,
+        "one_organization_filter": topology.org_events(f"{{{ORG_PARAMETER}}}"),
         "delivery": "at-least-once",
         "idempotency_key": "event_id",
     }
@@ -171,7 +185,7 @@ def _consumer_advice(topology: Topology) -> dict[str, Any]:
 
 def _schemas(topology: Topology) -> dict[str, Any]:
     """The payload schemas of every contract model, plus the two headers schemas."""
-    models: tuple[type[BaseModel], ...] = (*EVENT_TYPES, DeadLetter)
+    models: tuple[type[BaseModel], ...] = (*EVENT_TYPES, *ORG_EVENT_TYPES, DeadLetter)
     _, schema = models_json_schema(
         [(cls, "serialization") for cls in models],
         ref_template="#/components/schemas/{model}",
@@ -187,6 +201,20 @@ def _schemas(topology: Topology) -> dict[str, Any]:
     return schemas
 
 
+def _org_parameter() -> dict[str, Any]:
+    """The ``org`` token of every event subject (an AsyncAPI channel parameter)."""
+    return {
+        "description": (
+            "The organization the event belongs to: its slug, also the payload's org. A slug "
+            f"matches {ORG_SLUG_PATTERN}; events written before organizations existed belong "
+            f"to {DEFAULT_ORG!r}. Subscribe with '*' in its place to take every organization's "
+            "events; NATS permissions on one value grant exactly that organization's."
+        ),
+        "examples": [DEFAULT_ORG, "acme"],
+        "location": f"$message.payload#/{ORG_PARAMETER}",
+    }
+
+
 def _message(key: str, title: str, summary: str, headers: str, payload: str) -> dict[str, Any]:
     return {
         "name": key,
@@ -198,12 +226,17 @@ def _message(key: str, title: str, summary: str, headers: str, payload: str) -> 
     }
 
 
-def _channel(key: str, address: str, stream: str) -> dict[str, Any]:
-    return {
+def _channel(key: str, address: str, stream: str, *, per_org: bool) -> dict[str, Any]:
+    channel: dict[str, Any] = {
         "address": address,
         "messages": {key: {"$ref": f"#/components/messages/{key}"}},
         "x-jetstream": {"stream": stream},
     }
+    if per_org:
+        channel["parameters"] = {
+            ORG_PARAMETER: {"$ref": f"#/components/parameters/{ORG_PARAMETER}"}
+        }
+    return channel
 
 
 def _receive(key: str, summary: str, stream: str, filter_subject: str) -> dict[str, Any]:
@@ -238,21 +271,28 @@ class _Entries:
         self.operations[f"receive{key}"] = operation
 
 
+def _event_kinds() -> list[tuple[str, str]]:
+    """(class name, event type) of every event in the stream: video events, then
+    organization events."""
+    return [(cls.__name__, event_type_name(cls)) for cls in EVENT_TYPES] + [
+        (cls.__name__, event_type_name(cls)) for cls in ORG_EVENT_TYPES
+    ]
+
+
 def _entries(topology: Topology) -> _Entries:
     entries = _Entries()
-    for cls in EVENT_TYPES:
-        kind = event_type_name(cls)
-        key = cls.__name__
-        subject = topology.subject(kind)
+    for key, kind in _event_kinds():
         entries.add(
             key,
             _message(key, kind, _DESCRIPTIONS[kind], EVENT_HEADERS, key),
-            _channel(key, subject, topology.stream),
+            _channel(key, topology.subject(kind, f"{{{ORG_PARAMETER}}}"), topology.stream,
+                     per_org=True),
             _receive(
                 key,
-                f"Consume {kind} from stream {topology.stream} with a durable consumer.",
+                f"Consume {kind} of every organization from stream {topology.stream} with a "
+                f"durable consumer (one organization's: its slug in place of '*').",
                 topology.stream,
-                subject,
+                topology.subject_filter(kind),
             ),
         )
     entries.add(
@@ -266,7 +306,8 @@ def _entries(topology: Topology) -> _Entries:
             DEAD_LETTER_HEADERS,
             DeadLetter.__name__,
         ),
-        _channel(DEAD_LETTERS, topology.dead_letter_subject, topology.dead_letter_stream),
+        _channel(DEAD_LETTERS, topology.dead_letter_subject, topology.dead_letter_stream,
+                 per_org=False),
         _receive(
             DEAD_LETTERS,
             f"Watch stream {topology.dead_letter_stream} (e.g. to alert on it).",
@@ -283,12 +324,15 @@ def _info(topology: Topology, pattern: Topology) -> dict[str, Any]:
         "version": str(SCHEMA_VERSION),
         "description": (
             f"Every lifecycle event is in one JetStream stream, {topology.stream}, on "
-            f"subjects {topology.subject('video.>')}; failures our consumers gave up on "
-            f"are copied to {topology.dead_letter_stream}. Names follow the namespace "
-            f"({pattern.stream}, {pattern.subject('video.>')}). Delivery is at least "
-            "once: consumers must be idempotent (event_id is stable for the same fact). "
-            "Decoders must ignore unknown fields. See x-jetstream for the streams and how "
-            "to set up a consumer of your own."
+            f"subject {topology.subject('<event type>', '<org>')}: the organization it "
+            f"belongs to is a token of its subject, so a NATS permission on "
+            f"{topology.org_events('<org>')} grants exactly one organization's events. "
+            f"Failures our consumers gave up on are copied to {topology.dead_letter_stream}. "
+            f"Names follow the namespace ({pattern.stream}, "
+            f"{pattern.subject('<event type>', '<org>')}). Delivery is at least once: "
+            "consumers must be idempotent (event_id is stable for the same fact). Decoders "
+            "must ignore unknown fields. See x-jetstream for the streams and how to set up a "
+            "consumer of your own."
         ),
     }
 
@@ -299,13 +343,15 @@ def _jetstream(namespace: str, topology: Topology, pattern: Topology) -> dict[st
         "namespace": namespace,
         "names": {
             "stream": pattern.stream,
-            "subjects": pattern.subject("video.>"),
+            "subjects": pattern.subject("<event type>", "<org>"),
+            "organization_subjects": pattern.org_events("<org>"),
             "dead_letter_stream": pattern.dead_letter_stream,
             "dead_letter_subject": pattern.dead_letter_subject,
             "our_durables": pattern.durable("<service>", "<purpose>"),
         },
         "streams": {
-            "events": _stream(topology.stream_config(), "The video lifecycle events."),
+            "events": _stream(topology.stream_config(),
+                             "The lifecycle events of every organization."),
             "dead_letters": _stream(
                 dead_letter_stream_config(topology),
                 "Messages our consumers gave up on (payload schema: DeadLetter).",
@@ -327,7 +373,11 @@ def build_document(namespace: str = "reelvault") -> dict[str, Any]:
         "servers": {"nats": _server(namespace)},
         "channels": entries.channels,
         "operations": entries.operations,
-        "components": {"messages": entries.messages, "schemas": schemas},
+        "components": {
+            "messages": entries.messages,
+            "parameters": {ORG_PARAMETER: _org_parameter()},
+            "schemas": schemas,
+        },
         "x-jetstream": _jetstream(namespace, topology, pattern),
     }
 

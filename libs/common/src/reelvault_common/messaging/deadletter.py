@@ -3,12 +3,14 @@
 On its last allowed delivery (the consumer's ``max_deliver``) a failing message is copied, with
 its original subject, payload, headers and the last error, to the namespace's dead-letter
 stream; the video is marked failed (``code="dead_lettered"``) and the original is terminated.
-``reelvault dead-letters`` lists them and replays them onto their original subject.
+``reelvault dead-letters`` lists them and replays them onto their original subject (which
+names the event's organization).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +20,13 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from reelvault_common.contracts.events import utcnow
+from reelvault_common.contracts.events import (
+    EVENT_TYPES,
+    ORG_EVENT_TYPES,
+    event_type_name,
+    utcnow,
+)
+from reelvault_common.contracts.tenancy import DEFAULT_ORG, is_valid_slug
 from reelvault_common.messaging.nats_client import connect_nats
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.nats_servers import NatsServer
@@ -159,7 +167,7 @@ async def replay_dead_letters(
             headers["Nats-Msg-Id"] = f"replay:{uuid.uuid4()}"
             headers["Reelvault-Replay-Of"] = str(stored.sequence)
             await js.publish(
-                stored.letter.subject,
+                replay_subject(topology, stored.letter),
                 stored.letter.payload,
                 stream=topology.stream,
                 headers=headers,
@@ -169,3 +177,28 @@ async def replay_dead_letters(
         return replayed
     finally:
         await nc.close()
+
+
+_KNOWN_TYPES = frozenset(map(event_type_name, EVENT_TYPES)) | frozenset(
+    map(event_type_name, ORG_EVENT_TYPES)
+)
+
+
+def replay_subject(topology: Topology, letter: DeadLetter) -> str:
+    """Where a replay publishes ``letter``: its original subject. A letter stored before
+    subjects carried the organization (``<namespace>.<event type>``) names a subject the
+    stream no longer takes, so it goes to that event's subject now, in the organization its
+    payload names (the default one for payloads written before organizations existed)."""
+    legacy_prefix = f"{topology.namespace}."
+    kind = letter.subject.removeprefix(legacy_prefix)
+    if kind == letter.subject or kind not in _KNOWN_TYPES:
+        return letter.subject
+    return topology.subject(kind, _org_of(letter.payload))
+
+
+def _org_of(payload: bytes) -> str:
+    try:
+        org = json.loads(payload).get("org", DEFAULT_ORG)
+    except (ValueError, AttributeError):
+        return DEFAULT_ORG
+    return org if isinstance(org, str) and is_valid_slug(org) else DEFAULT_ORG

@@ -122,9 +122,15 @@ class Topology:
         return f"{self.namespace}.events.{org}.>"
 
     @property
+    def video_events(self) -> str:
+        """Every organization's video events, without the organization events
+        (``org.quota.*``): what a consumer that decodes only video events filters on."""
+        return self.subject_filter("video.>")
+
+    @property
     def stream_subjects(self) -> list[str]:
-        kinds = (*EVENT_TYPES, *ORG_EVENT_TYPES)
-        return [self.subject_filter(event_type_name(cls)) for cls in kinds]
+        videos = [self.subject_for(cls) for cls in EVENT_TYPES]
+        return videos + [self.subject_for(cls) for cls in ORG_EVENT_TYPES]
 
     def stream_config(self) -> StreamConfig:
         return StreamConfig(
@@ -202,15 +208,37 @@ class Topology:
 
 
 async def ensure_stream(js: JetStreamContext, topology: Topology) -> None:
-    """Create the lifecycle stream, or bring an existing one in line with the topology."""
+    """Create the lifecycle stream, or bring an existing one in line with the topology.
+
+    A stream made before subjects carried the organization (``<namespace>.video.requested``,
+    ...) gets the current subject list. The server keeps the messages stored under the old
+    subjects until ``max_age`` removes them, but no consumer filters on those subjects any
+    more, so none of them is consumed again: work requested before the upgrade and not yet
+    handled then is never done. Upgrade with the pipeline idle; the warning below counts what
+    was left behind."""
     config = topology.stream_config()
     try:
-        await js.stream_info(topology.stream)
+        info = await js.stream_info(topology.stream)
     except NotFoundError:
         await js.add_stream(config)
         log.info("created stream %s", topology.stream)
         return
+    dropped = set(info.config.subjects or ()) - set(config.subjects or ())
     await js.update_stream(config)
+    if dropped:
+        await _report_dropped_subjects(js, topology.stream, sorted(dropped))
+
+
+async def _report_dropped_subjects(
+    js: JetStreamContext, stream: str, subjects: list[str]
+) -> None:
+    """Log how many stored messages sit under subjects the stream no longer takes."""
+    left = 0
+    for subject in subjects:
+        state = (await js.stream_info(stream, subjects_filter=subject)).state
+        left += sum((state.subjects or {}).values())
+    log.warning("stream %s no longer takes %s; %d stored message(s) under them will not be "
+                "consumed", stream, ", ".join(subjects), left)
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, policy: ConsumerPolicy) -> None:
