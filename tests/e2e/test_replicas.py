@@ -83,7 +83,8 @@ async def test_a_batch_completes_exactly_once_with_two_replicas_of_everything(
     system: RunningSystem,
 ) -> None:
     sim_root = system.simulator.removesuffix("/v1")
-    async with httpx.AsyncClient(base_url=system.gateway, headers=system.auth, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=system.gateway, headers=system.auth,
+                                 timeout=30) as client:
         ids = await asyncio.gather(*(submit(client, i) for i in range(VIDEOS)))
         assert len(set(ids)) == VIDEOS
         videos = await wait_all_terminal(client, ids, timeout_s=180)

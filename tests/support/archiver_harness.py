@@ -149,6 +149,8 @@ class Harness:
         self.nc = nc
         self.js = nc.jetstream()
         self.outcomes: asyncio.Queue[VideoStored | VideoFailed] = asyncio.Queue()
+        # Event id -> the subject it was published on.
+        self.subjects: dict[uuid.UUID, str] = {}
         # A second handle on the same directory: the tests' view of what was stored.
         self.storage = FilesystemStorage(settings.storage_dir, "http://127.0.0.1:8000", b"k")
         self.buckets = Buckets.from_settings(settings)
@@ -157,6 +159,7 @@ class Harness:
         async def collect(msg: Any) -> None:
             event = parse_event(msg.data)
             assert isinstance(event, VideoStored | VideoFailed)
+            self.subjects[event.event_id] = msg.subject
             self.outcomes.put_nowait(event)
 
         # Core subscriptions see every publish, duplicates inside the window included.
@@ -166,7 +169,7 @@ class Harness:
 
     async def publish(self, event: VideoCompleted | VideoArchiveRequested) -> None:
         await self.js.publish(
-            self.topology.subject(event.type), event.model_dump_json().encode(),
+            self.topology.subject(event.type, event.org), event.model_dump_json().encode(),
             headers={"Nats-Msg-Id": str(event.event_id)},
         )
 
@@ -209,18 +212,19 @@ async def running_archiver(settings: ArchiverSettings) -> AsyncIterator[Harness]
 
 
 def completed_event(
-    job_id: str, expires_at: datetime | int | None, *, video_id: uuid.UUID | None = None
+    job_id: str, expires_at: datetime | int | None, *, video_id: uuid.UUID | None = None,
+    org: str = "acme",
 ) -> VideoCompleted:
     if isinstance(expires_at, int):
         expires_at = datetime.fromtimestamp(expires_at, UTC)
     return VideoCompleted.new(
         video_id=video_id or uuid.uuid4(),
+        org=org,
         correlation_id=f"corr-{job_id}",
         provider_job_id=job_id,
         provider="openai",
         # Never fetched: the archiver builds its own URL from OPENAI_BASE_URL.
         source_url=f"http://198.51.100.7/v1/videos/{job_id}/content",
         expires_at=expires_at,
-        org="acme",
         requested_at=REQUESTED_AT,
     )

@@ -37,7 +37,8 @@ async def publish_pending(settings: Any, events: list[Any]) -> None:
     try:
         js = nc.jetstream()
         for event in events:
-            await js.publish(topology.subject(event.type), event.model_dump_json().encode(),
+            await js.publish(topology.subject(event.type, event.org),
+                             event.model_dump_json().encode(),
                              headers={"Nats-Msg-Id": str(event.event_id)})
     finally:
         await nc.close()

@@ -26,12 +26,12 @@ async def test_undecodable_payloads_are_rejected_and_work_goes_on(
     job = await sim.completed_job()
     settings = archiver_settings(service_settings, tmp_path / "storage", sim.base_url)
     async with running_archiver(settings) as h:
-        subject = h.topology.subject("video.completed")
+        subject = h.topology.subject("video.completed", "acme")
         await h.js.publish(subject, b"{not json", headers={"Nats-Msg-Id": "bad-1"})
         # Valid JSON, but another event type on this subject.
         wrong = VideoRequested.new(video_id=completed_event(job.id, job.expires_at).video_id,
-                                   correlation_id="c", prompt="p", model="sora-2", seconds="4",
-                                   size="720x1280")
+                                   org="acme", correlation_id="c", prompt="p", model="sora-2",
+                                   seconds="4", size="720x1280")
         await h.js.publish(subject, wrong.model_dump_json().encode(),
                            headers={"Nats-Msg-Id": "bad-2"})
         await h.publish(completed_event(job.id, job.expires_at))
@@ -66,7 +66,7 @@ async def test_copy_failing_past_the_last_delivery_is_dead_lettered(
         letters = await list_dead_letters(settings.nats_url, h.topology)
         assert len(letters) == 1
         assert letters[0].letter.deliveries == 3
-        assert letters[0].letter.subject == h.topology.subject("video.completed")
+        assert letters[0].letter.subject == h.topology.subject("video.completed", "acme")
         assert "503" in letters[0].letter.error
     assert (await sim.faults())["injected"].get("content_error") == 3
 

@@ -52,17 +52,20 @@ async def test_completed_video_is_stored_with_the_served_bytes(
     thumb_sha, thumb_size = await sim.sha256(job.id, "thumbnail")
     settings = archiver_settings(service_settings, tmp_path / "storage", sim.base_url)
     async with running_archiver(settings) as h:
-        event = completed_event(job.id, job.expires_at)
+        event = completed_event(job.id, job.expires_at, org="globex")
         await h.publish(event)
         outcome = await h.next_outcome()
 
         assert isinstance(outcome, VideoStored), outcome
         assert outcome.video_id == event.video_id
         assert outcome.correlation_id == event.correlation_id
+        # The completion's organization: in the event, its subject and the storage keys.
+        assert outcome.org == "globex"
+        assert h.subjects[outcome.event_id] == h.topology.subject("video.stored", "globex")
         assert outcome.provider_job_id == job.id
         assert outcome.video.bucket == "videos"
-        assert outcome.video.key == video_key("acme", REQUESTED_AT, event.video_id)
-        assert outcome.video.key.startswith("acme/2026/03/")
+        assert outcome.video.key == video_key("globex", REQUESTED_AT, event.video_id)
+        assert outcome.video.key.startswith("globex/2026/03/")
         assert outcome.video.content_type == "video/mp4"
         assert (outcome.video.bytes, outcome.video.sha256) == (served_size, served_sha)
         assert outcome.video.url is None  # private bucket: signed links only
@@ -100,8 +103,8 @@ async def test_redelivered_event_reuses_the_key_and_reports_the_same_result(
         assert len(h.stored_files()) == 2  # one video, one thumbnail
         stream = await h.js.stream_info(h.topology.stream, subjects_filter=">")
         assert stream.state.subjects is not None
-        assert stream.state.subjects.get(h.topology.subject_for(VideoStored)) == 1
-        assert h.topology.subject_for(VideoFailed) not in stream.state.subjects
+        assert stream.state.subjects.get(h.topology.subject("video.stored", "acme")) == 1
+        assert h.topology.subject("video.failed", "acme") not in stream.state.subjects
     # Video twice (every delivery re-verifies against the provider), thumbnail once: the second
     # run finds it stored at its deterministic key and reuses it.
     assert await sim.content_calls() == 3
@@ -116,9 +119,9 @@ async def test_rearchive_request_goes_through_the_same_copy(
     async with running_archiver(settings) as h:
         assert job.expires_at is not None
         request = VideoArchiveRequested.new(
-            video_id=uuid.uuid4(), correlation_id="corr-re", provider="openai",
+            video_id=uuid.uuid4(), org="acme", correlation_id="corr-re", provider="openai",
             provider_job_id=job.id, expires_at=datetime.fromtimestamp(job.expires_at, UTC),
-            org="acme", requested_at=REQUESTED_AT,
+            requested_at=REQUESTED_AT,
         )
         await h.publish(request)
         outcome = await h.next_outcome()

@@ -98,14 +98,14 @@ async def test_memory_archiving_a_100mb_video_keeps_rss_flat(
             assert served_size == VIDEO_BYTES
             assert job.expires_at is not None
             event = VideoCompleted.new(
-                video_id=uuid.uuid4(), correlation_id="mem", provider_job_id=job.id,
-                provider="openai", source_url="unused", org="acme",
+                video_id=uuid.uuid4(), org="acme", correlation_id="mem", provider_job_id=job.id,
+                provider="openai", source_url="unused",
                 expires_at=datetime.fromtimestamp(job.expires_at, UTC),
                 requested_at=datetime.now(UTC),
             )
             started = time.perf_counter()
             await nc.jetstream().publish(
-                topology.subject(event.type), event.model_dump_json().encode(),
+                topology.subject(event.type, event.org), event.model_dump_json().encode(),
                 headers={"Nats-Msg-Id": str(event.event_id)},
             )
             outcome = await asyncio.wait_for(outcomes.get(), 30)

@@ -83,8 +83,9 @@ async def test_sigterm_lets_a_download_in_flight_finish_and_exits_0(
         await archiver.wait_for_log("archiver ready")
         await sim.push_faults({"kind": "slow_response", "route": "content", "delay_s": 2.0})
         event = completed_event(job.id, job.expires_at, video_id=None)
-        await nc.jetstream().publish(topology.subject(event.type), event.model_dump_json()
-                                     .encode(), headers={"Nats-Msg-Id": str(event.event_id)})
+        await nc.jetstream().publish(topology.subject(event.type, event.org),
+                                     event.model_dump_json().encode(),
+                                     headers={"Nats-Msg-Id": str(event.event_id)})
 
         async def downloading() -> bool:
             return await sim.content_calls() > 0
@@ -113,8 +114,9 @@ async def test_sigterm_hands_back_a_download_longer_than_the_grace(
     async with service_process("archiver-1", "reelvault_archiver", env, tmp_path) as first:
         await first.wait_for_log("archiver ready")
         await sim.push_faults({"kind": "slow_response", "route": "content", "delay_s": 8.0})
-        await nc.jetstream().publish(topology.subject(event.type), event.model_dump_json()
-                                     .encode(), headers={"Nats-Msg-Id": str(event.event_id)})
+        await nc.jetstream().publish(topology.subject(event.type, event.org),
+                                     event.model_dump_json().encode(),
+                                     headers={"Nats-Msg-Id": str(event.event_id)})
 
         async def downloading() -> bool:
             return await sim.content_calls() > 0

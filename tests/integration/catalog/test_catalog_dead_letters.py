@@ -73,7 +73,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30
 
 async def video_of(publisher: Producer, topology: Topology, video_id: uuid.UUID
                    ) -> VideoRecord | None:
-    request = GetVideo(video_id=video_id).model_dump_json().encode()
+    request = GetVideo(org="default", video_id=video_id).model_dump_json().encode()
     reply = await publisher.nc.request(topology.rpc_get, request, timeout=5)
     answer = RpcReply.model_validate_json(reply.data)
     return answer.video

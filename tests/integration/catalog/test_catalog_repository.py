@@ -63,7 +63,7 @@ async def test_concurrent_progress_never_loses_the_highest_value(
     await asyncio.gather(*(
         replicas[i % 2].apply(story.progressed(value)) for i, value in enumerate(values)
     ))
-    video = await replicas[1].get(story.video_id)
+    video = await replicas[1].get(story.org, story.video_id)
     assert video is not None
     assert video.progress == 60
     assert video.status == "processing"
@@ -79,7 +79,7 @@ async def test_stored_and_failed_racing_end_completed(replicas: list[CatalogRepo
             replicas[1].apply(story.progressed(70)),
             replicas[0].apply(story.started()),
         )
-        video = await replicas[0].get(story.video_id)
+        video = await replicas[0].get(story.org, story.video_id)
         assert video is not None
         assert video.status == "completed"
         assert video.progress == 100

@@ -53,8 +53,8 @@ class CatalogClient:
         reply = await self.nc.request(subject, data, timeout=5)
         return RpcReply.model_validate_json(reply.data)
 
-    async def get(self, video_id: uuid.UUID) -> RpcReply:
-        return await self.call(self.topology.rpc_get, GetVideo(video_id=video_id))
+    async def get(self, video_id: uuid.UUID, org: str = "default") -> RpcReply:
+        return await self.call(self.topology.rpc_get, GetVideo(org=org, video_id=video_id))
 
     async def video(self, video_id: uuid.UUID) -> VideoRecord:
         reply = await self.get(video_id)
@@ -62,12 +62,14 @@ class CatalogClient:
         assert reply.video is not None
         return reply.video
 
-    async def list_all(self, **params: Any) -> tuple[list[VideoRecord], int]:
+    async def list_all(self, org: str = "default", **params: Any
+                       ) -> tuple[list[VideoRecord], int]:
         """Every page in turn; returns the items and how many pages it took."""
         items: list[VideoRecord] = []
         cursor = None
         for pages in range(1, 1000):
-            reply = await self.call(self.topology.rpc_list, ListVideos(cursor=cursor, **params))
+            reply = await self.call(self.topology.rpc_list,
+                                    ListVideos(org=org, cursor=cursor, **params))
             assert reply.ok, reply
             assert reply.page is not None
             items.extend(reply.page.items)
@@ -303,7 +305,7 @@ async def test_unknown_id_is_not_found(client: CatalogClient) -> None:
 
 @pytest.mark.parametrize("cursor", ["garbage", "Zm9vYmFy", ""])
 async def test_a_bad_cursor_is_invalid_cursor(client: CatalogClient, cursor: str) -> None:
-    reply = await client.call(client.topology.rpc_list, ListVideos(cursor=cursor))
+    reply = await client.call(client.topology.rpc_list, ListVideos(org="default", cursor=cursor))
     assert not reply.ok
     assert reply.error is not None
     assert reply.error.code == "invalid_cursor"
@@ -311,11 +313,12 @@ async def test_a_bad_cursor_is_invalid_cursor(client: CatalogClient, cursor: str
 
 @pytest.mark.parametrize(("rpc", "payload"), [
     ("get", b"not json"),
-    ("get", b'{"video_id": "not-a-uuid"}'),
+    ("get", b'{"org": "default", "video_id": "not-a-uuid"}'),
     ("get", b""),
-    ("list", b'{"limit": 0}'),
-    ("list", b'{"limit": 101}'),
-    ("list", b'{"status": "archived"}'),
+    ("list", b""),
+    ("list", b'{"org": "default", "limit": 0}'),
+    ("list", b'{"org": "default", "limit": 101}'),
+    ("list", b'{"org": "default", "status": "archived"}'),
     ("list", b"[1, 2"),
     ("stats", b"\xff\xfe"),
 ])
@@ -340,7 +343,7 @@ async def test_a_poison_payload_is_rejected_and_does_not_block_later_events(
     # echoing the payload (a prompt may carry anything).
     caplog.set_level(logging.ERROR, logger="reelvault_common.messaging.consumer")
     js = client.nc.jetstream()
-    subject = client.topology.subject("video.requested")
+    subject = client.topology.subject("video.requested", "default")
     secret = "sk-live-should-not-be-logged"
     for payload in (b"{not json at all", b'{"type": "video.requested", "prompt": ""}',
                     f'{{"type": "video.requested", "prompt": "{secret}"}}'.encode()):

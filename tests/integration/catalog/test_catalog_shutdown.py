@@ -63,7 +63,8 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def publish(nc: NatsClient, topology: Topology, event: object) -> None:
     await nc.jetstream().publish(
-        topology.subject(str(event.type)), event.model_dump_json().encode(),  # type: ignore[attr-defined]
+        topology.subject(str(event.type), str(event.org)),  # type: ignore[attr-defined]
+        event.model_dump_json().encode(),  # type: ignore[attr-defined]
         stream=topology.stream, headers={"Nats-Msg-Id": str(event.event_id)})  # type: ignore[attr-defined]
 
 

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 Handle = Callable[[VideoRequested, Delivery], Awaitable[None]]
 
 
-def requested() -> VideoRequested:
-    return VideoRequested.new(video_id=uuid.uuid4(), correlation_id="corr", prompt="p",
+def requested(org: str = "acme") -> VideoRequested:
+    return VideoRequested.new(video_id=uuid.uuid4(), org=org, correlation_id="corr", prompt="p",
                               model="sora-2", seconds="4", size="720x1280")
 
 
@@ -51,7 +51,7 @@ class Rig:
 
     def policy(self, **rules: Any) -> ConsumerPolicy:
         return ConsumerPolicy(self.topology.durable("test", "work"),
-                              (self.topology.subject("video.requested"),), **rules)
+                              (self.topology.subject_for(VideoRequested),), **rules)
 
     async def run(self, handle: Handle, *, policy: ConsumerPolicy | None = None,
                   grace_s: float = 5.0, **options: Any) -> ConsumerRunner:
@@ -104,6 +104,26 @@ async def test_a_returning_handler_acks_once(rig: Rig) -> None:
     await rig.settled(rig.policy().durable)
 
 
+async def test_one_consumer_takes_every_organizations_events_on_their_subjects(
+    rig: Rig,
+) -> None:
+    seen: dict[uuid.UUID, tuple[str, str]] = {}
+
+    async def handle(event: VideoRequested, delivery: Delivery) -> None:
+        seen[event.video_id] = (event.org, delivery.subject)
+
+    await rig.run(handle)
+    events = [requested("acme"), requested("globex"), requested("default")]
+    for event in events:
+        await rig.publisher.publish(event)
+    await eventually(lambda: len(seen) == len(events))
+    assert seen == {
+        event.video_id: (event.org, rig.topology.subject("video.requested", event.org))
+        for event in events
+    }
+    await rig.settled(rig.policy().durable)
+
+
 async def test_retry_later_redelivers_after_its_delay(rig: Rig) -> None:
     times: list[float] = []
 
@@ -130,7 +150,7 @@ async def test_reject_and_undecodable_payloads_are_terminated(rig: Rig) -> None:
     await rig.run(handle, policy=policy)
     await rig.publisher.publish(requested())
     js = rig.connection.jetstream()
-    await js.publish(rig.topology.subject("video.requested"), b"{not json",
+    await js.publish(rig.topology.subject("video.requested", "acme"), b"{not json",
                      stream=rig.topology.stream)
     await eventually(lambda: len(calls) == 1)
     await asyncio.sleep(1.5)  # past ack_wait: a message not terminated would come back
@@ -165,11 +185,12 @@ async def test_a_failure_is_retried_then_dead_lettered_with_the_service_hook(rig
     assert (stored.letter.consumer, stored.letter.deliveries) == (policy.durable, 3)
     assert "ValueError: cannot digest this" in stored.letter.error
     assert parse_event(stored.letter.payload) == event
+    assert stored.letter.subject == rig.topology.subject("video.requested", event.org)
     failed = parse_event((await rig.connection.jetstream().get_last_msg(
-        rig.topology.stream, rig.topology.subject("video.failed"))).data)
+        rig.topology.stream, rig.topology.subject("video.failed", event.org))).data)
     assert isinstance(failed, VideoFailed)
-    assert (failed.video_id, failed.code, failed.stage) == (event.video_id, "dead_lettered",
-                                                            "generation")
+    assert (failed.video_id, failed.code, failed.stage, failed.org) == (
+        event.video_id, "dead_lettered", "generation", event.org)
     await rig.settled(policy.durable)
 
 

@@ -4,6 +4,7 @@ error, the video is marked failed, and a replay puts it back on its original sub
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import nats
@@ -32,16 +33,18 @@ async def test_a_dead_letter_replayed_after_the_fix_is_handled(
 ) -> None:
     topology = Topology.from_settings(service_settings)
     policy = ConsumerPolicy(topology.durable("test", "poison"),
-                            (topology.subject("video.requested"),), ack_wait_s=2, max_deliver=3)
+                            (topology.subject_for(VideoRequested),), ack_wait_s=2, max_deliver=3)
     await prepare_topology(service_settings, topology, [policy])
     connection = await nats.connect(service_settings.nats_url)
     publisher = EventPublisher(connection, topology)
     attempts: list[int] = []
+    subjects: list[str] = []
     healed = asyncio.Event()
     fail = True
 
     async def handle(event: VideoRequested, delivery: Delivery) -> None:
         attempts.append(delivery.attempt)
+        subjects.append(delivery.subject)
         if fail:
             raise ValueError("cannot digest this")
         healed.set()
@@ -51,8 +54,9 @@ async def test_a_dead_letter_replayed_after_the_fix_is_handled(
     runner = ConsumerRunner(connection, topology, [consumer])
     await runner.start()
     try:
-        event = VideoRequested.new(video_id=uuid.uuid4(), correlation_id="corr-1", prompt="p",
-                                   model="sora-2", seconds="4", size="720x1280")
+        event = VideoRequested.new(video_id=uuid.uuid4(), org="acme", correlation_id="corr-1",
+                                   prompt="p", model="sora-2", seconds="4", size="720x1280")
+        original = topology.subject("video.requested", "acme")
         await publisher.publish(event)
 
         async def buried() -> bool:
@@ -62,11 +66,13 @@ async def test_a_dead_letter_replayed_after_the_fix_is_handled(
         assert attempts == [1, 2, 3]  # exactly max_deliver attempts, no hot loop beyond it
         [stored] = await list_dead_letters(service_settings.nats_url, topology)
         assert stored.letter.video_id == event.video_id
+        assert stored.letter.subject == original
 
         fail = False
         replayed = await replay_dead_letters(service_settings.nats_url, topology)
         assert replayed == [stored.sequence]
         await asyncio.wait_for(healed.wait(), 10)
+        assert subjects == [original] * 4  # the replay went back to the organization's subject
         assert await list_dead_letters(service_settings.nats_url, topology) == []
     finally:
         await runner.stop()
@@ -94,6 +100,7 @@ async def test_cli_lists_and_replays(
         await ensure_dead_letter_stream(js, topology)
         event = VideoRequested.new(
             video_id=uuid.uuid4(),
+            org="acme",
             correlation_id="c",
             prompt="p",
             model="sora-2",
@@ -105,7 +112,7 @@ async def test_cli_lists_and_replays(
             topology,
             DeadLetter.of(
                 consumer="c1",
-                subject=topology.subject("video.requested"),
+                subject=topology.subject("video.requested", "acme"),
                 stream_sequence=7,
                 deliveries=5,
                 payload=event.model_dump_json().encode(),
@@ -136,8 +143,40 @@ async def test_cli_lists_and_replays(
     nc = await nats.connect(service_settings.nats_url)
     try:
         replayed = await nc.jetstream().get_last_msg(
-            topology.stream, topology.subject("video.requested")
+            topology.stream, topology.subject("video.requested", "acme")
         )
         assert parse_event(replayed.data) == event
+    finally:
+        await nc.close()
+
+
+async def test_a_dead_letter_from_before_organizations_is_replayed_onto_the_new_subject(
+    service_settings: ServiceSettings,
+) -> None:
+    """A letter stored under the old subject (``<namespace>.video.requested``) names a subject
+    the stream no longer takes: it is replayed onto its organization's subject instead."""
+    from reelvault_common.messaging.deadletter import DeadLetter, publish_dead_letter
+
+    topology = Topology.from_settings(service_settings)
+    await prepare_topology(service_settings, topology)
+    event = VideoRequested.new(video_id=uuid.uuid4(), org="acme", correlation_id="c",
+                               prompt="p", model="sora-2", seconds="4", size="720x1280")
+    legacy = event.model_dump(mode="json")
+    del legacy["org"]  # written before events carried it: the default organization's
+    nc = await nats.connect(service_settings.nats_url)
+    try:
+        js = nc.jetstream()
+        await publish_dead_letter(js, topology, DeadLetter.of(
+            consumer="c1", subject=f"{topology.namespace}.video.requested", stream_sequence=3,
+            deliveries=5, payload=json.dumps(legacy).encode(), headers={}, error="boom",
+            video_id=event.video_id,
+        ))
+        [stored] = await list_dead_letters(service_settings.nats_url, topology)
+        assert await replay_dead_letters(service_settings.nats_url, topology) == [stored.sequence]
+        replayed = await js.get_last_msg(topology.stream, topology.subject("video.requested",
+                                                                           "default"))
+        decoded = parse_event(replayed.data)
+        assert (decoded.event_id, decoded.org) == (event.event_id, "default")
+        assert await list_dead_letters(service_settings.nats_url, topology) == []
     finally:
         await nc.close()

@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, SecretStr
 from reelvault_common.contracts.events import VideoEvent, parse_event
+from reelvault_common.contracts.tenancy import DEFAULT_ORG
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_gateway.app import create_app
@@ -54,20 +55,36 @@ def storage_of(settings: GatewaySettings) -> FilesystemStorage:
     return FilesystemStorage(settings.storage_dir, settings.public_base_url, key)
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @dataclass
 class RunningGateway:
     app: FastAPI
+    # Authenticates with ``key`` (when one was given).
     client: httpx.AsyncClient
     settings: GatewaySettings
+    key: str | None = None
+
+    def client_for(self, key: str | None = None) -> httpx.AsyncClient:
+        """Another client of the same app (``key``: its API key; None: none)."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(self.app), base_url=BASE_URL,
+                                 timeout=30, headers=bearer(key) if key else None)
 
 
 @asynccontextmanager
-async def run_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+async def run_gateway(
+    settings: GatewaySettings, key: str | None = None
+) -> AsyncIterator[RunningGateway]:
+    """The app with its lifespan; ``client`` sends ``key`` as its bearer credential."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=30) as client:
-            yield RunningGateway(app, client, settings)
+        headers = bearer(key) if key else None
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=30,
+                                     headers=headers) as client:
+            yield RunningGateway(app, client, settings, key)
 
 
 class StreamProbe:
@@ -85,15 +102,18 @@ class StreamProbe:
             return 0
         return int(info.state.messages)
 
-    async def last(self, event_type: str) -> tuple[VideoEvent, dict[str, str]]:
-        raw = await self.js.get_last_msg(self.topology.stream, self.topology.subject(event_type))
+    async def last(
+        self, event_type: str, org: str = DEFAULT_ORG
+    ) -> tuple[VideoEvent, dict[str, str]]:
+        subject = self.topology.subject(event_type, org)
+        raw = await self.js.get_last_msg(self.topology.stream, subject)
         assert raw.data is not None
         return parse_event(raw.data), dict(raw.headers or {})
 
     async def publish(self, event: BaseModel) -> None:
         """Publish a lifecycle event as the other services do (``Nats-Msg-Id`` = event id)."""
         await self.js.publish(
-            self.topology.subject(str(getattr(event, "type"))),  # noqa: B009
+            self.topology.subject(str(getattr(event, "type")), str(getattr(event, "org"))),  # noqa: B009
             event.model_dump_json().encode(),
             stream=self.topology.stream,
             headers={"Nats-Msg-Id": str(getattr(event, "event_id"))},  # noqa: B009

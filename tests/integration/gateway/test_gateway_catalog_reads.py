@@ -1,6 +1,7 @@
 """The gateway with the real catalog service (Postgres) on a real JetStream: a video is readable
 right after the 202, lists page newest first, the content link redirects to a signed URL that
-works (and a tampered one does not), and the seed app's /api routes behave as in the seed."""
+works (and a tampered one does not), and the seed app's /api routes behave as in the seed. The
+gateway authenticates with a key the catalog made; another organization's key sees nothing."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ from reelvault_common.contracts.events import (
 from reelvault_common.storage.layout import thumbnail_key, video_key
 
 from tests.support.gateway_fakes import image_bytes
+from tests.support.tenancy import create_key, create_org
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gateway(catalog_gateway: RunningGateway) -> RunningGateway:
+    return catalog_gateway
 
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # stands in for an MP4
 
@@ -71,7 +78,8 @@ class Provider:
 
     async def load_request(self) -> None:
         raw = await self.stream.js.get_last_msg(
-            self.stream.topology.stream, self.stream.topology.subject("video.requested")
+            self.stream.topology.stream,
+            self.stream.topology.subject("video.requested", "default"),
         )
         event = VideoRequested.model_validate_json(raw.data or b"")
         assert event.video_id == self.video_id
@@ -124,6 +132,7 @@ class Provider:
         await self.stream.publish(
             VideoStored.new(
                 video_id=self.video_id,
+                org="default",
                 correlation_id="test",
                 video=video,
                 provider_job_id=self.job_id,
@@ -368,3 +377,35 @@ async def test_catalog_service_stopping_makes_reads_503(
     not_ready = await client.get("/readyz")
     assert not_ready.status_code == 503
     assert not_ready.json()["error"]["details"]["checks"]["catalog"] == "unavailable"
+
+
+async def test_another_organization_sees_none_of_it(
+    gateway: RunningGateway, nats_url: str, namespace: str
+) -> None:
+    client = gateway.client
+    image = await upload(client, "/v1/uploads", (30, 30, 200))
+    created = await client.post("/v1/videos", json={"prompt": "default's own"})
+    assert created.status_code == 202, created.text
+    video_id = created.json()["id"]
+    await create_org(nats_url, namespace, "acme")
+    async with gateway.client_for(await create_key(nats_url, namespace, "acme")) as acme:
+        for answer in (
+            await acme.get(f"/v1/videos/{video_id}"),
+            await acme.get(f"/v1/videos/{video_id}/content"),
+            await acme.post("/api/check-video", json={"id": video_id}),
+            await acme.post("/api/download-and-store-video", json={"id": video_id}),
+        ):
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["error"]["code"] == "not_found"
+        listed = await acme.get("/v1/videos")
+        assert listed.status_code == 200 and listed.json()["data"] == []
+        assert (await acme.get("/api/list-videos")).json()["videos"] == []
+        borrowed = await acme.post("/v1/videos", json={"prompt": "p",
+                                                      "reference_images": [image["key"]]})
+        assert borrowed.status_code == 422, borrowed.text
+        assert borrowed.json()["error"]["code"] == "unknown_upload"
+        own = await acme.post("/v1/videos", json={"prompt": "acme's own"})
+        assert own.status_code == 202, own.text
+        mine = (await acme.get("/v1/videos")).json()["data"]
+        assert [v["id"] for v in mine] == [own.json()["id"]]
+    assert [v["id"] for v in (await client.get("/v1/videos")).json()["data"]] == [video_id]

@@ -1,11 +1,13 @@
 """``Idempotency-Key`` on ``POST /v1/videos`` and ``POST /api/create-video`` against the real
 NATS KV bucket and stream: a repeat gets the same video and requests nothing new, another body
 under the key is a 409, keys are per client and kept >= 24 h, two racing requests make one
-video, and a publish that fails after the key was reserved is finished by the retry."""
+video, and a publish that fails after the key was reserved is finished by the retry. A catalog
+double answers the key lookups and quota reservations."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,12 @@ from gateway_harness import RunningGateway, StreamProbe, gateway_settings, run_g
 from nats.js.api import PubAck
 from pydantic import BaseModel
 from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.contracts.tenancy import public_id_of
 from reelvault_common.messaging.topology import Topology
 from reelvault_gateway.broker import BrokerUnavailable
-from reelvault_gateway.idempotency import IdempotencyRecord, scope_of
+from reelvault_gateway.idempotency import IdempotencyRecord, client_identity, scope_of
+
+from tests.support.gateway_fakes import CatalogDouble, ServedDouble
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +31,12 @@ BODY = {"prompt": "a lighthouse, once", "model": "sora-2", "seconds": "4", "size
 
 
 @pytest.fixture
-async def gateway(nats_url: str, namespace: str, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+async def gateway(
+    nats_url: str, namespace: str, tmp_path: Path, served: ServedDouble, key: str
+) -> AsyncIterator[RunningGateway]:
     # No catalog here: answer right after the stream's ack instead of waiting for it.
     settings = gateway_settings(nats_url, namespace, tmp_path, create_visibility_timeout_s=0)
-    async with run_gateway(settings) as running:
+    async with run_gateway(settings, key) as running:
         yield running
 
 
@@ -79,18 +86,23 @@ async def test_same_key_with_another_body_is_a_409_and_requests_nothing(
     assert await requested_ids(stream) == [first.json()["id"]]
 
 
-async def test_keys_are_per_client(gateway: RunningGateway, stream: StreamProbe) -> None:
-    alice = await create(gateway, "shared-key", Authorization="Bearer alice-token")
-    bob = await create(gateway, "shared-key", Authorization="Bearer bob-token")
-    alice_again = await create(gateway, "shared-key", Authorization="Bearer alice-token")
-    assert alice.status_code == bob.status_code == alice_again.status_code == 202
-    assert alice.json()["id"] != bob.json()["id"]
+async def test_keys_are_per_api_key_and_organization(
+    gateway: RunningGateway, stream: StreamProbe, double: CatalogDouble
+) -> None:
+    alice_key, bob_key, carol_key = double.add_key(), double.add_key(), double.add_key("acme")
+
+    async def as_(key: str, body: dict[str, Any] = BODY) -> httpx.Response:
+        return await create(gateway, "shared-key", body, Authorization=f"Bearer {key}")
+
+    alice, bob, carol = await as_(alice_key), await as_(bob_key), await as_(carol_key)
+    alice_again = await as_(alice_key)
+    assert {a.status_code for a in (alice, bob, carol, alice_again)} == {202}
+    assert len({alice.json()["id"], bob.json()["id"], carol.json()["id"]}) == 3
     assert alice_again.json()["id"] == alice.json()["id"]
-    # Bob may use his key for another body; Alice's record is untouched by it.
-    bob_other = await create(gateway, "shared-key", {**BODY, "prompt": "bob's"},
-                             Authorization="Bearer bob-token")
-    assert bob_other.status_code == 409
-    assert len(await requested_ids(stream)) == 2
+    assert carol.json()["org"] == "acme"
+    # Bob's record under the key is his own: another body is a conflict for him only.
+    assert (await as_(bob_key, {**BODY, "prompt": "bob's"})).status_code == 409
+    assert len(await requested_ids(stream)) == 3
 
 
 async def test_the_seed_route_takes_the_key_too(gateway: RunningGateway,
@@ -128,7 +140,10 @@ async def test_keys_are_kept_at_least_a_day_and_hold_a_hash_of_the_body(
     assert record.state == "done"
     assert str(record.video_id) == first.json()["id"]
     assert len(record.fingerprint) == 64 and BODY["prompt"] not in record.fingerprint
-    assert key == scope_of("addr:127.0.0.1", "kept")
+    assert gateway.key is not None
+    public_id = public_id_of(gateway.key)
+    assert public_id is not None
+    assert key == scope_of(client_identity("default", public_id), "kept")
 
 
 async def test_a_malformed_key_is_a_400(gateway: RunningGateway, stream: StreamProbe) -> None:
@@ -159,7 +174,7 @@ class FlakyEvents:
 
 @pytest.mark.parametrize("landed", [False, True])
 async def test_a_publish_failing_after_the_key_was_reserved_is_finished_by_the_retry(
-    gateway: RunningGateway, stream: StreamProbe, landed: bool
+    gateway: RunningGateway, stream: StreamProbe, double: CatalogDouble, landed: bool
 ) -> None:
     context = gateway.app.state.context
     context.events = FlakyEvents(context.events, landed=landed)
@@ -179,6 +194,9 @@ async def test_a_publish_failing_after_the_key_was_reserved_is_finished_by_the_r
     assert headers["Nats-Msg-Id"] == str(event.event_id)
     assert (await create(gateway, "flaky-1")).json() == retried.json()
     assert len(await requested_ids(stream)) == 1
+    # The quota counted the video once, and kept it through the failure (no release).
+    assert double.reserved["default"] == {uuid.UUID(video_id)}
+    assert double.released == []
 
 
 class CountingStore:

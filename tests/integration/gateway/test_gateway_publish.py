@@ -1,12 +1,13 @@
-"""The gateway on a real JetStream (no catalog running): uploads into filesystem storage,
-requests acknowledged by the stream before the 202, bad input and an unreachable broker
-leaving the stream untouched."""
+"""The gateway on a real JetStream (no catalog's read side: a double answers only key lookups
+and quota reservations): uploads into filesystem storage, requests acknowledged by the stream
+before the 202, bad input and an unreachable broker leaving the stream untouched."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,20 @@ from reelvault_common.messaging.topology import Topology
 from reelvault_gateway.settings import GatewaySettings
 
 from reelvault.embedded import NatsServer, free_port
-from tests.support.gateway_fakes import image_bytes, noisy_image_bytes
+from tests.support.gateway_fakes import (
+    KEYS_AND_QUOTAS,
+    CatalogDouble,
+    image_bytes,
+    noisy_image_bytes,
+    serve_catalog_double,
+)
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def double_rpcs() -> Collection[str] | None:
+    return KEYS_AND_QUOTAS
 
 
 async def upload(client: httpx.AsyncClient, data: bytes, name: str = "img.png") -> httpx.Response:
@@ -140,11 +152,12 @@ async def test_create_answers_202_after_the_event_is_on_the_stream(
     assert video["reference_image_keys"] == keys
 
 
+@pytest.mark.usefixtures("served")
 async def test_slow_catalog_does_not_fail_the_request(
-    nats_url: str, namespace: str, tmp_path: Path, stream: StreamProbe
+    nats_url: str, namespace: str, tmp_path: Path, stream: StreamProbe, key: str
 ) -> None:
     settings = gateway_settings(nats_url, namespace, tmp_path, create_visibility_timeout_s=0.5)
-    async with run_gateway(settings) as gateway:
+    async with run_gateway(settings, key) as gateway:
         started = time.monotonic()
         response = await gateway.client.post("/v1/videos", json={"prompt": "p"})
         elapsed = time.monotonic() - started
@@ -227,18 +240,19 @@ async def test_bad_requests_are_4xx_and_publish_nothing(
 
 
 async def test_broker_unreachable_at_start_gives_503_and_not_ready(
-    nats_url: str, namespace: str, tmp_path: Path, stream: StreamProbe
+    nats_url: str, namespace: str, tmp_path: Path, stream: StreamProbe, key: str
 ) -> None:
     closed = f"nats://127.0.0.1:{free_port()}"
     settings = gateway_settings(closed, namespace, tmp_path, broker_connect_wait_s=0.2)
-    async with run_gateway(settings) as gateway:
+    async with run_gateway(settings, key) as gateway:
         client = gateway.client
         assert (await client.get("/healthz")).status_code == 200
         ready = assert_error(await client.get("/readyz"), 503, "not_ready")
         assert ready["details"]["checks"]["broker"] == "disconnected"
         started = time.monotonic()
+        # The key cannot be checked without the catalog: refused (fail closed), not let in.
         assert_error(
-            await client.post("/v1/videos", json={"prompt": "p"}), 503, "broker_unavailable"
+            await client.post("/v1/videos", json={"prompt": "p"}), 503, "catalog_unavailable"
         )
         assert time.monotonic() - started < 1.0  # fails fast, no waiting on a dead broker
         assert_error(await client.get("/v1/videos"), 503, "catalog_unavailable")
@@ -258,8 +272,18 @@ async def wait_broker_state(client: httpx.AsyncClient, wanted: str, timeout_s: f
         await asyncio.sleep(0.05)
 
 
+async def create_when_back(client: httpx.AsyncClient, prompt: str,
+                           timeout_s: float = 20) -> None:
+    """Create once the catalog double is reconnected too (until then: 503, nothing sent)."""
+    deadline = time.monotonic() + timeout_s
+    while (answer := await client.post("/v1/videos", json={"prompt": prompt})).status_code != 202:
+        assert answer.status_code == 503, answer.text
+        assert time.monotonic() < deadline, answer.text
+        await asyncio.sleep(0.1)
+
+
 async def test_broker_lost_mid_life_fails_the_request_and_nothing_arrives_later(
-    namespace: str, tmp_path: Path
+    namespace: str, tmp_path: Path, double: CatalogDouble, key: str
 ) -> None:
     """A request made while the broker is down is answered 503 and is NOT delivered after the
     connection comes back (no client-side buffering of a publish reported as failed)."""
@@ -268,17 +292,17 @@ async def test_broker_lost_mid_life_fails_the_request_and_nothing_arrives_later(
     try:
         settings = gateway_settings(server.url, namespace, tmp_path, publish_timeout_s=1.0)
         topology = Topology.from_settings(settings)
-        async with run_gateway(settings) as gateway:
+        async with (serve_catalog_double(server.url, namespace, double, KEYS_AND_QUOTAS),
+                    run_gateway(settings, key) as gateway):
             client = gateway.client
             assert (await client.post("/v1/videos", json={"prompt": "one"})).status_code == 202
             server.stop()
             await wait_broker_state(client, "disconnected")
-            assert_error(
-                await client.post("/v1/videos", json={"prompt": "two"}), 503, "broker_unavailable"
-            )
+            error = assert_error(await client.post("/v1/videos", json={"prompt": "two"}), 503)
+            assert error["code"] in ("broker_unavailable", "catalog_unavailable")
             server = NatsServer(tmp_path / "nats", port=port).start()
             await wait_broker_state(client, "ok")
-            assert (await client.post("/v1/videos", json={"prompt": "three"})).status_code == 202
+            await create_when_back(client, "three")
         async with probe_stream(server.url, topology) as probe:
             prompts = [event["prompt"] for event in await probe.all()]
         assert prompts == ["one", "three"]

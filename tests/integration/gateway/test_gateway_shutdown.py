@@ -1,6 +1,7 @@
 """Graceful shutdown of ``python -m reelvault_gateway``: SIGTERM stops accepting connections,
 lets the request in flight finish (here a create waiting for the catalog to show the video)
-within ``REELVAULT_SHUTDOWN_GRACE_S``, then exits 0. The answered request is in the stream."""
+within ``REELVAULT_SHUTDOWN_GRACE_S``, then exits 0. The answered request is in the stream.
+A catalog double answers key lookups and quota reservations (no catalog reads)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from reelvault_common.contracts.events import parse_event
 from reelvault_common.messaging.topology import Topology
 
 from reelvault.embedded import free_port
+from tests.support.gateway_fakes import KEYS_AND_QUOTAS, CatalogDouble, serve_catalog_double
 from tests.support.service_process import service_process
 
 pytestmark = pytest.mark.integration
@@ -37,9 +39,12 @@ async def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits
         "REELVAULT_CREATE_VISIBILITY_TIMEOUT_S": "3",
         "REELVAULT_SHUTDOWN_GRACE_S": "8",
     }
-    async with service_process("gateway", "reelvault_gateway", env, tmp_path) as gateway:
+    double = CatalogDouble()
+    auth = {"Authorization": f"Bearer {double.add_key()}"}
+    async with (serve_catalog_double(nats_url, namespace, double, KEYS_AND_QUOTAS),
+                service_process("gateway", "reelvault_gateway", env, tmp_path) as gateway):
         await gateway.wait_http(f"{base}/healthz")
-        async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=20, headers=auth) as client:
             in_flight = asyncio.create_task(
                 client.post("/v1/videos", json={"prompt": "a request caught by a shutdown"}))
             await asyncio.sleep(0.8)
@@ -59,7 +64,7 @@ async def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits
     nc = await nats.connect(nats_url)
     try:
         raw = await nc.jetstream().get_last_msg(topology.stream,
-                                                topology.subject("video.requested"))
+                                                topology.subject("video.requested", "default"))
         assert str(parse_event(raw.data).video_id) == answer.json()["id"]
     finally:
         await nc.close()

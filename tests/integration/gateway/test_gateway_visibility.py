@@ -12,6 +12,8 @@ import pytest
 from gateway_harness import RunningGateway, gateway_settings, run_gateway
 from reelvault_gateway.catalog import CatalogClient
 
+from tests.support.gateway_fakes import KEYS_AND_QUOTAS, CatalogDouble, serve_catalog_double
+
 pytestmark = pytest.mark.integration
 
 
@@ -22,18 +24,18 @@ class CountingCatalog:
         self.real = real
         self.gets = 0
 
-    async def get(self, video_id: uuid.UUID, timeout_s: float | None = None) -> Any:
+    async def get(self, org: str, video_id: uuid.UUID, timeout_s: float | None = None) -> Any:
         self.gets += 1
-        return await self.real.get(video_id, timeout_s=timeout_s)  # type: ignore[call-arg]
+        return await self.real.get(org, video_id, timeout_s=timeout_s)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
 
-@pytest.mark.usefixtures("catalog")
 async def test_creates_wait_for_the_catalogs_word_not_by_polling(
-    gateway: RunningGateway,
+    catalog_gateway: RunningGateway,
 ) -> None:
+    gateway = catalog_gateway
     context = gateway.app.state.context
     counting = context.catalog = CountingCatalog(context.catalog)
     for index in range(5):
@@ -51,7 +53,10 @@ async def test_without_a_catalog_a_create_answers_after_its_timeout(
 ) -> None:
     settings = gateway_settings(nats_url, namespace, tmp_path, create_visibility_timeout_s=0.4,
                                 rpc_timeout_s=0.3)
-    async with run_gateway(settings) as gateway:
+    double = CatalogDouble()  # keys and quotas only: no catalog reads
+    key = double.add_key()
+    async with (serve_catalog_double(nats_url, namespace, double, KEYS_AND_QUOTAS),
+                run_gateway(settings, key) as gateway):
         began = time.monotonic()
         created = await gateway.client.post("/v1/videos", json={"prompt": "nobody listens"})
         elapsed = time.monotonic() - began

@@ -130,6 +130,7 @@ class StreamWatch:
     nc: NatsClient
     topology: Topology
     events: list[VideoEvent] = field(default_factory=list)
+    subjects: dict[uuid.UUID, str] = field(default_factory=dict)  # event id -> its subject
 
     async def publish(self, event: BaseModel, *, msg_id: str | None = None) -> int:
         """Publish straight to JetStream; a different ``msg_id`` defeats the duplicate window
@@ -137,7 +138,7 @@ class StreamWatch:
         stream sequence."""
         js = self.nc.jetstream()
         ack = await js.publish(
-            self.topology.subject(str(event.type)),  # type: ignore[attr-defined]
+            self.topology.subject(str(event.type), str(event.org)),  # type: ignore[attr-defined]
             event.model_dump_json().encode(),
             headers={"Nats-Msg-Id": msg_id or str(event.event_id)},  # type: ignore[attr-defined]
             stream=self.topology.stream,
@@ -195,10 +196,12 @@ async def watch_stream(settings: ServiceSettings) -> AsyncIterator[StreamWatch]:
     watch = StreamWatch(nc, topology)
 
     async def on_msg(msg: Any) -> None:
-        watch.events.append(parse_event(msg.data))
+        event = parse_event(msg.data)
+        watch.subjects[event.event_id] = msg.subject
+        watch.events.append(event)
 
     sub = await nc.jetstream().subscribe(
-        f"{settings.namespace}.>",
+        topology.video_events,
         stream=topology.stream,
         ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,

@@ -39,6 +39,10 @@ async def test_request_runs_to_completed_with_expiry(
     assert (started.model, started.seconds, started.size) == ("sora-2", "4", "1280x720")
     assert started.requested_at == request.occurred_at
     assert outcome.org == "acme"
+    # Every event the generator published is the request's organization's, on its subject.
+    for event in watch.of(request.video_id):
+        assert event.org == "acme"
+        assert watch.subjects[event.event_id] == watch.topology.subject(event.type, "acme")
     assert outcome.correlation_id == request.correlation_id
     assert outcome.requested_at == request.occurred_at
     assert outcome.expires_at is not None

@@ -215,7 +215,7 @@ async def test_copies_video_and_thumbnail_to_deterministic_keys(storage: MemoryS
     assert event.thumbnail.key == THUMB_KEY
     assert event.thumbnail.url == f"https://cdn.test/thumbnails/{THUMB_KEY}"  # public bucket
     assert storage.objects[("videos", VIDEO_KEY)][0] == VIDEO
-    assert event.correlation_id == "corr-1"
+    assert (event.correlation_id, event.org) == ("corr-1", "acme")  # the job's organization
     assert event.provider_job_id == "video_123"
     # Streamed in the configured chunk size, never as one body.
     assert {size for _, _, size in source.calls} == {64 * 1024}
@@ -335,7 +335,7 @@ async def test_expired_source_fails_without_touching_provider_or_storage(
     outcome = await copier(storage, source).archive(make_job(expires_in_s=-1))
     assert isinstance(outcome, Failed)
     assert outcome.event.code == "source_expired"
-    assert outcome.event.stage == "archive"
+    assert (outcome.event.stage, outcome.event.org) == ("archive", "acme")
     assert not outcome.event.retryable
     assert source.calls == []
     assert storage.objects == {}
@@ -436,8 +436,8 @@ async def test_unknown_errors_propagate(storage: MemoryStorage) -> None:
 
 def test_stored_event_id_depends_on_the_video_only() -> None:
     video = StoredFile(bucket="videos", key="k", content_type="video/mp4", bytes=1, sha256="a" * 64)
-    one = VideoStored.new(video_id=make_job().video_id, correlation_id="x", video=video,
-                          thumbnail=None, provider_job_id="p")
-    two = VideoStored.new(video_id=make_job().video_id, correlation_id="y", video=video,
-                          thumbnail=None, provider_job_id="p")
+    one = VideoStored.new(video_id=make_job().video_id, org="acme", correlation_id="x",
+                          video=video, thumbnail=None, provider_job_id="p")
+    two = VideoStored.new(video_id=make_job().video_id, org="acme", correlation_id="y",
+                          video=video, thumbnail=None, provider_job_id="p")
     assert one.event_id == two.event_id

@@ -38,7 +38,8 @@ def completed(expires_in_min: float = 30) -> VideoCompleted:
 def stored(job: ArchiveJob) -> Stored:
     video = StoredFile(bucket="videos", key="k", bytes=3, sha256="0" * 64,
                        content_type="video/mp4")
-    return Stored(VideoStored.new(video_id=job.video_id, correlation_id=job.correlation_id,
+    return Stored(VideoStored.new(video_id=job.video_id, org=job.org,
+                                  correlation_id=job.correlation_id,
                                   provider_job_id=job.provider_job_id, video=video,
                                   thumbnail=None))
 

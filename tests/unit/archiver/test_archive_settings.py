@@ -73,9 +73,9 @@ def test_two_durables_one_subject_each_without_server_backoff() -> None:
     settings = ArchiverSettings(namespace="unit", rearchive={"ack_wait_s": 90})
     completed, rearchive = consumer_policies(settings, Topology.from_settings(settings))
     assert completed.durable == "unit-archiver-completed"
-    assert completed.filter_subjects == ("unit.video.completed",)
+    assert completed.filter_subjects == ("unit.events.*.video.completed",)
     assert rearchive.durable == "unit-archiver-rearchive"
-    assert rearchive.filter_subjects == ("unit.video.archive.requested",)
+    assert rearchive.filter_subjects == ("unit.events.*.video.archive.requested",)
     assert (completed.ack_wait_s, rearchive.ack_wait_s) == (60.0, 90.0)
     assert completed.max_deliver == rearchive.max_deliver == 500
     assert completed.backoff_s == rearchive.backoff_s == ()

@@ -83,11 +83,15 @@ class FakeStore:
             raise RuntimeError("the database refuses the batch")
         return [await self.apply(event) for event in events]
 
-    async def get(self, video_id: uuid.UUID) -> None:
+    reads: list[tuple[str, Any]] = field(default_factory=list)
+
+    async def get(self, org: str, video_id: uuid.UUID) -> None:
+        self.reads.append(("get", (org, video_id)))
         return None
 
-    async def list(self, *, status: Any = None, limit: int = 20, cursor: str | None = None
-                   ) -> VideoPage:
+    async def list(self, org: str, *, status: Any = None, limit: int = 20,
+                   cursor: str | None = None) -> VideoPage:
+        self.reads.append(("list", (org, status, limit, cursor)))
         if cursor == "bad":
             raise InvalidCursor("malformed cursor")
         return VideoPage(items=[], next_cursor=None)
@@ -246,6 +250,23 @@ async def test_a_new_row_is_announced_once_committed() -> None:
     assert announced == [story.video_id]  # only the insert, not the no-op
 
 
+async def test_a_stored_video_has_its_organizations_storage_checked_after_the_commit() -> None:
+    checked: list[str] = []
+
+    async def on_stored(org: str) -> None:
+        checked.append(org)
+        if org == "globex":
+            raise RuntimeError("the check failed")
+
+    acme, globex = VideoStory(org="acme"), VideoStory(org="globex")
+    writing = CatalogHandlers(FakeStore(outcome=Insert({})), on_stored=on_stored)
+    for event in (acme.requested(), acme.started(), acme.stored(), globex.stored()):
+        assert await outcome_of(writing, event) is None  # a failed check fails no event
+    unchanged = CatalogHandlers(FakeStore(), on_stored=on_stored)
+    assert await outcome_of(unchanged, acme.stored()) is None  # a redelivery: no new check
+    assert checked == ["acme", "globex"]
+
+
 # --- dead letters -------------------------------------------------------------------------------
 
 @dataclass
@@ -289,25 +310,47 @@ async def test_a_dead_lettered_dead_letter_notice_is_not_announced_again() -> No
 # --- request/reply ------------------------------------------------------------------------------
 
 async def test_get_of_an_unknown_video_is_not_found() -> None:
-    reply = await handlers_for(FakeStore()).answer_get(
-        f'{{"video_id": "{uuid.uuid4()}"}}'.encode())
+    store = FakeStore()
+    video_id = uuid.uuid4()
+    reply = await handlers_for(store).answer_get(
+        f'{{"org": "acme", "video_id": "{video_id}"}}'.encode())
     assert not reply.ok
     assert reply.error is not None
     assert reply.error.code == "not_found"
+    assert store.reads == [("get", ("acme", video_id))]  # asked as the organization
+
+
+async def test_list_asks_for_the_organizations_videos() -> None:
+    store = FakeStore()
+    reply = await handlers_for(store).answer_list(
+        b'{"org": "acme", "status": "failed", "limit": 5}')
+    assert reply.ok
+    assert store.reads == [("list", ("acme", "failed", 5, None))]
 
 
 async def test_list_with_a_bad_cursor_is_invalid_cursor() -> None:
-    reply = await handlers_for(FakeStore()).answer_list(b'{"cursor": "bad"}')
+    reply = await handlers_for(FakeStore()).answer_list(b'{"org": "acme", "cursor": "bad"}')
     assert reply.error is not None
     assert reply.error.code == "invalid_cursor"
 
 
-async def test_list_and_stats_accept_an_empty_body() -> None:
-    handlers = handlers_for(FakeStore())
-    listed = await handlers.answer_list(b"")
-    assert listed.ok
-    assert listed.page is not None
-    stats = await handlers.answer_stats(b"")
+@pytest.mark.parametrize(("answer", "payload"), [
+    ("answer_get", f'{{"video_id": "{uuid.uuid4()}"}}'.encode()),  # no organization
+    ("answer_get", f'{{"org": "No Such Slug", "video_id": "{uuid.uuid4()}"}}'.encode()),
+    ("answer_list", b""),
+    ("answer_list", b'{"org": "a"}'),
+])
+async def test_reads_without_a_valid_organization_are_invalid(answer: str, payload: bytes
+                                                              ) -> None:
+    store = FakeStore()
+    reply = await getattr(handlers_for(store), answer)(payload)
+    assert reply.error is not None
+    assert reply.error.code == "invalid_request"
+    assert store.reads == []
+
+
+async def test_stats_accept_an_empty_body() -> None:
+    stats = await handlers_for(FakeStore()).answer_stats(b"")
     assert stats.ok
     assert stats.stats is not None
 
@@ -344,10 +387,10 @@ def test_the_projection_consumer_takes_every_lifecycle_event_with_bounded_delive
     defaults = CatalogSettings().projection
     policy = projection_policy(Topology(namespace="acme"), defaults)
     assert policy.durable == "acme-catalog-projection"
-    assert policy.filter_subjects == ("acme.video.>",)
+    assert policy.filter_subjects == ("acme.events.*.video.>",)  # every org, videos only
     assert policy.max_deliver == 20
     config = policy.to_config()
-    assert config.filter_subject == "acme.video.>"
+    assert config.filter_subject == "acme.events.*.video.>"
     assert config.backoff is None  # naks carry their own delays
     assert (config.ack_wait, config.max_deliver, config.max_ack_pending) == (30.0, 20, 1000)
     tuned = projection_policy(Topology(namespace="acme"), ConsumerSettings(

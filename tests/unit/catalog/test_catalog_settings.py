@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from pydantic import ValidationError
 from reelvault_catalog.settings import CatalogSettings, normalise_database_url
@@ -89,3 +91,21 @@ def test_the_password_never_shows_in_repr_or_logs() -> None:
     assert "hunter2" not in str(settings)
     assert "hunter2" not in settings.database_url_for_logs
     assert settings.database_url_for_logs == "postgresql+asyncpg://svc:***@db.local/catalog"
+
+
+def test_the_price_table_defaults_and_comes_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REELVAULT_PRICES_USD_PER_SECOND", raising=False)
+    assert CatalogSettings().prices_usd_per_second == {
+        "sora-2": Decimal("0.10"), "sora-2-pro": Decimal("0.30")}
+    monkeypatch.setenv("REELVAULT_PRICES_USD_PER_SECOND", '{"sora-2": "0.12", "other": 0.5}')
+    # The table replaces the default one (a model left out costs nothing).
+    assert CatalogSettings().prices_usd_per_second == {
+        "sora-2": Decimal("0.12"), "other": Decimal("0.5")}
+
+
+@pytest.mark.parametrize("table", ['{"sora-2": -0.1}', '{"sora-2": "NaN"}', '["sora-2"]',
+                                   '{"sora-2": "ten cents"}'])
+def test_a_bad_price_table_is_refused(monkeypatch: pytest.MonkeyPatch, table: str) -> None:
+    monkeypatch.setenv("REELVAULT_PRICES_USD_PER_SECOND", table)
+    with pytest.raises(ValidationError):
+        CatalogSettings()

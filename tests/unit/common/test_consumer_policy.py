@@ -37,7 +37,7 @@ def test_several_filter_subjects_use_the_list_field() -> None:
 def test_names_derive_from_the_namespace() -> None:
     topology = Topology("my-ns")
     assert topology.stream == "MY_NS_VIDEOS"
-    assert topology.subject("video.stored") == "my-ns.video.stored"
+    assert topology.subject("video.stored", "acme") == "my-ns.events.acme.video.stored"
     assert topology.durable("archiver", "completed") == "my-ns-archiver-completed"
     assert topology.kv_bucket("generator", "jobs") == "my_ns_generator_jobs"
-    assert len(topology.stream_subjects) == len(set(topology.stream_subjects)) == 7
+    assert len(topology.stream_subjects) == len(set(topology.stream_subjects)) == 9

@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def _requested(**overrides: object) -> VideoRequested:
     fields: dict[str, object] = dict(prompt="a cat", model="sora-2", seconds="4", size="720x1280")
     fields.update(overrides)
-    return VideoRequested.new(video_id=VIDEO, correlation_id="corr", **fields)
+    return VideoRequested.new(video_id=VIDEO, org="acme", correlation_id="corr", **fields)
 
 
 def test_same_fact_gives_same_event_id() -> None:
@@ -34,7 +34,7 @@ def test_same_fact_gives_same_event_id() -> None:
         provider="sora",
         source_url="u",
         expires_at=None,
-        org="o",
+        org="acme",
         requested_at=NOW,
     )
     done_b = VideoCompleted.new(
@@ -44,7 +44,7 @@ def test_same_fact_gives_same_event_id() -> None:
         provider="sora",
         source_url="u",
         expires_at=None,
-        org="o",
+        org="acme",
         requested_at=NOW,
     )
     assert done_a.event_id != done_b.event_id
@@ -53,7 +53,7 @@ def test_same_fact_gives_same_event_id() -> None:
 def test_failure_ids_differ_by_stage_and_code() -> None:
     ids = {
         VideoFailed.new(
-            video_id=VIDEO, correlation_id="c", stage=stage, code=code, message="m"
+            video_id=VIDEO, org="acme", correlation_id="c", stage=stage, code=code, message="m"
         ).event_id
         for stage in ("generation", "archive")
         for code in ("a", "b")
@@ -64,6 +64,7 @@ def test_failure_ids_differ_by_stage_and_code() -> None:
 def test_round_trip_through_json_for_every_shape() -> None:
     stored = VideoStored.new(
         video_id=VIDEO,
+        org="acme",
         correlation_id="c",
         provider_job_id="video_1",
         video=StoredFile(

@@ -18,6 +18,7 @@ from reelvault_gateway.context import GatewayContext
 from reelvault_gateway.deps import get_context
 
 from tests.support.gateway_fakes import (
+    CatalogDouble,
     FakeBroker,
     FakeCatalog,
     FakeEvents,
@@ -41,15 +42,21 @@ def app(context: GatewayContext) -> FastAPI:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+def key(context: GatewayContext) -> str:
+    return catalog(context).add_key()
+
+
+@pytest.fixture
+async def client(app: FastAPI, key: str) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
         yield client
 
 
-def catalog(context: GatewayContext) -> FakeCatalog:
+def catalog(context: GatewayContext) -> CatalogDouble:
     assert isinstance(context.catalog, FakeCatalog)
-    return context.catalog
+    return context.catalog.double
 
 
 def events(context: GatewayContext) -> FakeEvents:
@@ -119,6 +126,7 @@ async def test_oversized_json_body_is_413(
 async def test_unexpected_error_is_500_without_details(
     client: httpx.AsyncClient, context: GatewayContext
 ) -> None:
+    assert (await client.get("/v1/videos")).status_code == 200  # the key is cached now
     catalog(context).failure = RuntimeError("secret connection string postgres://u:pw@h/db")
     response = await client.get(f"/v1/videos/{uuid.uuid4()}")
     error = assert_envelope(response, 500, "internal_error")
@@ -130,6 +138,7 @@ async def test_unexpected_error_is_500_without_details(
 async def test_catalog_down_is_503_catalog_unavailable(
     client: httpx.AsyncClient, context: GatewayContext
 ) -> None:
+    assert (await client.get("/v1/videos")).status_code == 200  # the key is cached now
     catalog(context).down = True
     response = await client.get(f"/v1/videos/{uuid.uuid4()}")
     assert_envelope(response, 503, "catalog_unavailable")
@@ -317,7 +326,7 @@ async def test_seed_check_video(client: httpx.AsyncClient, context: GatewayConte
 
 
 async def test_seed_list_follows_cursors_up_to_the_cap(
-    tmp_path: Path, context: GatewayContext
+    tmp_path: Path, context: GatewayContext, key: str
 ) -> None:
     settings = fake_settings(tmp_path, list_all_max=150)
     context.settings = settings
@@ -326,7 +335,9 @@ async def test_seed_list_follows_cursors_up_to_the_cap(
     catalog(context).records = {r.id: r for r in records}
     app = create_app(settings)
     app.dependency_overrides[get_context] = lambda: context
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t",
+                                 headers=auth) as c:
         body = (await c.get("/api/list-videos")).json()
     assert len(body["videos"]) == 150
     assert body["truncated"] is True
@@ -355,10 +366,14 @@ async def test_gallery_page_and_assets(client: httpx.AsyncClient) -> None:
     assert "text/html" in page.headers["content-type"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert '<form id="create-form"' in page.text
+    assert '<form id="signin-form"' in page.text
     script = await client.get("/static/gallery.js")
     assert script.status_code == 200
     assert "/v1/videos/${video.id}/content" in script.text
     assert ".innerHTML" not in script.text
+    # The key is sent once to sign in and never kept by the page.
+    for keeper in ("localStorage", "sessionStorage", "document.cookie", "?key=", "Bearer"):
+        assert keeper not in script.text
     assert_envelope(await client.get("/static/missing.js"), 404)
 
 

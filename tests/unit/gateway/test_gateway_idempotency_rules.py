@@ -26,13 +26,13 @@ def spec(prompt: str = "p", refs: tuple[str, ...] = ()) -> VideoSpec:
     return VideoSpec(prompt, "sora-2", "4", "720x1280", refs, tuple(("body", i) for i in refs))
 
 
-def test_the_client_is_the_authorization_hash_else_the_address() -> None:
-    token = client_identity("Bearer secret-token", "10.0.0.1")
-    assert token == client_identity("Bearer secret-token", "10.0.0.2")  # same credential
-    assert "secret-token" not in token
-    assert token != client_identity("Bearer other", "10.0.0.1")
-    assert client_identity(None, "10.0.0.1") != client_identity(None, "10.0.0.2")
-    assert client_identity("", "10.0.0.1") == "addr:10.0.0.1"
+def test_the_client_is_the_organization_and_the_api_key() -> None:
+    mine = client_identity("acme", "0123456789abcdef")
+    assert mine == client_identity("acme", "0123456789abcdef")
+    assert mine != client_identity("acme", "fedcba9876543210")  # another key of the org
+    assert mine != client_identity("globex", "0123456789abcdef")  # another organization
+    # So the same Idempotency-Key names different records (and videos) per org and key.
+    assert scope_of(mine, "k") != scope_of(client_identity("globex", "0123456789abcdef"), "k")
 
 
 def test_scopes_and_video_ids_are_deterministic_per_client_and_key() -> None:
@@ -60,8 +60,8 @@ def test_malformed_keys_are_refused(bad: str) -> None:
 
 
 def test_a_repeat_replays_the_stored_request_or_conflicts() -> None:
-    event = VideoRequested.new(video_id=video_id_for("k.x"), correlation_id="c", prompt="p",
-                               model="sora-2", seconds="4", size="720x1280")
+    event = VideoRequested.new(video_id=video_id_for("k.x"), org="acme", correlation_id="c",
+                               prompt="p", model="sora-2", seconds="4", size="720x1280")
     pending = new_record(event, "fp-1", NOW)
     replay = on_repeat(pending, "fp-1")
     assert replay.event == event and replay.republish  # the first publish may have failed

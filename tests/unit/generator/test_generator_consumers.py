@@ -44,7 +44,7 @@ def test_the_request_consumer_gives_up_after_a_finite_number_of_deliveries() -> 
     configured = settings(requests={"max_deliver": 40, "ack_wait_s": 90})
     config = requests_policy(configured, TOPOLOGY).to_config()
     assert config.durable_name == "acme-generator-requests"
-    assert config.filter_subject == "acme.video.requested"
+    assert config.filter_subject == "acme.events.*.video.requested"
     assert (config.max_deliver, config.ack_wait, config.backoff) == (40, 90, None)
     assert config.max_ack_pending is not None and config.max_ack_pending > 0
 
@@ -56,7 +56,7 @@ def test_the_poll_consumer_limit_outlasts_the_deadline_at_the_fastest_pace(
     configured = settings(job_deadline_s=deadline_s, poll={"retry_base_s": retry_base_s})
     config = poll_policy(configured, TOPOLOGY).to_config()
     assert config.durable_name == "acme-generator-poll"
-    assert config.filter_subject == "acme.video.generation.started"
+    assert config.filter_subject == "acme.events.*.video.generation.started"
     assert config.backoff is None
     assert config.max_deliver is not None and config.max_deliver > 0  # finite
     # Looks are never closer than min_poll_gap_s: the deadline always comes first.

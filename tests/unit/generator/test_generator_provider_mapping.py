@@ -65,7 +65,7 @@ def request(**fields: Any) -> VideoRequested:
     values: dict[str, Any] = {"prompt": "a cat", "model": "sora-2", "seconds": "4",
                               "size": "1280x720"}
     values.update(fields)
-    return VideoRequested.new(video_id=uuid.uuid4(), correlation_id="c", **values)
+    return VideoRequested.new(video_id=uuid.uuid4(), org="acme", correlation_id="c", **values)
 
 
 def test_matching_a_listed_job_to_the_request() -> None:

@@ -179,7 +179,7 @@ async def test_bad_key_releases_and_waits_long(clock: Clock) -> None:
 
 async def test_invalid_request_is_a_permanent_failure_recorded_in_the_ledger(clock: Clock) -> None:
     ledger, sink = MemoryLedger(), Sink()
-    req = request(seconds="10")
+    req = request(seconds="10", org="globex")
     provider = FakeProvider(create_results=[ProviderError(
         "Invalid value: '10'. Supported values are: '4', '8', and '12'.", status=400,
         type="invalid_request_error", code="invalid_value", param="seconds")])
@@ -191,7 +191,7 @@ async def test_invalid_request_is_a_permanent_failure_recorded_in_the_ledger(clo
     assert ledger.entries[req.video_id][0].state == "failed"
     first, second = sink.events
     assert first.type == "video.failed"
-    assert (first.stage, first.code) == ("generation", "invalid_value")
+    assert (first.stage, first.code, first.org) == ("generation", "invalid_value", "globex")
     assert "seconds" in first.message
     assert first.event_id == second.event_id
 

@@ -45,6 +45,7 @@ async def test_running_job_reports_progress_once_and_polls_again() -> None:
         delays.append(retry.value.delay)
 
     assert [e.progress for e in sink.events] == [30, 60]
+    assert {e.org for e in sink.events} == {"acme"}  # the Started event's organization
     assert delays == [2.0, 3.0, 4.5]
 
 
@@ -82,6 +83,7 @@ async def test_failed_job_publishes_the_providers_error() -> None:
     assert (failed.stage, failed.code, failed.message) == (
         "generation", "moderation_blocked", "Blocked.")
     assert failed.provider_job_id == "video_1"
+    assert failed.org == "acme"
 
 
 async def test_past_the_deadline_the_job_fails_clearly() -> None:

@@ -1,8 +1,9 @@
 """Bootstrap: wire settings, database, broker and handlers together (no logic here).
 
-One NATS connection: FastStream's broker answers the reads (core-NATS request/reply) and its
-public ``broker.connection`` carries the projection's ``ConsumerRunner``, the events it
-publishes and the ``catalog_recorded`` announcements."""
+One NATS connection: FastStream's broker answers the requests (core-NATS request/reply) and
+its public ``broker.connection`` carries the projection's ``ConsumerRunner``, the events it
+publishes (dead letters, quota crossings) and the ``catalog_recorded`` and ``key_changes``
+announcements."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from reelvault_catalog.handlers import CatalogHandlers, register_rpc
 from reelvault_catalog.migrate import database_unreachable, migrate
 from reelvault_catalog.repository import CatalogRepository, make_engine
 from reelvault_catalog.settings import CatalogSettings
+from reelvault_catalog.tenancy_handlers import TenancyHandlers
+from reelvault_catalog.tenancy_repository import TenancyRepository
+from reelvault_catalog.usage_repository import QuotaEvent, UsageRepository
 
 log = logging.getLogger("reelvault_catalog")
 
@@ -40,6 +44,7 @@ class CatalogService:
         self._repository: CatalogRepository | None = None
         self._broker: NatsBroker | None = None
         self._handlers: CatalogHandlers | None = None
+        self._publisher: EventPublisher | None = None
         self._runner: ConsumerRunner | None = None
 
     @property
@@ -62,17 +67,25 @@ class CatalogService:
                                    lambda: migrate(engine), retryable=database_unreachable)
             self._repository = CatalogRepository(engine, settings.public_base_url)
             await wait_for_nats(startup, settings, self.topology, [self.policy])
+            tenancy = TenancyHandlers(
+                TenancyRepository(engine),
+                UsageRepository(engine, settings.prices_usd_per_second),
+                publish=self._publish,
+                key_changed=self._announce_key_changed,
+            )
             handlers = self._handlers = CatalogHandlers(
                 self._repository,
                 ping_timeout_s=settings.ping_timeout_s,
                 outage_poll_s=settings.db_outage_poll_s,
                 batch_size=settings.projection_batch_size,
                 on_recorded=self._announce_recorded,
+                on_stored=tenancy.after_stored,
             )
             broker = self._broker = make_broker(settings, "reelvault-catalog")
-            register_rpc(broker, self.topology, handlers, rpc_workers=settings.rpc_workers)
+            register_rpc(broker, self.topology, handlers, tenancy,
+                         rpc_workers=settings.rpc_workers)
             await broker.start()
-            publisher = EventPublisher(broker.connection, self.topology)
+            publisher = self._publisher = EventPublisher(broker.connection, self.topology)
             self._runner = ConsumerRunner(
                 broker.connection, self.topology,
                 [projection_consumer(self.topology, settings.projection, handlers, publisher)],
@@ -90,6 +103,18 @@ class CatalogService:
             await broker.connection.publish(self.topology.catalog_recorded,
                                             str(video_id).encode())
 
+    async def _announce_key_changed(self, public_id: str) -> None:
+        """Core NATS, at most once: "key <public id> changed" (gateways drop it from cache)."""
+        broker = self._broker
+        if broker is not None:
+            await broker.connection.publish(self.topology.key_changes, public_id.encode())
+
+    async def _publish(self, event: QuotaEvent) -> None:
+        publisher = self._publisher
+        if publisher is None:
+            raise RuntimeError("the catalog's publisher is not started")
+        await publisher.publish(event)
+
     async def stop(self) -> None:
         """Stop taking events, let the ones in flight finish within ``shutdown_grace_s`` (the
         rest are handed back), then stop answering reads and close the connection and pool."""
@@ -99,6 +124,7 @@ class CatalogService:
         handlers, self._handlers = self._handlers, None
         if handlers is not None:
             await handlers.close()
+        self._publisher = None
         broker, self._broker = self._broker, None
         if broker is not None:
             await broker.stop()

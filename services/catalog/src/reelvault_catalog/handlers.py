@@ -5,8 +5,10 @@
   back later (``RetryLater``); one the database refuses (a NUL byte in a text, a violated
   constraint) raises ``DatabaseRefused`` and the runner retries it, then dead-letters it. While
   the database itself is down, events are held here (no delivery is spent on an outage);
-- request/reply on core NATS (queue group: replicas share the load): get, list, stats, ping.
-  Every reply is an ``RpcReply``; bad requests get ``invalid_request``, never silence.
+- request/reply on core NATS (queue group: replicas share the load): get and list (one
+  organization's videos), stats, ping; the organizations, keys and usage RPCs are in
+  ``tenancy_handlers.py``. Every reply is an ``RpcReply``; bad requests get
+  ``invalid_request``, never silence.
 """
 
 from __future__ import annotations
@@ -16,23 +18,22 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from faststream.nats import NatsBroker, NatsResponse
-from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.catalog import (
     CatalogErrorCode,
+    CatalogRpc,
     CatalogStats,
     GetStats,
     GetVideo,
     ListVideos,
-    RpcErrorBody,
     RpcReply,
     VideoPage,
     VideoRecord,
     VideoStatus,
 )
-from reelvault_common.contracts.events import VideoEvent
+from reelvault_common.contracts.events import VideoEvent, VideoStored
 from reelvault_common.messaging.broker import raw_body
 from reelvault_common.messaging.consumer import Delivery
 from reelvault_common.messaging.outcomes import RetryLater
@@ -44,7 +45,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from reelvault_catalog.batching import Batcher, BatchFailed
 from reelvault_catalog.cursor import InvalidCursor
 from reelvault_catalog.projection import Insert, Wait
+from reelvault_catalog.replies import Answer, answer_with, error_reply
 from reelvault_catalog.repository import Applied
+from reelvault_catalog.tenancy_handlers import TenancyHandlers
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,14 @@ class CatalogStore(Protocol):
 
     async def apply(self, event: VideoEvent) -> Applied: ...
     async def apply_many(self, events: Sequence[VideoEvent]) -> list[Applied]: ...
-    async def get(self, video_id: uuid.UUID) -> VideoRecord | None: ...
+    async def get(self, org: str, video_id: uuid.UUID) -> VideoRecord | None: ...
     async def list(
-        self, *, status: VideoStatus | None = ..., limit: int = ..., cursor: str | None = ...
+        self,
+        org: str,
+        *,
+        status: VideoStatus | None = ...,
+        limit: int = ...,
+        cursor: str | None = ...,
     ) -> VideoPage: ...
     async def stats(self) -> CatalogStats: ...
     async def ping(self) -> bool: ...
@@ -127,28 +135,6 @@ class KeyedLocks:
         return len(self._locks)
 
 
-def _validation_summary(exc: ValidationError, limit: int = 3) -> str:
-    """Why a payload was refused, without echoing the payload itself."""
-    parts = []
-    for error in exc.errors(include_input=False, include_url=False)[:limit]:
-        where = ".".join(str(part) for part in error.get("loc", ())) or "payload"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    more = exc.error_count() - limit
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-
-
-def _error(code: CatalogErrorCode, message: str) -> RpcReply:
-    return RpcReply(ok=False, error=RpcErrorBody(code=code, message=message))
-
-
-_Request = TypeVar("_Request", bound=BaseModel)
-
-
-def _parse_request(model: type[_Request], body: bytes) -> _Request:
-    # An empty body means "no parameters" (stats, ping, a first list page).
-    return model.model_validate_json(body if body.strip() else b"{}")
-
-
 class CatalogHandlers:
     def __init__(
         self,
@@ -158,10 +144,13 @@ class CatalogHandlers:
         outage_poll_s: float = 5.0,
         batch_size: int = 1,
         on_recorded: Callable[[uuid.UUID], Awaitable[None]] | None = None,
+        on_stored: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         # Told about every new row once it is committed (the gateway waits for it).
         self._on_recorded = on_recorded
+        # Told the organization of every video once its storage is recorded (storage quota).
+        self._on_stored = on_stored
         self._ping_timeout_s = ping_timeout_s
         self._outage_poll_s = outage_poll_s
         self._locks = KeyedLocks()
@@ -182,6 +171,13 @@ class CatalogHandlers:
         the database answers but will not take it."""
         applied = await self._apply_through_outages(event)
         await self._announce(event, applied)
+        if self._on_stored is not None and isinstance(event, VideoStored) and applied.written:
+            # After the commit, outside the batch's transaction: a failure here must not
+            # fail an event that is recorded (its redelivery would change nothing).
+            try:
+                await self._on_stored(event.org)
+            except Exception as exc:
+                log.warning("after storing video %s: %r", event.video_id, exc)
         self._check_applied(delivery, event, applied)
 
     async def _announce(self, event: VideoEvent, applied: Applied) -> None:
@@ -250,36 +246,28 @@ class CatalogHandlers:
 
     # --- request/reply ----------------------------------------------------------------------
     async def answer_get(self, body: bytes) -> RpcReply:
-        try:
-            request = _parse_request(GetVideo, body)
-        except ValidationError as exc:
-            return _error(CatalogErrorCode.INVALID_REQUEST, _validation_summary(exc))
-        video = await self._store.get(request.video_id)
-        if video is None:
-            return _error(CatalogErrorCode.NOT_FOUND, f"no video {request.video_id}")
-        return RpcReply(ok=True, video=video)
+        async def act(request: GetVideo) -> RpcReply:
+            video = await self._store.get(request.org, request.video_id)
+            if video is None:
+                return error_reply(CatalogErrorCode.NOT_FOUND, f"no video {request.video_id}")
+            return RpcReply(ok=True, video=video)
+        return await answer_with(GetVideo, body, act)
 
     async def answer_list(self, body: bytes) -> RpcReply:
-        try:
-            request = _parse_request(ListVideos, body)
-        except ValidationError as exc:
-            return _error(CatalogErrorCode.INVALID_REQUEST, _validation_summary(exc))
-        try:
-            page = await self._store.list(
-                status=request.status, limit=request.limit, cursor=request.cursor
-            )
-        except InvalidCursor:
-            return _error(
-                CatalogErrorCode.INVALID_CURSOR, "the cursor is not one this catalog returned"
-            )
-        return RpcReply(ok=True, page=page)
+        async def act(request: ListVideos) -> RpcReply:
+            try:
+                page = await self._store.list(request.org, status=request.status,
+                                              limit=request.limit, cursor=request.cursor)
+            except InvalidCursor:
+                return error_reply(CatalogErrorCode.INVALID_CURSOR,
+                                   "the cursor is not one this catalog returned")
+            return RpcReply(ok=True, page=page)
+        return await answer_with(ListVideos, body, act)
 
     async def answer_stats(self, body: bytes) -> RpcReply:
-        try:
-            _parse_request(GetStats, body)
-        except ValidationError as exc:
-            return _error(CatalogErrorCode.INVALID_REQUEST, _validation_summary(exc))
-        return RpcReply(ok=True, stats=await self._store.stats())
+        async def act(request: GetStats) -> RpcReply:
+            return RpcReply(ok=True, stats=await self._store.stats())
+        return await answer_with(GetStats, body, act)
 
     async def answer_ping(self, body: bytes) -> RpcReply:
         try:
@@ -289,11 +277,17 @@ class CatalogHandlers:
             log.warning("catalog database ping failed: %s", type(exc).__name__)
             alive = False
         if not alive:
-            return _error(CatalogErrorCode.UNAVAILABLE, "the catalog database does not answer")
+            return error_reply(CatalogErrorCode.UNAVAILABLE,
+                               "the catalog database does not answer")
         return RpcReply(ok=True)
 
-
-Answer = Callable[[bytes], Awaitable[RpcReply]]
+    def answers(self) -> dict[CatalogRpc, Answer]:
+        return {
+            CatalogRpc.GET: self.answer_get,
+            CatalogRpc.LIST: self.answer_list,
+            CatalogRpc.STATS: self.answer_stats,
+            CatalogRpc.PING: self.answer_ping,
+        }
 
 
 def _replying(name: str, answer: Answer) -> Callable[[bytes], Awaitable[NatsResponse]]:
@@ -302,31 +296,35 @@ def _replying(name: str, answer: Answer) -> Callable[[bytes], Awaitable[NatsResp
             result = await answer(body)
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("catalog %s: database unavailable: %s", name, type(exc).__name__)
-            result = _error(
+            result = error_reply(
                 CatalogErrorCode.UNAVAILABLE, "the catalog database is unavailable, try again"
             )
         except Exception:
             log.exception("catalog %s failed", name)
-            result = _error(CatalogErrorCode.INTERNAL, "the catalog could not answer")
+            result = error_reply(CatalogErrorCode.INTERNAL, "the catalog could not answer")
         return NatsResponse(
             result.model_dump_json().encode(), headers={"content-type": "application/json"}
         )
 
-    reply.__name__ = reply.__qualname__ = f"catalog_{name}"
+    reply.__name__ = reply.__qualname__ = "catalog_" + name.replace(".", "_")
     return reply
 
 
 def register_rpc(
-    broker: NatsBroker, topology: Topology, handlers: CatalogHandlers, *, rpc_workers: int
+    broker: NatsBroker,
+    topology: Topology,
+    handlers: CatalogHandlers,
+    tenancy: TenancyHandlers | None = None,
+    *,
+    rpc_workers: int,
 ) -> None:
     """Subscribe the catalog's request/reply handlers on ``broker`` (before it starts): core
-    NATS, one queue group, so replicas share the reads."""
-    for name, subject, answer in (
-        ("get", topology.rpc_get, handlers.answer_get),
-        ("list", topology.rpc_list, handlers.answer_list),
-        ("stats", topology.rpc_stats, handlers.answer_stats),
-        ("ping", topology.rpc_ping, handlers.answer_ping),
-    ):
+    NATS, one queue group, so replicas share the requests. One subject per ``CatalogRpc``."""
+    answers = handlers.answers()
+    if tenancy is not None:
+        answers.update(tenancy.answers())
+    for name, answer in answers.items():
         broker.subscriber(
-            subject, queue=topology.rpc_queue, decoder=raw_body, max_workers=rpc_workers
+            topology.rpc(name), queue=topology.rpc_queue, decoder=raw_body,
+            max_workers=rpc_workers,
         )(_replying(name, answer))

@@ -149,6 +149,16 @@ def project(
     return Update({**changes, "updated_at": now})
 
 
+def gives_reservation_back(event: VideoEvent, after: VideoState) -> bool:
+    """A video that failed before any provider took its job cost nothing: its quota
+    reservation is given back (``after``: the row once ``event`` was written)."""
+    return (
+        isinstance(event, VideoFailed)
+        and after.status == "failed"
+        and after.provider_job_id is None
+    )
+
+
 def requested_row(event: VideoRequested, *, now: datetime) -> dict[str, Any]:
     images = list(event.reference_images)
     return {

@@ -19,6 +19,8 @@ from reelvault_common.contracts.catalog import (
     QuotaExceededInfo,
     QuotaLimits,
     QuotaName,
+    UsageItem,
+    UsageReport,
 )
 from reelvault_common.contracts.events import OrgQuotaExceeded, OrgQuotaWarning
 
@@ -194,3 +196,17 @@ def crossings(
             for each in levels
         )
     return found
+
+
+def usage_report(org: str, limits: QuotaLimits, usage: Usage, *, now: datetime) -> UsageReport:
+    """What ``GetUsage`` answers: every quota's usage, limit and reset."""
+    start = period_start(now)
+    return UsageReport(
+        org=org,
+        period_start=datetime(start.year, start.month, 1, tzinfo=UTC),
+        items=[
+            UsageItem(quota=quota, used=usage.of(quota), limit=limit_of(limits, quota),
+                      resets_at=resets_at(quota, now))
+            for quota in QUOTA_NAMES
+        ],
+    )

@@ -1,5 +1,8 @@
 """The catalog's database adapter: applies events to rows and answers the read queries.
 
+Reads of videos are a tenant's (``get``, ``list``: in a tenant transaction, see ``tenant.py``);
+the projection and ``stats`` are the system's and see every organization.
+
 Events are applied in one transaction per batch (``apply_many``; ``apply`` is a batch of one):
 lock the batch's rows (``SELECT ... FOR UPDATE``, in id order), ask the projection what each
 event writes (a video's events in their order, each seeing the row as the previous left it),
@@ -48,16 +51,18 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from reelvault_catalog.cursor import decode_cursor, encode_cursor
-from reelvault_catalog.models import VideoRow
+from reelvault_catalog.models import UsageReservationRow, VideoRow
 from reelvault_catalog.projection import (
     STATE_FIELDS,
     Insert,
     Outcome,
     Update,
     VideoState,
+    gives_reservation_back,
     project,
 )
 from reelvault_catalog.settings import CatalogSettings
+from reelvault_catalog.tenant import enter_tenant
 
 
 def make_engine(settings: CatalogSettings) -> AsyncEngine:
@@ -139,6 +144,16 @@ _INSERT = (
     insert(_TABLE).on_conflict_do_nothing(index_elements=[_COLUMNS["id"]]).returning(_COLUMNS["id"])
 )
 _UPDATES: dict[tuple[str, ...], Any] = {}
+# A failed video whose provider never took the job gives its quota reservation back, in the
+# transaction that records the failure (a redelivery then finds nothing left to do).
+_RELEASE = (
+    update(UsageReservationRow)
+    .where(
+        UsageReservationRow.video_id == bindparam("row_id"),
+        UsageReservationRow.released_at.is_(None),
+    )
+    .values(released_at=func.now())
+)
 
 
 def _update_for(columns: tuple[str, ...]) -> Any:
@@ -232,29 +247,42 @@ class CatalogRepository:
                 _update_for(columns),
                 {"row_id": video_id, **{f"set_{name}": values[name] for name in columns}},
             )
-            states[video_id] = states[video_id].with_changes(outcome.changes)
+            after = states[video_id] = states[video_id].with_changes(outcome.changes)
+            if gives_reservation_back(event, after):
+                await conn.execute(_RELEASE, {"row_id": video_id})
             return Applied(outcome, written=True)
         return Applied(outcome, written=False)
 
     # --- reads ----------------------------------------------------------------------------
-    async def get(self, video_id: uuid.UUID) -> VideoRecord | None:
-        async with self._sessions() as session:
-            row = await session.get(VideoRow, video_id)
+    async def get(self, org: str, video_id: uuid.UUID) -> VideoRecord | None:
+        """``org``'s video ``video_id`` (None for another organization's: read as ``org``,
+        row-level security hides it even if the query forgot to)."""
+        query = select(VideoRow).where(VideoRow.id == video_id, VideoRow.org == org)
+        async with self._sessions() as session, session.begin():
+            await enter_tenant(session, org)
+            row = (await session.scalars(query)).one_or_none()
             return to_record(row) if row is not None else None
 
     async def list(
-        self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        org: str,
+        *,
+        status: VideoStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> VideoPage:
-        """Newest first. Raises ``InvalidCursor`` for a cursor this catalog did not make."""
-        query = select(VideoRow)
+        """``org``'s videos, newest first. Raises ``InvalidCursor`` for a cursor this catalog
+        did not make."""
+        query = select(VideoRow).where(VideoRow.org == org)
         if status is not None:
             query = query.where(VideoRow.status == status)
         if cursor is not None:
             created_at, last_id = decode_cursor(cursor)
-            # Row-value comparison: one index range scan on (created_at DESC, id DESC).
+            # Row-value comparison: one range scan on (org, created_at DESC, id DESC).
             query = query.where(tuple_(VideoRow.created_at, VideoRow.id) < (created_at, last_id))
         query = query.order_by(VideoRow.created_at.desc(), VideoRow.id.desc()).limit(limit + 1)
-        async with self._sessions() as session:
+        async with self._sessions() as session, session.begin():
+            await enter_tenant(session, org)
             rows = list((await session.scalars(query)).all())
         more = len(rows) > limit
         rows = rows[:limit]

@@ -13,13 +13,15 @@ from reelvault_common.messaging.topology import Topology
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.layout import Buckets
 
+from reelvault_gateway.auth import Authenticator, session_signer
 from reelvault_gateway.broker import BrokerLink
 from reelvault_gateway.catalog import NatsCatalogClient
 from reelvault_gateway.context import GatewayContext
 from reelvault_gateway.errors import install_error_handlers
 from reelvault_gateway.idempotency_store import KvIdempotencyStore
+from reelvault_gateway.key_cache import KeyCache
 from reelvault_gateway.middleware import ContentLengthGuard, RequestContextMiddleware
-from reelvault_gateway.routes import files, gallery, health, seed, uploads, videos
+from reelvault_gateway.routes import files, gallery, health, seed, session, uploads, usage, videos
 from reelvault_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,11 @@ Request AI videos (OpenAI Videos API protocol) from a prompt and up to two refer
 finished videos are copied into permanent storage and listed by the catalog.
 
 Every error is JSON: `{"error": {"code": "...", "message": "...", "details": ...}}`.
+
+Every `/v1` and `/api` operation needs an API key of your organization,
+`Authorization: Bearer rvk_...`, holding the scope the operation names (`videos:read`,
+`videos:write`; `admin` holds both); the gallery signs in once (`POST /v1/session`) and uses a
+session cookie instead. What you see and create is your organization's only.
 """
 
 
@@ -53,6 +60,11 @@ def create_app(
         link = BrokerLink(settings, topology, publish_timeout_s=settings.publish_timeout_s,
                           idempotency_ttl_s=settings.idempotency_ttl_s,
                           on_give_up=on_startup_failure)
+        catalog = NatsCatalogClient(link, topology, settings.rpc_timeout_s)
+        keys = KeyCache(catalog.lookup_key, settings.key_cache_ttl_s)
+        # The catalog names each key it revokes: dropped from the cache at once.
+        link.listen(topology.key_changes, keys.on_message)
+        auth = Authenticator(keys, session_signer(settings), settings.session_ttl_s)
         try:
             await storage.ensure_buckets(buckets.all())
             # Connects and prepares the stream (no consumers: the gateway only publishes).
@@ -62,8 +74,10 @@ def create_app(
                 buckets=buckets,
                 storage=storage,
                 events=link,
-                catalog=NatsCatalogClient(link, topology, settings.rpc_timeout_s),
+                catalog=catalog,
                 broker=link,
+                auth=auth,
+                flags=link.flags,
                 idempotency=KvIdempotencyStore(link.idempotency_bucket),
                 recorded=link.recorded,
             )
@@ -98,6 +112,8 @@ def create_app(
     # Limits per router, not app-wide: FastAPI's app-level limit answers in plain text.
     app.include_router(videos.router, max_body_size=settings.max_json_bytes)
     app.include_router(seed.router, max_body_size=settings.max_json_bytes)
+    app.include_router(session.router, max_body_size=settings.max_json_bytes)
+    app.include_router(usage.router)
     app.include_router(files.router)
     app.include_router(health.router)
     app.include_router(gallery.router)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import nats
@@ -20,7 +20,9 @@ from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from reelvault_common.contracts.events import VideoEvent
+from reelvault_common.contracts.flags import Flags
 from reelvault_common.messaging.broker import make_broker
+from reelvault_common.messaging.flags import FlagWatch, open_flags_bucket
 from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.setup import prepare_topology, wait_for_nats
 from reelvault_common.messaging.topology import Topology
@@ -58,6 +60,17 @@ class Requester(Protocol):
     async def request(self, subject: str, payload: bytes, timeout_s: float) -> bytes: ...
 
 
+class LiveFlags:
+    """The runtime flags as the watch last saw them; the defaults until it runs."""
+
+    def __init__(self) -> None:
+        self.watch: FlagWatch | None = None
+
+    @property
+    def current(self) -> Flags:
+        return self.watch.current if self.watch is not None else Flags()
+
+
 class BrokerLink:
     """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``.
 
@@ -81,6 +94,10 @@ class BrokerLink:
         self._idempotency: KeyValue | None = None
         # Announcements of new catalog rows (creates wait for them instead of polling).
         self.recorded = RecordedWatch()
+        # Other core-NATS subjects to follow (subject -> handler of a message's data).
+        self._listeners: dict[str, Callable[[bytes], None]] = {}
+        # The runtime flags (maintenance, whitelist, coming soon), watched once connected.
+        self.flags = LiveFlags()
         # No buffering while reconnecting: a publish we reported as failed must never be sent.
         self._broker: NatsBroker = make_broker(
             settings, "reelvault-gateway", buffer_while_reconnecting=False
@@ -89,6 +106,10 @@ class BrokerLink:
         self._publisher_timeout_s = publish_timeout_s
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def listen(self, subject: str, handler: Callable[[bytes], None]) -> None:
+        """Follow ``subject`` once connected (register before ``start``)."""
+        self._listeners[subject] = handler
 
     async def start(self, wait_s: float, abort: asyncio.Event | None = None) -> None:
         """Connect in the background; wait until connected, until the connection gives up,
@@ -139,8 +160,10 @@ class BrokerLink:
         log.info("broker connected, stream %s ready", self._topology.stream)
 
     async def _finish_setup(self, prepared: bool) -> None:
-        """The stream (unless prepared already), the idempotency bucket and the catalog's
-        announcements, retried with backoff until all are there (or the task is cancelled)."""
+        """The stream (unless prepared already), the idempotency bucket, the flags and the
+        catalog's announcements, retried with backoff until all are there (or the task is
+        cancelled). Done before the link counts as connected, so no write is taken before the
+        flags are known."""
         async for attempt in AsyncRetrying(
             wait=SETUP_BACKOFF.wait(),
             # Errors only: a cancellation (shutting down) ends the wait at once.
@@ -153,7 +176,9 @@ class BrokerLink:
                     prepared = True
                 if self._idempotency_ttl_s is not None:
                     self._idempotency = await self._open_idempotency_bucket()
-                await self._listen_for_recorded()
+                if self.flags.watch is None:
+                    self.flags.watch = await self._watch_flags()
+                await self._follow_subjects()
 
     async def _open_idempotency_bucket(self) -> KeyValue:
         client = self._client()
@@ -171,16 +196,24 @@ class BrokerLink:
             bucket=bucket, history=1, ttl=self._idempotency_ttl_s, storage=StorageType.FILE,
             replicas=self._settings.stream_replicas))
 
-    async def _listen_for_recorded(self) -> None:
+    async def _watch_flags(self) -> FlagWatch:
         client = self._client()
         if client is None:
             raise BrokerUnavailable("the message broker is not connected")
+        bucket = await open_flags_bucket(client, self._topology, self._publisher_timeout_s)
+        watch = FlagWatch(bucket)
+        await watch.start(wait_s=self._publisher_timeout_s)
+        return watch
 
-        async def on_recorded(msg: Msg) -> None:
-            self.recorded.on_message(msg.data)
-
-        # A core subscription: nats-py renews it after every reconnect by itself.
-        await client.subscribe(self._topology.catalog_recorded, cb=on_recorded)
+    async def _follow_subjects(self) -> None:
+        client = self._client()
+        if client is None:
+            raise BrokerUnavailable("the message broker is not connected")
+        handlers = {self._topology.catalog_recorded: self.recorded.on_message,
+                    **self._listeners}
+        for subject, handler in handlers.items():
+            # Core subscriptions: nats-py renews them after every reconnect by itself.
+            await client.subscribe(subject, cb=_deliver_to(handler))
 
     def idempotency_bucket(self) -> KeyValue:
         """The KV bucket of Idempotency-Key records; ``BrokerUnavailable`` until connected."""
@@ -225,10 +258,19 @@ class BrokerLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.flags.watch is not None:
+            await self.flags.watch.stop()
         try:
             await self._broker.stop()
         except Exception as exc:  # closing a dead connection must not fail the shutdown
             log.warning("closing the broker connection failed: %r", exc)
+
+
+def _deliver_to(handler: Callable[[bytes], None]) -> Callable[[Msg], Awaitable[None]]:
+    async def on_message(msg: Msg) -> None:
+        handler(msg.data)
+
+    return on_message
 
 
 def _log_setup_retry(state: RetryCallState) -> None:

@@ -8,11 +8,19 @@ from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.catalog import (
+    RPC_OF,
     CatalogErrorCode,
     GetStats,
+    GetUsage,
     GetVideo,
+    KeyAuth,
     ListVideos,
+    LookupKey,
+    QuotaExceededInfo,
+    Release,
+    Reserve,
     RpcReply,
+    UsageReport,
     VideoPage,
     VideoRecord,
     VideoStatus,
@@ -42,15 +50,33 @@ class InvalidCursor(Exception):
 
 
 class CatalogClient(Protocol):
+    """Every call about videos or usage names the caller's organization: the catalog answers
+    ``not_found`` for another organization's video."""
+
     async def get(
-        self, video_id: uuid.UUID, *, timeout_s: float | None = None
+        self, org: str, video_id: uuid.UUID, *, timeout_s: float | None = None
     ) -> VideoRecord | None: ...
 
     async def list(
-        self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        org: str,
+        *,
+        status: VideoStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> VideoPage: ...
 
     async def ping(self, *, timeout_s: float | None = None) -> None: ...
+
+    async def lookup_key(self, public_id: str) -> KeyAuth | None: ...
+
+    async def reserve(
+        self, org: str, video_id: uuid.UUID, model: str, seconds: int
+    ) -> QuotaExceededInfo | None: ...
+
+    async def release(self, org: str, video_id: uuid.UUID) -> None: ...
+
+    async def usage(self, org: str) -> UsageReport: ...
 
 
 class NatsCatalogClient:
@@ -79,24 +105,31 @@ class NatsCatalogClient:
             raise CatalogUnavailable(f"{error.code}: {error.message}")
         return reply
 
+    async def _call(self, message: BaseModel, timeout_s: float | None = None) -> RpcReply:
+        return await self._ask(self._topology.rpc(RPC_OF[type(message)]), message, timeout_s)
+
     async def get(
-        self, video_id: uuid.UUID, *, timeout_s: float | None = None
+        self, org: str, video_id: uuid.UUID, *, timeout_s: float | None = None
     ) -> VideoRecord | None:
-        reply = await self._ask(self._topology.rpc_get, GetVideo(video_id=video_id), timeout_s)
+        reply = await self._call(GetVideo(org=org, video_id=video_id), timeout_s)
         if reply.ok and reply.video is not None:
             return reply.video
-        if reply.error is not None and reply.error.code is CatalogErrorCode.NOT_FOUND:
+        if _is(reply, CatalogErrorCode.NOT_FOUND):
             return None
         raise _unexpected(reply, "get")
 
     async def list(
-        self, *, status: VideoStatus | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        org: str,
+        *,
+        status: VideoStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> VideoPage:
-        message = ListVideos(status=status, limit=limit, cursor=cursor)
-        reply = await self._ask(self._topology.rpc_list, message, None)
+        reply = await self._call(ListVideos(org=org, status=status, limit=limit, cursor=cursor))
         if reply.ok and reply.page is not None:
             return reply.page
-        if reply.error is not None and reply.error.code is CatalogErrorCode.INVALID_CURSOR:
+        if reply.error is not None and _is(reply, CatalogErrorCode.INVALID_CURSOR):
             raise InvalidCursor(reply.error.message)
         raise _unexpected(reply, "list")
 
@@ -106,6 +139,43 @@ class NatsCatalogClient:
         reply = await self._ask(self._topology.rpc_ping, GetStats(), timeout_s)
         if not reply.ok:
             raise _unexpected(reply, "ping")
+
+    async def lookup_key(self, public_id: str) -> KeyAuth | None:
+        """The key's record and hash, None for a key the catalog does not know."""
+        reply = await self._call(LookupKey(public_id=public_id))
+        if reply.ok and reply.key_auth is not None:
+            return reply.key_auth
+        if _is(reply, CatalogErrorCode.NOT_FOUND):
+            return None
+        raise _unexpected(reply, "key lookup")
+
+    async def reserve(
+        self, org: str, video_id: uuid.UUID, model: str, seconds: int
+    ) -> QuotaExceededInfo | None:
+        """Count the video against the organization's quotas: None when admitted (again, for
+        a video already counted), else which quota refused it."""
+        message = Reserve(org=org, video_id=video_id, model=model, seconds=seconds)
+        reply = await self._call(message)
+        if reply.ok:
+            return None
+        if _is(reply, CatalogErrorCode.QUOTA_EXCEEDED) and reply.quota is not None:
+            return reply.quota
+        raise _unexpected(reply, "reserve")
+
+    async def release(self, org: str, video_id: uuid.UUID) -> None:
+        reply = await self._call(Release(org=org, video_id=video_id))
+        if not reply.ok:
+            raise _unexpected(reply, "release")
+
+    async def usage(self, org: str) -> UsageReport:
+        reply = await self._call(GetUsage(org=org))
+        if reply.ok and reply.usage is not None:
+            return reply.usage
+        raise _unexpected(reply, "usage")
+
+
+def _is(reply: RpcReply, code: CatalogErrorCode) -> bool:
+    return reply.error is not None and reply.error.code is code
 
 
 def _unexpected(reply: RpcReply, what: str) -> CatalogError:

@@ -9,8 +9,10 @@ import anyio
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.layout import Buckets
 
+from reelvault_gateway.auth import Authenticator
 from reelvault_gateway.broker import EventSink
 from reelvault_gateway.catalog import CatalogClient
+from reelvault_gateway.flags import FixedFlags, FlagSource
 from reelvault_gateway.idempotency import IdempotencyStore
 from reelvault_gateway.settings import GatewaySettings
 from reelvault_gateway.visibility import RecordedWatch
@@ -29,6 +31,10 @@ class GatewayContext:
     events: EventSink
     catalog: CatalogClient
     broker: BrokerHealth
+    # Who is asking: API keys (through the key cache) and session cookies.
+    auth: Authenticator
+    # The runtime flags (maintenance, whitelist, coming soon) as currently set.
+    flags: FlagSource = field(default_factory=FixedFlags)
     # Idempotency-Key records (None: requests with a key are answered 503).
     idempotency: IdempotencyStore | None = None
     # The catalog's announcements of new rows (None: creates poll the catalog instead).

@@ -215,7 +215,11 @@ def install_error_handlers(app: FastAPI) -> None:
 # --- OpenAPI ------------------------------------------------------------------------------------
 _DESCRIPTIONS: dict[int, str] = {
     400: "Bad request (`bad_request`, `empty_file`, `corrupt_image`, `invalid_cursor`, ...).",
-    403: "Forbidden: missing, invalid or expired link signature.",
+    401: "Missing or invalid credentials (`missing_credentials`, `invalid_key`, `key_expired`, "
+    "`key_revoked`, `invalid_session`); the answer carries `WWW-Authenticate: Bearer`.",
+    403: "Forbidden: the key lacks the scope (`insufficient_scope`), creating is open to "
+    "selected organizations only (`not_whitelisted`), or a link signature is missing, invalid "
+    "or expired (`forbidden`).",
     404: "Not found.",
     409: "Conflict: the video is not in a state that allows this (`video_not_ready`), or the "
     "Idempotency-Key was already used for a different request (`idempotency_key_reused`).",
@@ -224,10 +228,12 @@ _DESCRIPTIONS: dict[int, str] = {
     415: "Unsupported media type: only JPEG, PNG and WebP images.",
     416: "Requested range not satisfiable.",
     422: "Validation error; `details` names each offending field.",
+    429: "A quota of the organization is used up (`quota_exceeded`); `details` says which "
+    "(`quota`, `used`, `limit`, `resets_at`) and `Retry-After` when it resets.",
     500: "Internal error (no details are disclosed).",
     502: "The catalog answered with an error.",
     503: "A dependency is unavailable (`broker_unavailable`, `catalog_unavailable`, "
-    "`storage_unavailable`, `not_ready`); retry later.",
+    "`storage_unavailable`, `not_ready`), or writes are paused (`maintenance`); retry later.",
 }
 
 

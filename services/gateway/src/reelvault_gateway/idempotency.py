@@ -1,9 +1,8 @@
 """``Idempotency-Key`` on video creation: what a key means and what a repeat gets. Pure.
 
 A key is scoped per client: the same key sent by two clients names two requests. The client is
-a hash of the ``Authorization`` header when the request carries one (whoever holds that
-credential is one client), else the remote address the gateway sees (behind a proxy: the
-proxy's address, so put an ``Authorization`` header on requests that need separate scopes).
+the caller's organization and API key (a gallery session counts as the key that signed in), so
+no organization can replay, or collide with, another's requests.
 
 The record of a key (kept in a NATS KV bucket for at least 24 h) holds a fingerprint of the
 canonical request (the validated fields, defaults applied: ``{"prompt": "x"}`` and
@@ -103,11 +102,10 @@ def checked_key(raw: str | None) -> str | None:
     return raw
 
 
-def client_identity(authorization: str | None, remote_address: str | None) -> str:
-    """Who a key belongs to (see the module docstring). Credentials are only ever hashed."""
-    if authorization:
-        return "auth:" + hashlib.sha256(authorization.encode()).hexdigest()
-    return f"addr:{remote_address or 'unknown'}"
+def client_identity(org: str, key_id: str) -> str:
+    """Who a key belongs to (see the module docstring): the organization and the public id of
+    the caller's API key (never its secret)."""
+    return f"org:{org}:key:{key_id}"
 
 
 def scope_of(client: str, key: str) -> str:

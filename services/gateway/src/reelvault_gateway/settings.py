@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from reelvault_common.runtime.settings import REELVAULT_SETTINGS, ServiceSettings, StorageSettings
 from reelvault_common.storage.layout import MB
 
@@ -40,3 +40,27 @@ class GatewaySettings(ServiceSettings, StorageSettings):
     shutdown_grace_s: float = Field(default=10.0, gt=0)
     # How long an Idempotency-Key is remembered after its last use (at least 24 h).
     idempotency_ttl_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)
+    # How long a key checked with the catalog is trusted without asking again. A revocation
+    # reaches every gateway at once through the catalog's announcement; this bounds how long
+    # one that missed the announcement still accepts the key (the promise is 5 s).
+    key_cache_ttl_s: float = Field(default=3.0, gt=0, le=4.0)
+    # Signs the gallery's session cookies (REELVAULT_SESSION_SECRET). Unset: a random secret
+    # per process, so sessions end with the process and do not span replicas.
+    session_secret: SecretStr | None = None
+    # How long a gallery sign-in lasts (never past the key's own expiry).
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    # Retry-After of the 503 that writes get while the maintenance flag is on.
+    maintenance_retry_after_s: int = Field(default=30, ge=1)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over https when the gateway is served over https."""
+        return self.public_base_url.lower().startswith("https://")
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short secret could be guessed offline from one cookie.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("REELVAULT_SESSION_SECRET must have at least 16 characters")
+        return value

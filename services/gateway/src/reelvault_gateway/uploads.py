@@ -45,7 +45,8 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"The file exceeds the {limit} byte upload limit.")
 
 
-async def store_upload(context: GatewayContext, upload: UploadFile) -> UploadResult:
+async def store_upload(context: GatewayContext, org: str, upload: UploadFile) -> UploadResult:
+    """Stored under the organization's own prefix: only it can reference the upload."""
     limit = context.settings.max_upload_bytes
     data = await upload.read(limit + 1)
     if len(data) > limit:
@@ -59,7 +60,7 @@ async def store_upload(context: GatewayContext, upload: UploadFile) -> UploadRes
         raise ApiError(status, code, rejected.message) from None
     sha256 = hashlib.sha256(data).hexdigest()
     bucket = context.buckets.images.name
-    key = upload_key(context.settings.org, sha256, info.extension)
+    key = upload_key(org, sha256, info.extension)
     try:
         stored = await context.storage.put(bucket, key, _once(data), info.content_type)
     except PayloadTooLarge:

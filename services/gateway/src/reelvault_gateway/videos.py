@@ -16,14 +16,18 @@ from reelvault_common.storage import InvalidKey, ObjectNotFound
 from reelvault_gateway.broker import BrokerUnavailable
 from reelvault_gateway.catalog import CatalogClient, CatalogError, CatalogUnavailable
 from reelvault_gateway.context import GatewayContext
+from reelvault_gateway.credentials import Principal, aware
 from reelvault_gateway.errors import ApiError
+from reelvault_gateway.flags import refuse_unlisted
 from reelvault_gateway.idempotency import (
+    client_identity,
     fingerprint,
     new_record,
     on_repeat,
     scope_of,
     video_id_for,
 )
+from reelvault_gateway.quotas import quota_exceeded
 from reelvault_gateway.representation import Video, video_from_record, video_from_request
 from reelvault_gateway.storage_keys import usable_key
 from reelvault_gateway.video_requests import VideoSpec, unknown_upload
@@ -31,8 +35,10 @@ from reelvault_gateway.video_requests import VideoSpec, unknown_upload
 log = logging.getLogger(__name__)
 
 
-def not_found(video_id: uuid.UUID) -> ApiError:
-    return ApiError(404, "not_found", f"No video with id {video_id}.")
+def not_found() -> ApiError:
+    # The same words whether the video never existed or belongs to another organization, and
+    # nothing of the request echoed.
+    return ApiError(404, "not_found", "No such video.")
 
 
 def not_ready(record: VideoRecord, what: str = "The video") -> ApiError:
@@ -50,14 +56,20 @@ def not_ready(record: VideoRecord, what: str = "The video") -> ApiError:
     )
 
 
+def own_upload(org: str, key: str) -> bool:
+    """Only the organization's own uploads may be referenced: another's key is as unknown as
+    a key never uploaded (nothing tells that it exists)."""
+    return key.startswith(f"{org}/uploads/") and usable_key(key)
+
+
 async def resolve_references(
-    context: GatewayContext, spec: VideoSpec
+    context: GatewayContext, org: str, spec: VideoSpec
 ) -> tuple[ReferenceImage, ...]:
-    """Each reference must be an image in the images bucket (what /v1/uploads stored)."""
+    """Each reference must be an image the organization uploaded (what /v1/uploads stored)."""
     bucket = context.buckets.images.name
     images = []
     for key, loc in zip(spec.reference_keys, spec.reference_locs, strict=True):
-        info = await context.storage.stat(bucket, key) if usable_key(key) else None
+        info = await context.storage.stat(bucket, key) if own_upload(org, key) else None
         if info is None:
             raise unknown_upload(loc)
         images.append(
@@ -72,7 +84,7 @@ async def resolve_references(
 
 
 async def wait_until_visible(
-    catalog: CatalogClient, video_id: uuid.UUID, timeout_s: float
+    catalog: CatalogClient, org: str, video_id: uuid.UUID, timeout_s: float
 ) -> VideoRecord | None:
     """Poll the catalog until it has projected the video, or give up quietly at the deadline."""
     loop = asyncio.get_running_loop()
@@ -83,7 +95,7 @@ async def wait_until_visible(
         if remaining <= 0:
             return None
         try:
-            record = await catalog.get(video_id, timeout_s=max(remaining, 0.05))
+            record = await catalog.get(org, video_id, timeout_s=max(remaining, 0.05))
         except (CatalogUnavailable, CatalogError):
             record = None
         if record is not None:
@@ -93,7 +105,7 @@ async def wait_until_visible(
 
 
 def requested_event(
-    context: GatewayContext,
+    org: str,
     spec: VideoSpec,
     images: tuple[ReferenceImage, ...],
     video_id: uuid.UUID,
@@ -101,13 +113,13 @@ def requested_event(
 ) -> VideoRequested:
     return VideoRequested.new(
         video_id=video_id,
+        org=org,
         correlation_id=correlation_id or str(video_id),
         prompt=spec.prompt,
         model=spec.model,
         seconds=spec.seconds,
         size=spec.size,
         reference_images=images,
-        org=context.settings.org,
     )
 
 
@@ -116,7 +128,7 @@ async def _publish_requested(context: GatewayContext, event: VideoRequested) -> 
     timeout = context.settings.create_visibility_timeout_s
     if context.recorded is None or timeout <= 0:
         await _publish(context, event)
-        if await wait_until_visible(context.catalog, event.video_id, timeout) is None:
+        if await wait_until_visible(context.catalog, event.org, event.video_id, timeout) is None:
             _not_visible(event, timeout)
         return
     with context.recorded.expect(event.video_id) as recorded:
@@ -128,7 +140,7 @@ async def _publish_requested(context: GatewayContext, event: VideoRequested) -> 
             pass
     # No word from the catalog (busy, or the word got lost): one last look decides the log.
     try:
-        found = await context.catalog.get(event.video_id, timeout_s=0.5)
+        found = await context.catalog.get(event.org, event.video_id, timeout_s=0.5)
     except (CatalogUnavailable, CatalogError):
         found = None
     if found is None:
@@ -152,14 +164,42 @@ def _not_visible(event: VideoRequested, timeout: float) -> None:
         )
 
 
-async def create_video(context: GatewayContext, spec: VideoSpec, correlation_id: str) -> Video:
-    """Validate references, publish VideoRequested and wait for the stream's ack.
+async def reserve_quota(context: GatewayContext, event: VideoRequested) -> None:
+    """Count the video against its organization's quotas (atomic in the catalog, idempotent
+    per video id), or refuse it with a 429."""
+    refused = await context.catalog.reserve(
+        event.org, event.video_id, event.model, int(event.seconds)
+    )
+    if refused is not None:
+        raise quota_exceeded(refused, datetime.now(UTC))
 
-    Nothing is written before the publish, and the publish is the only write: when it fails
-    the request failed as a whole (503, ``BrokerUnavailable`` propagates)."""
-    images = await resolve_references(context, spec)
-    event = requested_event(context, spec, images, new_video_id(), correlation_id)
-    await _publish_requested(context, event)
+
+async def _release_quietly(context: GatewayContext, event: VideoRequested) -> None:
+    """Give back the reservation of a request that was never published. Best effort: if it
+    fails, the organization is charged one video it did not get."""
+    try:
+        await context.catalog.release(event.org, event.video_id)
+    except (CatalogUnavailable, CatalogError) as exc:
+        log.warning("releasing the quota of unpublished video %s failed: %s", event.video_id, exc)
+
+
+async def create_video(
+    context: GatewayContext, principal: Principal, spec: VideoSpec, correlation_id: str
+) -> Video:
+    """Validate references, reserve the quota, publish VideoRequested and wait for the
+    stream's ack.
+
+    The reservation is the only write before the publish: when the publish fails, it is
+    given back and the request failed as a whole (503, ``BrokerUnavailable`` propagates)."""
+    refuse_unlisted(context.flags.current, principal.org)
+    images = await resolve_references(context, principal.org, spec)
+    event = requested_event(principal.org, spec, images, new_video_id(), correlation_id)
+    await reserve_quota(context, event)
+    try:
+        await _publish_requested(context, event)
+    except BrokerUnavailable:
+        await _release_quietly(context, event)
+        raise
     return video_from_request(event)
 
 
@@ -170,29 +210,35 @@ class Created:
 
 
 async def create_video_once(
-    context: GatewayContext, spec: VideoSpec, correlation_id: str, client: str, key: str
+    context: GatewayContext, principal: Principal, spec: VideoSpec, correlation_id: str, key: str
 ) -> Created:
     """``create_video`` under an ``Idempotency-Key`` (see ``idempotency.py``): the first request
     with the key creates the video, repeats of the same request get the same answer, another
-    request under the key is a 409."""
+    request under the key is a 409.
+
+    The quota is reserved after the key and before each publish. A refused or failed attempt
+    leaves the key pending and keeps any reservation: a retry with the key reserves again
+    (the same video id: counted once) and publishes the very same event."""
     store = context.idempotency
     if store is None:
         raise BrokerUnavailable("idempotency keys are not available")
-    scope = scope_of(client, key)
-    wanted = fingerprint(spec, context.settings.org)
+    refuse_unlisted(context.flags.current, principal.org)
+    scope = scope_of(client_identity(principal.org, principal.key_id), key)
+    wanted = fingerprint(spec, principal.org)
     # Most keys are new. Without reference images nothing needs looking up before the
     # reservation, so try it straight away (one KV read less); a key in use makes it fail
     # and the record is read below, exactly as when two requests race. With references the
     # record is read first, so a repeat replays without looking them up again.
     found = await store.read(scope) if spec.reference_keys else None
     if found is None:
-        images = await resolve_references(context, spec)
-        event = requested_event(context, spec, images, video_id_for(scope), correlation_id)
+        images = await resolve_references(context, principal.org, spec)
+        event = requested_event(principal.org, spec, images, video_id_for(scope), correlation_id)
         record = new_record(event, wanted, datetime.now(UTC))
         revision = await store.reserve(scope, record)
         if revision is not None:
             # Reserved (pending) before publishing: if the publish fails, the key keeps
             # pointing at this very event and a retry publishes it again.
+            await reserve_quota(context, event)
             await _publish_requested(context, event)
             await store.complete(scope, record.done(), last=revision)
             return Created(video_from_request(event), replayed=False)
@@ -204,21 +250,25 @@ async def create_video_once(
     if replay.republish:
         # The first attempt failed or is still publishing: the same event id makes JetStream
         # drop whichever copy comes second.
+        await reserve_quota(context, replay.event)
         await _publish_requested(context, replay.event)
         await store.complete(scope, record.done(), last=revision)
     log.info("video %s: repeat of an idempotent request", replay.event.video_id)
     return Created(video_from_request(replay.event), replayed=True)
 
 
-async def get_record(context: GatewayContext, video_id: uuid.UUID) -> VideoRecord:
-    record = await context.catalog.get(video_id)
-    if record is None:
-        raise not_found(video_id)
+async def get_record(context: GatewayContext, org: str, video_id: uuid.UUID) -> VideoRecord:
+    """The organization's video; another organization's is as missing as one never made."""
+    record = await context.catalog.get(org, video_id)
+    # The catalog already filters by organization; checked again as it decides who sees what.
+    if record is None or record.org != org:
+        raise not_found()
     return record
 
 
-async def get_video(context: GatewayContext, video_id: uuid.UUID) -> Video:
-    return video_from_record(await get_record(context, video_id), context.settings.public_base_url)
+async def get_video(context: GatewayContext, org: str, video_id: uuid.UUID) -> Video:
+    record = await get_record(context, org, video_id)
+    return video_from_record(record, context.settings.public_base_url)
 
 
 @dataclass(frozen=True)
@@ -228,19 +278,22 @@ class VideoListPage:
 
 
 async def list_videos(
-    context: GatewayContext, status: VideoStatus | None, limit: int, cursor: str | None
+    context: GatewayContext, org: str, status: VideoStatus | None, limit: int, cursor: str | None
 ) -> VideoListPage:
-    page = await context.catalog.list(status=status, limit=limit, cursor=cursor)
+    page = await context.catalog.list(org, status=status, limit=limit, cursor=cursor)
     base = context.settings.public_base_url
-    return VideoListPage([video_from_record(r, base) for r in page.items], page.next_cursor)
+    mine = [video_from_record(r, base) for r in page.items if r.org == org]
+    return VideoListPage(mine, page.next_cursor)
 
 
-async def list_all_videos(context: GatewayContext, cap: int) -> tuple[list[Video], bool]:
+async def list_all_videos(
+    context: GatewayContext, org: str, cap: int
+) -> tuple[list[Video], bool]:
     """Every video newest first, following cursors, at most ``cap``; True if there are more."""
     videos: list[Video] = []
     cursor: str | None = None
     while len(videos) < cap:
-        page = await list_videos(context, None, min(100, cap - len(videos)), cursor)
+        page = await list_videos(context, org, None, min(100, cap - len(videos)), cursor)
         videos.extend(page.videos)
         cursor = page.next_cursor
         if cursor is None or not page.videos:
@@ -248,9 +301,11 @@ async def list_all_videos(context: GatewayContext, cap: int) -> tuple[list[Video
     return videos, True
 
 
-async def content_url(context: GatewayContext, video_id: uuid.UUID, variant: str) -> str:
+async def content_url(
+    context: GatewayContext, org: str, video_id: uuid.UUID, variant: str
+) -> str:
     """A fresh link to the stored video (signed) or its thumbnail."""
-    record = await get_record(context, video_id)
+    record = await get_record(context, org, video_id)
     if record.status != "completed":
         raise not_ready(record)
     if variant == "thumbnail":
@@ -279,21 +334,21 @@ class ArchiveOutcome:
     requested: bool  # False: it was already stored
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 async def request_archive(
-    context: GatewayContext, video_id: uuid.UUID, correlation_id: str, now: datetime | None = None
+    context: GatewayContext,
+    org: str,
+    video_id: uuid.UUID,
+    correlation_id: str,
+    now: datetime | None = None,
 ) -> ArchiveOutcome:
     """The seed's download-and-store: copy a finished video now, if it can still be copied."""
-    record = await get_record(context, video_id)
+    record = await get_record(context, org, video_id)
     if record.status == "completed" and record.video_key is not None:
         return ArchiveOutcome(record, requested=False)
     if record.provider_job_id is None or record.openai_url is None:
         raise not_ready(record, "The video")
     now = now or datetime.now(UTC)
-    if record.expires_at is not None and _aware(record.expires_at) <= now:
+    if record.expires_at is not None and aware(record.expires_at) <= now:
         raise ApiError(
             410,
             "source_expired",
@@ -302,12 +357,12 @@ async def request_archive(
         )
     event = VideoArchiveRequested.new(
         video_id=video_id,
+        org=record.org,
         correlation_id=correlation_id or str(video_id),
         provider=record.provider or "openai",
         provider_job_id=record.provider_job_id,
-        expires_at=_aware(record.expires_at) if record.expires_at is not None else None,
-        org=record.org,
-        requested_at=_aware(record.created_at),
+        expires_at=aware(record.expires_at) if record.expires_at is not None else None,
+        requested_at=aware(record.created_at),
     )
     await context.events.publish(event)
     log.info("archive of video %s requested (correlation %s)", video_id, event.correlation_id)

@@ -2,8 +2,8 @@
 
 Every event carries ``event_id`` (also sent as ``Nats-Msg-Id``), ``org`` (the organization it
 belongs to, also a token of its subject), ``occurred_at``, ``correlation_id`` and
-``schema_version``; video events carry ``video_id``. Decoders ignore unknown fields, so adding a field is
-a compatible change; removing or retyping one needs a new schema version.
+``schema_version``; video events carry ``video_id``. Decoders ignore unknown fields, so adding
+a field is a compatible change; removing or retyping one needs a new schema version.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Everything a plain NATS client needs is in it: the server, the stream and its limits, the
 subjects (with the organization as a channel parameter), the headers sent with every event, the
-payload schemas, the dead-letter stream and how to name and configure a consumer of one's own. JetStream has no AsyncAPI binding (the NATS
-bindings only know a core NATS ``queue``), so its specifics are ``x-jetstream`` extensions.
-Every value is taken from the code that configures the broker, never restated.
+payload schemas, the dead-letter stream and how to name and configure a consumer of one's own.
+JetStream has no AsyncAPI binding (the NATS bindings only know a core NATS ``queue``), so its
+specifics are ``x-jetstream`` extensions. Every value is taken from the code that configures
+the broker, never restated.
 
 ``python -m reelvault_common.messaging.asyncapi > docs/events.asyncapi.json`` regenerates the
 committed copy; a test fails when the two disagree.

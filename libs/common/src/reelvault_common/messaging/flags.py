@@ -11,7 +11,7 @@ import logging
 
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from reelvault_common.contracts.flags import FLAG_NAMES, FlagName, Flags, encode_flag
@@ -20,18 +20,20 @@ from reelvault_common.messaging.topology import Topology
 log = logging.getLogger(__name__)
 
 
-async def open_flags_bucket(connection: Client, topology: Topology) -> KeyValue:
+async def open_flags_bucket(
+    connection: Client, topology: Topology, timeout_s: float = 5.0
+) -> KeyValue:
     """The flags bucket, created on first use (one value per flag, file storage)."""
-    js = connection.jetstream()
+    js = connection.jetstream(timeout=timeout_s)
     try:
         return await js.key_value(topology.flags_bucket)
-    except BucketNotFoundError:
+    except (BucketNotFoundError, NotFoundError):
         return await js.create_key_value(
             KeyValueConfig(
                 bucket=topology.flags_bucket,
                 history=1,
                 storage=StorageType.FILE,
-                num_replicas=topology.stream_replicas,
+                replicas=topology.stream_replicas,
             )
         )
 
@@ -75,14 +77,14 @@ class FlagWatch:
                     continue
                 if entry.key not in FLAG_NAMES:
                     continue
-                name: FlagName = entry.key  # type: ignore[assignment]
+                name: FlagName = entry.key
                 deleted = entry.operation in (KV_DEL, KV_PURGE)
                 self.current = self.current.with_value(name, None if deleted else entry.value)
                 log.info("flag %s is now %s", name, getattr(self.current, name))
                 self._loaded.set()
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def stop(self) -> None:
         task, self._task = self._task, None

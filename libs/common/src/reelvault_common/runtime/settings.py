@@ -133,7 +133,6 @@ class StorageSettings(BaseSettings):
     # Signs filesystem download links; required for private buckets on the filesystem backend.
     storage_signing_key: SecretStr | None = None
     signed_url_ttl_s: int = Field(default=600, ge=1, le=7 * 24 * 3600)
-    org: str = "default"
 
     bucket_videos: str = "videos"
     bucket_thumbnails: str = "thumbnails"

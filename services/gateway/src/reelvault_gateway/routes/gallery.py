@@ -1,4 +1,6 @@
-"""``GET /``: a small gallery page (static HTML + JS, no build step, no credentials)."""
+"""``GET /``: a small gallery page (static HTML + JS, no build step). The page holds no data
+and no credentials: it signs in with a key (``/v1/session``) and then reads through the API
+with the session cookie. While the ``coming_soon`` flag is on, a holding page instead."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
+
+from reelvault_gateway.deps import ContextDep
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -23,8 +27,13 @@ router = APIRouter(tags=["gallery"])
     "/",
     response_class=HTMLResponse,
     summary="Gallery page",
-    responses={200: {"content": {"text/html": {}}, "description": "The gallery."}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The gallery (or a holding page)."}
+    },
 )
-async def gallery() -> HTMLResponse:
-    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+async def gallery(context: ContextDep) -> HTMLResponse:
+    page = "coming-soon.html" if context.flags.current.coming_soon else "index.html"
+    html = (STATIC_DIR / page).read_text(encoding="utf-8")
+    # no-cache: the page changes with the coming_soon flag.
+    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
+    return HTMLResponse(html, headers=headers)

@@ -13,7 +13,13 @@ from pydantic import BaseModel, Field
 from reelvault_common.contracts.catalog import VideoStatus
 
 from reelvault_gateway.context import GatewayContext
-from reelvault_gateway.deps import ContextDep, CorrelationIdDep, IdempotencyKeyDep
+from reelvault_gateway.deps import (
+    ContextDep,
+    CorrelationIdDep,
+    IdempotencyKeyDep,
+    ReadPrincipal,
+    WritePrincipal,
+)
 from reelvault_gateway.errors import error_responses
 from reelvault_gateway.idempotency import REPLAYED_HEADER
 from reelvault_gateway.representation import Video, video_from_record
@@ -76,10 +82,11 @@ async def _public_prefix(context: GatewayContext) -> str:
     "/create-video",
     response_model=SeedCreated,
     summary="Request a video (seed app)",
-    responses=error_responses(400, 409, 413, 422, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 422, 429, 503),
 )
 async def seed_create_video(
     body: SeedCreateVideoBody,
+    principal: WritePrincipal,
     context: ContextDep,
     correlation_id: CorrelationIdDep,
     idempotency: IdempotencyKeyDep,
@@ -90,11 +97,9 @@ async def seed_create_video(
     like `POST /v1/videos`."""
     spec = spec_from_seed(body, await _public_prefix(context))
     if idempotency is None:
-        video = await create_video(context, spec, correlation_id)
+        video = await create_video(context, principal, spec, correlation_id)
     else:
-        created = await create_video_once(
-            context, spec, correlation_id, idempotency.client, idempotency.key
-        )
+        created = await create_video_once(context, principal, spec, correlation_id, idempotency)
         video = created.video
         if created.replayed:
             response.headers[REPLAYED_HEADER] = "true"
@@ -105,11 +110,13 @@ async def seed_create_video(
     "/check-video",
     response_model=CheckVideoResult,
     summary="Status of a video (seed app)",
-    responses=error_responses(400, 404, 413, 422, 502, 503),
+    responses=error_responses(400, 401, 403, 404, 413, 422, 502, 503),
 )
-async def seed_check_video(body: VideoIdBody, context: ContextDep) -> CheckVideoResult:
+async def seed_check_video(
+    body: VideoIdBody, principal: ReadPrincipal, context: ContextDep
+) -> CheckVideoResult:
     """Storage happens automatically once the provider finishes; `video_url` appears then."""
-    video = await get_video(context, body.id)
+    video = await get_video(context, principal.org, body.id)
     error = None
     if video.status == "failed":
         error = VideoErrorInfo(
@@ -132,16 +139,19 @@ async def seed_check_video(body: VideoIdBody, context: ContextDep) -> CheckVideo
     summary="Copy a finished video into permanent storage (seed app)",
     responses={
         202: {"model": DownloadResult, "description": "The copy was requested; poll check-video."},
-        **error_responses(400, 404, 409, 410, 413, 422, 502, 503),
+        **error_responses(400, 401, 403, 404, 409, 410, 413, 422, 502, 503),
     },
 )
 async def seed_download_and_store(
-    body: VideoIdBody, context: ContextDep, correlation_id: CorrelationIdDep
+    body: VideoIdBody,
+    principal: WritePrincipal,
+    context: ContextDep,
+    correlation_id: CorrelationIdDep,
 ) -> DownloadResult | JSONResponse:
     """200 with the permanent `video_url` when already stored; 202 after queueing the copy
     when the provider finished and its copy has not expired; 410 `source_expired` when it has;
     409 `video_not_ready` while it is still being generated."""
-    outcome = await request_archive(context, body.id, correlation_id)
+    outcome = await request_archive(context, principal.org, body.id, correlation_id)
     video = video_from_record(outcome.record, context.settings.public_base_url)
     result = DownloadResult(
         id=video.id,
@@ -159,8 +169,10 @@ async def seed_download_and_store(
     "/list-videos",
     response_model=SeedVideoList,
     summary="All videos, newest first (seed app)",
-    responses=error_responses(502, 503),
+    responses=error_responses(401, 403, 502, 503),
 )
-async def seed_list_videos(context: ContextDep) -> SeedVideoList:
-    videos, truncated = await list_all_videos(context, context.settings.list_all_max)
+async def seed_list_videos(principal: ReadPrincipal, context: ContextDep) -> SeedVideoList:
+    videos, truncated = await list_all_videos(
+        context, principal.org, context.settings.list_all_max
+    )
     return SeedVideoList(videos=videos, truncated=truncated)

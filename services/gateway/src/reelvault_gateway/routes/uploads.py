@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from reelvault_gateway.deps import ContextDep
+from reelvault_gateway.deps import ContextDep, WritePrincipal
 from reelvault_gateway.errors import error_responses
 from reelvault_gateway.uploads import UploadResult, store_upload
 
@@ -15,7 +15,7 @@ router = APIRouter()
 FileField = Annotated[
     UploadFile, File(description="A JPEG, PNG or WebP image (at most the upload limit, 10 MB).")
 ]
-_ERRORS = error_responses(400, 413, 415, 422, 503)
+_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 503)
 
 
 @router.post(
@@ -26,10 +26,13 @@ _ERRORS = error_responses(400, 413, 415, 422, 503)
     summary="Upload a reference image",
     responses=_ERRORS,
 )
-async def upload_image(context: ContextDep, file: FileField) -> UploadResult:
-    """Stores the image in the public images bucket under a key derived from its content:
-    uploading the same bytes again returns the same key."""
-    return await store_upload(context, file)
+async def upload_image(
+    principal: WritePrincipal, context: ContextDep, file: FileField
+) -> UploadResult:
+    """Stores the image in the public images bucket under a key derived from its organization
+    and content: uploading the same bytes again returns the same key. Only the organization
+    that uploaded it can reference it."""
+    return await store_upload(context, principal.org, file)
 
 
 @router.post(
@@ -39,6 +42,8 @@ async def upload_image(context: ContextDep, file: FileField) -> UploadResult:
     summary="Upload an image (seed app)",
     responses=_ERRORS,
 )
-async def seed_upload(context: ContextDep, file: FileField) -> UploadResult:
+async def seed_upload(
+    principal: WritePrincipal, context: ContextDep, file: FileField
+) -> UploadResult:
     """Same as `POST /v1/uploads`; `url` is the image's public URL, usable as `image1_url`."""
-    return await store_upload(context, file)
+    return await store_upload(context, principal.org, file)

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
 from reelvault_common.contracts.catalog import VideoStatus
 
-from reelvault_gateway.deps import ContextDep, CorrelationIdDep, IdempotencyKeyDep
+from reelvault_gateway.deps import (
+    ContextDep,
+    CorrelationIdDep,
+    IdempotencyKeyDep,
+    ReadPrincipal,
+    WritePrincipal,
+)
 from reelvault_gateway.errors import error_responses
 from reelvault_gateway.idempotency import REPLAYED_HEADER
 from reelvault_gateway.representation import Video, VideoList
@@ -45,11 +51,12 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
                 },
             },
         },
-        **error_responses(400, 409, 413, 422, 503),
+        **error_responses(400, 401, 403, 409, 413, 422, 429, 503),
     },
 )
 async def request_video(
     body: CreateVideoBody,
+    principal: WritePrincipal,
     context: ContextDep,
     correlation_id: CorrelationIdDep,
     idempotency: IdempotencyKeyDep,
@@ -59,14 +66,14 @@ async def request_video(
     422 names the offending field (`unknown_upload` for a reference that was never uploaded);
     503 when the broker is unavailable, and then nothing was created (or, with an
     `Idempotency-Key`, a retry with the key finishes what was started). 409
-    `idempotency_key_reused` when the key was used for a different request."""
+    `idempotency_key_reused` when the key was used for a different request. 429
+    `quota_exceeded` when the organization's quota is used up; 403 `not_whitelisted` while
+    creating is open to selected organizations only; 503 `maintenance` during maintenance."""
     spec = spec_from_body(body)
     if idempotency is None:
-        video = await create_video(context, spec, correlation_id)
+        video = await create_video(context, principal, spec, correlation_id)
     else:
-        created = await create_video_once(
-            context, spec, correlation_id, idempotency.client, idempotency.key
-        )
+        created = await create_video_once(context, principal, spec, correlation_id, idempotency)
         video = created.video
         if created.replayed:
             response.headers[REPLAYED_HEADER] = "true"
@@ -78,9 +85,10 @@ async def request_video(
     "",
     response_model=VideoList,
     summary="List videos, newest first",
-    responses=error_responses(400, 422, 502, 503),
+    responses=error_responses(400, 401, 403, 422, 502, 503),
 )
 async def list_all(
+    principal: ReadPrincipal,
     context: ContextDep,
     status: Annotated[VideoStatus | None, Query(description="Only videos in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -88,7 +96,7 @@ async def list_all(
         str | None, Query(max_length=1024, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> VideoList:
-    page = await list_videos(context, status, limit, cursor)
+    page = await list_videos(context, principal.org, status, limit, cursor)
     return VideoList(data=page.videos, next_cursor=page.next_cursor)
 
 
@@ -96,10 +104,10 @@ async def list_all(
     "/{video_id}",
     response_model=Video,
     summary="Get a video",
-    responses=error_responses(404, 422, 502, 503),
+    responses=error_responses(401, 403, 404, 422, 502, 503),
 )
-async def get_one(video_id: uuid.UUID, context: ContextDep) -> Video:
-    return await get_video(context, video_id)
+async def get_one(video_id: uuid.UUID, principal: ReadPrincipal, context: ContextDep) -> Video:
+    return await get_video(context, principal.org, video_id)
 
 
 @router.get(
@@ -112,15 +120,16 @@ async def get_one(video_id: uuid.UUID, context: ContextDep) -> Video:
             "description": "Redirect to a fresh, short-lived signed URL of the stored file.",
             "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **error_responses(404, 409, 422, 502, 503),
+        **error_responses(401, 403, 404, 409, 422, 502, 503),
     },
 )
 async def get_content(
     video_id: uuid.UUID,
+    principal: ReadPrincipal,
     context: ContextDep,
     variant: Annotated[Literal["video", "thumbnail"], Query()] = "video",
 ) -> RedirectResponse:
     """A permanent link: each call redirects to a newly signed URL. 409 `video_not_ready`
     until the video is stored."""
-    url = await content_url(context, video_id, variant)
+    url = await content_url(context, principal.org, video_id, variant)
     return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})

@@ -1,9 +1,80 @@
 // The gallery: lists videos newest first and requests new ones through the public /v1 API.
-// Only relative URLs and no credentials: everything goes through the gateway.
+// Only relative URLs. It signs in once with a key (POST /v1/session) and then relies on the
+// session cookie, which scripts cannot read: the key is never kept (no storage, no URL).
 "use strict";
 
 const TERMINAL = new Set(["completed", "failed"]);
 let refreshTimer = null;
+
+class SignedOut extends Error {}
+
+// Every API call: same-origin with the session cookie; a 401 means signing in (again).
+async function api(path, options = {}) {
+  const response = await fetch(path, { credentials: "same-origin", ...options });
+  if (response.status === 401) {
+    showSignIn(await apiError(response));
+    throw new SignedOut("Signed out.");
+  }
+  return response;
+}
+
+function showSignIn(message = "") {
+  clearTimeout(refreshTimer);
+  document.getElementById("app").hidden = true;
+  document.getElementById("account").hidden = true;
+  document.getElementById("gallery").replaceChildren();
+  document.getElementById("signin").hidden = false;
+  document.getElementById("signin-status").textContent = message;
+}
+
+function showApp(session) {
+  document.getElementById("signin").hidden = true;
+  document.getElementById("account-label").textContent =
+    `Signed in to ${session.org} (${session.scopes.join(", ")})`;
+  document.getElementById("account").hidden = false;
+  document.getElementById("app").hidden = false;
+}
+
+async function checkSession() {
+  try {
+    const response = await api("/v1/session", { headers: { Accept: "application/json" } });
+    if (!response.ok) {
+      showSignIn(await apiError(response));
+      return;
+    }
+    showApp(await response.json());
+    await loadGallery();
+  } catch (err) {
+    if (!(err instanceof SignedOut)) showSignIn(`Could not reach reelvault: ${err.message}`);
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.target;
+  const status = document.getElementById("signin-status");
+  const key = form.key.value.trim();
+  form.reset(); // the key leaves the page at once; the cookie takes its place
+  status.textContent = "Signing in…";
+  try {
+    const response = await fetch("/v1/session", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ key }),
+    });
+    if (!response.ok) throw new Error(await apiError(response));
+    status.textContent = "";
+    await checkSession();
+  } catch (err) {
+    status.textContent = err.message;
+  }
+}
+
+async function signOut() {
+  await fetch("/v1/session", { method: "DELETE", credentials: "same-origin" });
+  showSignIn("Signed out.");
+}
 
 function el(tag, attrs = {}, text) {
   const node = document.createElement(tag);
@@ -54,7 +125,7 @@ async function loadGallery() {
   const status = document.getElementById("gallery-status");
   const grid = document.getElementById("gallery");
   try {
-    const response = await fetch("/v1/videos?limit=100", { headers: { Accept: "application/json" } });
+    const response = await api("/v1/videos?limit=100", { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(await apiError(response));
     const page = await response.json();
     grid.replaceChildren(...page.data.map(card));
@@ -62,6 +133,7 @@ async function loadGallery() {
     clearTimeout(refreshTimer);
     if (page.data.some((v) => !TERMINAL.has(v.status))) refreshTimer = setTimeout(loadGallery, 4000);
   } catch (err) {
+    if (err instanceof SignedOut) return;
     status.textContent = `Could not load videos: ${err.message}`;
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(loadGallery, 8000);
@@ -71,7 +143,7 @@ async function loadGallery() {
 async function upload(file) {
   const form = new FormData();
   form.append("file", file);
-  const response = await fetch("/v1/uploads", { method: "POST", body: form });
+  const response = await api("/v1/uploads", { method: "POST", body: form });
   if (!response.ok) throw new Error(`${file.name}: ${await apiError(response)}`);
   return (await response.json()).key;
 }
@@ -88,7 +160,7 @@ async function submit(event) {
     const keys = [];
     for (const file of files) keys.push(await upload(file));
     status.textContent = "Sending…";
-    const response = await fetch("/v1/videos", {
+    const response = await api("/v1/videos", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
@@ -112,7 +184,9 @@ async function submit(event) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("signin-form").addEventListener("submit", signIn);
+  document.getElementById("signout").addEventListener("click", signOut);
   document.getElementById("create-form").addEventListener("submit", submit);
   document.getElementById("refresh").addEventListener("click", loadGallery);
-  loadGallery();
+  checkSession();
 });
