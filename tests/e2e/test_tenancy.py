@@ -239,7 +239,7 @@ def test_bad_credentials_get_a_401_and_never_a_500(system: RunningSystem) -> Non
 
 def test_operator_commands_refuse_bad_input_with_one_line(system: RunningSystem) -> None:
     cli_ok(system, "orgs", "create", "initech", "--name", "Initech")
-    assert "already exists" in cli_refuses(system, "orgs", "create", "initech")
+    assert "exists already" in cli_refuses(system, "orgs", "create", "initech")
     for slug in ("In", "UPPER", "with_underscore", "-leading", "a" * 41):
         assert "slug" in cli_refuses(system, "orgs", "create", slug)
     cli_refuses(system, "keys", "create", "--org", "no-such-org")
