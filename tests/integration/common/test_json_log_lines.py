@@ -1,6 +1,7 @@
 """With ``REELVAULT_LOG_FORMAT=json`` every line a service writes is one JSON object --
 FastStream's own lines included, none with ANSI colour codes -- and a service with nothing to do
-logs no ERROR (an idle pull fetch that times out is not one)."""
+logs no ERROR (an idle pull fetch that times out is not one). A line written while handling an
+event names its video, organization and trace (the publisher's, carried in the headers)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,25 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from faststream.nats import NatsBroker
+from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.messaging.consumer import Consumer, ConsumerRunner, Delivery
+from reelvault_common.messaging.publisher import EventPublisher
+from reelvault_common.messaging.setup import prepare_topology
+from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime import telemetry
 from reelvault_common.runtime.logs import broker_logger, configure_logging
 from reelvault_common.runtime.settings import ServiceSettings
 
 from tests.support.logging_state import preserved_logging
+from tests.support.tracing import recorded_spans
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +131,51 @@ async def test_a_real_faststream_brokers_lines_come_out_as_json(
     logger_name = broker_logger().name if own_logger else "faststream.access.nats"
     from_broker = [e["msg"] for e in entries if e["logger"] == logger_name]
     assert "Received" in from_broker and "Processed" in from_broker, captured.err
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("tracing", [True, False], ids=["traced", "untraced"])
+async def test_a_handlers_lines_name_the_event_and_continue_the_publishers_trace(
+    service_settings: ServiceSettings, capsys: pytest.CaptureFixture[str], tracing: bool
+) -> None:
+    configure_logging("svc", "INFO", "json")
+    topology = Topology.from_settings(service_settings)
+    policy = ConsumerPolicy(topology.durable("test", "logs"),
+                            (topology.subject_for(VideoRequested),))
+    await prepare_topology(service_settings, topology, [policy])
+    event = VideoRequested.new(video_id=uuid.uuid4(), org="acme", correlation_id="c",
+                               prompt="p", model="sora-2", seconds="4", size="720x1280")
+    handled = asyncio.Event()
+
+    async def handle(received: VideoRequested, delivery: Delivery) -> None:
+        logging.getLogger("reelvault_test.handler").info("handling %s", received.type)
+        handled.set()
+
+    connection = await nats.connect(service_settings.nats_url)
+    runner = ConsumerRunner(connection, topology, [Consumer(
+        policy=policy, decode=VideoRequested.model_validate_json, handle=handle)])
+    spans_kept = recorded_spans() if tracing else telemetry.tracing_with(None)
+    try:
+        with spans_kept as spans:
+            await runner.start()
+            await EventPublisher(connection, topology).publish(event)
+            await asyncio.wait_for(handled.wait(), timeout=10)
+            await runner.stop()
+    finally:
+        await runner.stop()
+        await connection.close()
+
+    lines = json_entries(capsys.readouterr().err, "stderr")
+    [line] = [entry for entry in lines if entry["logger"] == "reelvault_test.handler"]
+    assert (line["video_id"], line["org"]) == (str(event.video_id), "acme")
+    if not tracing:
+        assert "trace_id" not in line
+        return
+    assert spans is not None
+    publish, process = spans.named("publish video.requested"), spans.named(
+        "process video.requested")
+    assert publish.context is not None and process.context is not None
+    assert process.parent is not None and process.parent.span_id == publish.context.span_id
+    assert line["trace_id"] == format(publish.context.trace_id, "032x")
+    assert line["span_id"] == format(process.context.span_id, "016x")
+    assert (process.attributes or {})["messaging.consumer.group.name"] == policy.durable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,22 @@ def test_secrets_are_required_not_defaulted() -> None:
     assert "required variable" in result.stderr
     complete = run_config("-q", env=SECRETS)
     assert "required variable" not in complete.stderr
+
+
+def test_services_run_the_image_as_kubernetes_would() -> None:
+    # Read-only root filesystem, /tmp as a tmpfs, and the storage volume mounted where the
+    # image created a folder owned by its user (a fresh named volume takes that ownership).
+    result = run_config("--format", "json", env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for name in ("sora-sim", "catalog", "generator", "archiver", "gateway"):
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert any(entry.split(":")[0] == "/tmp" for entry in service["tmpfs"]), name
+    for name in ("generator", "archiver", "gateway"):
+        service = services[name]
+        (storage,) = [v for v in service["volumes"] if v.get("source") == "storage"]
+        target = storage["target"]
+        assert service["environment"]["REELVAULT_STORAGE_DIR"] == target
+        assert re.search(rf"install -d -o 10001 -g 10001 [^\n]*{re.escape(target)}\b", dockerfile)

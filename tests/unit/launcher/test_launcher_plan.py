@@ -72,3 +72,36 @@ def test_no_webhooks_for_an_external_provider(tmp_path: Path) -> None:
         "REELVAULT_WEBHOOK_PORT" not in spec.env and "REELVAULT_WEBHOOK_SECRET" not in spec.env
         for spec in plan.specs
     )
+
+
+def test_every_process_gets_its_own_metrics_port(tmp_path: Path) -> None:
+    from reelvault.cli import METRICS_PORT_ENV, metrics_url
+
+    plan = plan_system({}, tmp_path, 8000, 8100, replicas=2)
+    scraped = {spec.name: metrics_url(spec) for spec in plan.specs}
+    # The gateway serves /metrics on its own HTTP port; every other process on its own port.
+    assert scraped["gateway"] == "http://127.0.0.1:8000/metrics"
+    assert "REELVAULT_METRICS_PORT" not in plan.shared_env
+    others = [spec for spec in plan.specs if spec.name != "gateway"]
+    assert {spec.name for spec in others} == {
+        "sora-sim", "catalog-1", "catalog-2", "generator-1", "generator-2", "archiver-1",
+        "archiver-2",
+    }
+    ports = [int(spec.env[METRICS_PORT_ENV]) for spec in others]
+    webhooks = [int(spec.env["REELVAULT_WEBHOOK_PORT"]) for spec in others
+                if "REELVAULT_WEBHOOK_PORT" in spec.env]
+    assert all(port > 0 for port in ports)
+    assert len(set(ports)) == len(ports)
+    assert not set(ports) & {8000, 8100, *webhooks}
+    for spec in others:
+        assert scraped[spec.name] == f"http://127.0.0.1:{spec.env[METRICS_PORT_ENV]}/metrics"
+
+
+def test_metrics_port_zero_in_the_environment_means_no_metrics_servers(tmp_path: Path) -> None:
+    from reelvault.cli import METRICS_PORT_ENV, metrics_url
+
+    plan = plan_system({METRICS_PORT_ENV: "0"}, tmp_path, 8000, 8100, replicas=1)
+    assert all(METRICS_PORT_ENV not in spec.env for spec in plan.specs)
+    assert [metrics_url(spec) for spec in plan.specs] == [
+        None, None, None, None, "http://127.0.0.1:8000/metrics"
+    ]

@@ -22,14 +22,24 @@ def test_a_recorded_system_fills_in_only_what_the_environment_does_not_say(
     tmp_path: Path,
 ) -> None:
     record_system(tmp_path, {"NATS_URL": "nats://127.0.0.1:14222", "REELVAULT_NAMESPACE": "rv",
-                             "DATABASE_URL": "postgresql://secret@db/x"})
+                             "DATABASE_URL": "postgresql://app:s3cret-pw@db/x",
+                             "REELVAULT_STORAGE_DIR": "/data/storage",
+                             "SUPABASE_SERVICE_ROLE_KEY": "service-role-secret",
+                             "REELVAULT_STORAGE_SIGNING_KEY": "signing-secret",
+                             "OPENAI_API_KEY": "sk-secret", "HOME": "/home/op"})
     recorded = (tmp_path / "system.json").read_text()
-    assert "DATABASE_URL" not in recorded  # only what the commands need
+    # Where the database and storage are (backups run beside the system need them) but no
+    # secret: neither keys nor the database password.
+    for secret in ("s3cret-pw", "service-role-secret", "signing-secret", "sk-secret", "HOME"):
+        assert secret not in recorded
     assert stat.S_IMODE((tmp_path / "system.json").stat().st_mode) == 0o600
     assert system_environment(tmp_path, {}) == {
-        "NATS_URL": "nats://127.0.0.1:14222", "REELVAULT_NAMESPACE": "rv"}
-    env = system_environment(tmp_path, {"NATS_URL": "nats://elsewhere:4222"})
+        "NATS_URL": "nats://127.0.0.1:14222", "REELVAULT_NAMESPACE": "rv",
+        "DATABASE_URL": "postgresql://app@db/x", "REELVAULT_STORAGE_DIR": "/data/storage"}
+    env = system_environment(tmp_path, {"NATS_URL": "nats://elsewhere:4222",
+                                        "DATABASE_URL": "postgresql://app:pw@db/x"})
     assert env["NATS_URL"] == "nats://elsewhere:4222" and env["REELVAULT_NAMESPACE"] == "rv"
+    assert env["DATABASE_URL"] == "postgresql://app:pw@db/x"
 
 
 def test_no_recorded_system_or_a_damaged_file_leaves_the_environment_alone(

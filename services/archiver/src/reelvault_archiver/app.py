@@ -12,16 +12,18 @@ from reelvault_common.messaging.topology import Topology
 from reelvault_common.providers.openai_videos import VideosClient
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.metrics import PeriodicCollectors, serve_metrics
 from reelvault_common.runtime.settings import ConsumerSettings
 from reelvault_common.runtime.startup import Startup
+from reelvault_common.runtime.telemetry import configure_telemetry
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.interface import ObjectStorage
 from reelvault_common.storage.layout import Buckets
 
 from reelvault_archiver.consumers import SERVICE, archive_consumers, consumer_policies
-from reelvault_archiver.copier import VideoCopier
 from reelvault_archiver.decisions import RetryPolicy
 from reelvault_archiver.handlers import ArchiveHandler
+from reelvault_archiver.metrics import MeteredContentSource, MeteredCopier, start_collectors
 from reelvault_archiver.scheduling import DeadlineScheduler
 from reelvault_archiver.settings import ArchiverSettings
 from reelvault_archiver.thumbnails import ThumbnailSpec
@@ -57,6 +59,7 @@ class ArchiverService:
         self._storage: ObjectStorage | None = None
         self._videos: VideosClient | None = None
         self._scheduler: DeadlineScheduler | None = None
+        self._metrics: PeriodicCollectors | None = None
 
     async def start(self) -> None:
         try:
@@ -87,9 +90,9 @@ class ArchiverService:
         publisher = EventPublisher(nc, self.topology)
 
         def handler_for(pacing: ConsumerSettings) -> ArchiveHandler:
-            copier = VideoCopier(
+            copier = MeteredCopier(
                 storage,
-                videos,
+                MeteredContentSource(videos),
                 self.buckets,
                 policy=retry_policy(settings, pacing),
                 chunk_bytes=settings.download_chunk_bytes,
@@ -104,6 +107,8 @@ class ArchiverService:
         self._runner = ConsumerRunner(nc, self.topology, consumers,
                                       grace_s=settings.shutdown_grace_s)
         await self._runner.start()
+        self._metrics = start_collectors(settings, nc.jetstream(), self.topology,
+                                         [policy.durable for policy in self.policies])
         log.info("consuming %s, %d copies at once by deadline", ", ".join(
             f"{c.name} ({c.workers} in process)" for c in consumers), settings.max_workers)
 
@@ -116,6 +121,9 @@ class ArchiverService:
         # RetryLater -> nak); the runner then stops taking messages and gives the copies in
         # flight shutdown_grace_s to finish; a copy cut off there is handed back and redone
         # idempotently. Then release what was opened.
+        if self._metrics is not None:
+            await self._metrics.stop()
+            self._metrics = None
         if self._scheduler is not None:
             self._scheduler.close()
         if self._runner is not None:
@@ -139,6 +147,8 @@ class ArchiverService:
 async def main() -> None:
     settings = ArchiverSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
+    serve_metrics(settings)
+    configure_telemetry(SERVICE)
     service = ArchiverService(settings)
     if await start_unless_stopped(service.start, service.stop, service=SERVICE,
                                   logger=log) is not None:

@@ -23,6 +23,7 @@ from typing import Protocol
 import httpx2
 from reelvault_common.contracts.events import StoredFile, VideoFailed, VideoStored, utcnow
 from reelvault_common.providers.openai_videos import ContentVariant, ProviderError
+from reelvault_common.runtime import telemetry
 from reelvault_common.storage.interface import (
     ObjectConflict,
     ObjectStorage,
@@ -247,6 +248,16 @@ class VideoCopier:
             raise _StepFailed(variant, exc) from exc
 
     async def _copy(
+        self, job: ArchiveJob, variant: ContentVariant, dest: Destination
+    ) -> StoredFile:
+        where = {"reelvault.storage.bucket": dest.bucket.name, "reelvault.storage.key": dest.key}
+        with telemetry.span(f"copy {variant}", where) as span:
+            stored = await self._copy_once(job, variant, dest)
+            if span is not None:
+                span.set_attribute("reelvault.storage.bytes", stored.bytes)
+            return stored
+
+    async def _copy_once(
         self, job: ArchiveJob, variant: ContentVariant, dest: Destination
     ) -> StoredFile:
         bucket = dest.bucket.name

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pydantic import Field
+from reelvault_common.runtime.metrics import MetricsSettings
 from reelvault_common.runtime.settings import (
     ConsumerSettings,
     ProviderSettings,
@@ -34,7 +35,7 @@ def archive_consumer_defaults() -> ConsumerSettings:
     )
 
 
-class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings):
+class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings, MetricsSettings):
     """Broker + storage + provider settings, and how the archiver paces its work."""
 
 

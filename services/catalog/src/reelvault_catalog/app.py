@@ -18,11 +18,19 @@ from reelvault_common.messaging.setup import wait_for_nats
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.metrics import PeriodicCollectors, serve_metrics
 from reelvault_common.runtime.startup import Startup
+from reelvault_common.runtime.telemetry import configure_telemetry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reelvault_catalog.consumers import projection_consumer, projection_policy
 from reelvault_catalog.handlers import CatalogHandlers, register_rpc
+from reelvault_catalog.metrics import (
+    CountingRepository,
+    instrument_engine,
+    start_collectors,
+    start_counting,
+)
 from reelvault_catalog.migrate import database_unreachable, migrate
 from reelvault_catalog.repository import CatalogRepository, make_engine
 from reelvault_catalog.settings import CatalogSettings
@@ -46,6 +54,7 @@ class CatalogService:
         self._handlers: CatalogHandlers | None = None
         self._publisher: EventPublisher | None = None
         self._runner: ConsumerRunner | None = None
+        self._metrics: PeriodicCollectors | None = None
 
     @property
     def repository(self) -> CatalogRepository:
@@ -59,13 +68,15 @@ class CatalogService:
         log.info("catalog starting: database %s, namespace %s",
                  settings.database_url_for_logs, settings.namespace)
         engine = self._engine = make_engine(settings)
+        instrument_engine(engine)
         # Postgres and NATS may not be up yet (compose, Kubernetes, a restart): wait for them,
         # one log line per attempt, until REELVAULT_STARTUP_TIMEOUT_S.
         startup = Startup.from_settings(settings)
         try:
             await startup.wait_for("PostgreSQL", settings.database_url_for_logs,
                                    lambda: migrate(engine), retryable=database_unreachable)
-            self._repository = CatalogRepository(engine, settings.public_base_url)
+            self._repository = CountingRepository(engine, settings.public_base_url)
+            start_counting()
             await wait_for_nats(startup, settings, self.topology, [self.policy])
             tenancy = TenancyHandlers(
                 TenancyRepository(engine),
@@ -92,6 +103,8 @@ class CatalogService:
                 grace_s=settings.shutdown_grace_s,
             )
             await self._runner.start()
+            self._metrics = start_collectors(settings, engine, broker.connection.jetstream(),
+                                             self.topology, [self.policy.durable])
         except BaseException:
             await self.stop()
             raise
@@ -118,6 +131,9 @@ class CatalogService:
     async def stop(self) -> None:
         """Stop taking events, let the ones in flight finish within ``shutdown_grace_s`` (the
         rest are handed back), then stop answering reads and close the connection and pool."""
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            await metrics.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.stop()
@@ -137,6 +153,8 @@ class CatalogService:
 async def main() -> None:
     settings = CatalogSettings()
     configure_logging("catalog", settings.log_level, settings.log_format)
+    serve_metrics(settings)
+    configure_telemetry("catalog")
     service = CatalogService(settings)
     if await start_unless_stopped(service.start, service.stop, service="catalog",
                                   logger=log) is not None:

@@ -38,6 +38,7 @@ from reelvault_common.messaging.broker import raw_body
 from reelvault_common.messaging.consumer import Delivery
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime import telemetry
 from reelvault_common.runtime.startup import causes
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -169,7 +170,12 @@ class CatalogHandlers:
         """Apply one event: returns once its row is committed (or already said so), raises
         ``RetryLater`` while its row is not there yet, ``DatabaseRefused`` (or the error) when
         the database answers but will not take it."""
-        applied = await self._apply_through_outages(event)
+        # The write's own span (in a batch, it covers the wait for the batch's transaction).
+        with telemetry.span(f"apply {event.type}", {"db.system.name": "postgresql"}) as span:
+            applied = await self._apply_through_outages(event)
+            if span is not None:
+                span.set_attribute("reelvault.catalog.outcome", type(applied.outcome).__name__)
+                span.set_attribute("reelvault.catalog.written", applied.written)
         await self._announce(event, applied)
         if self._on_stored is not None and isinstance(event, VideoStored) and applied.written:
             # After the commit, outside the batch's transaction: a failure here must not

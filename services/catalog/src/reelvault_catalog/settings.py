@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from pydantic import Field, field_validator
-from reelvault_common.runtime.settings import ConsumerSettings, ServiceSettings
+from reelvault_common.runtime.metrics import MetricsSettings
+from reelvault_common.runtime.settings import ConsumerSettings, PriceSettings, ServiceSettings
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -49,13 +48,7 @@ def redact_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-DEFAULT_PRICES_USD_PER_SECOND: dict[str, Decimal] = {
-    "sora-2": Decimal("0.10"),
-    "sora-2-pro": Decimal("0.30"),
-}
-
-
-class CatalogSettings(ServiceSettings):
+class CatalogSettings(ServiceSettings, MetricsSettings, PriceSettings):
     # repr=False: settings objects end up in logs and tracebacks; the URL may carry a password.
     database_url: str = Field(
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/reelvault",
@@ -94,25 +87,11 @@ class CatalogSettings(ServiceSettings):
     # Concurrent request/reply handlers per RPC subject (per replica).
     rpc_workers: int = Field(default=16, ge=1, le=256)
     ping_timeout_s: float = Field(default=2.0, gt=0)
-    # USD per generated second of each model, for the monthly cost quota
-    # (``REELVAULT_PRICES_USD_PER_SECOND`` as a JSON object, e.g. {"sora-2": "0.10"}). A model
-    # missing here costs nothing (with a warning in the log).
-    prices_usd_per_second: dict[str, Decimal] = Field(
-        default_factory=lambda: dict(DEFAULT_PRICES_USD_PER_SECOND)
-    )
 
     @field_validator("database_url")
     @classmethod
     def _asyncpg_url(cls, value: str) -> str:
         return normalise_database_url(value)
-
-    @field_validator("prices_usd_per_second")
-    @classmethod
-    def _prices_are_amounts(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
-        for model, price in value.items():
-            if not price.is_finite() or price < 0:
-                raise ValueError(f"the price of {model!r} must be a finite amount >= 0")
-        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -19,6 +19,7 @@ import uvicorn
 from reelvault_common.runtime.eventloop import run
 from reelvault_common.runtime.lifecycle import wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.telemetry import configure_telemetry
 
 from reelvault_gateway.app import create_app
 from reelvault_gateway.settings import GatewaySettings
@@ -37,6 +38,7 @@ class _Server(uvicorn.Server):
 async def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
+    configure_telemetry("gateway")
     # NATS not answering within REELVAULT_STARTUP_TIMEOUT_S ends the process (non-zero), so
     # an orchestrator sees a failed start instead of a gateway that is never ready.
     gave_up: asyncio.Future[str] = asyncio.get_running_loop().create_future()

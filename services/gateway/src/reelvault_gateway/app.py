@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.layout import Buckets
@@ -20,7 +21,13 @@ from reelvault_gateway.context import GatewayContext
 from reelvault_gateway.errors import install_error_handlers
 from reelvault_gateway.idempotency_store import KvIdempotencyStore
 from reelvault_gateway.key_cache import KeyCache
-from reelvault_gateway.middleware import ContentLengthGuard, RequestContextMiddleware
+from reelvault_gateway.metrics import HttpMetrics, metered_storage
+from reelvault_gateway.metrics import router as metrics_router
+from reelvault_gateway.middleware import (
+    ContentLengthGuard,
+    RequestContextMiddleware,
+    TracingMiddleware,
+)
 from reelvault_gateway.routes import files, gallery, health, seed, session, uploads, usage, videos
 from reelvault_gateway.settings import GatewaySettings
 
@@ -28,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Multipart framing around the file (boundaries, part headers) on top of the file limit.
 MULTIPART_OVERHEAD = 64 * 1024
+
+# Server spans are TracingMiddleware's: FastAPI's own would record the query string, and
+# signed links carry tokens in it.
+TELEMETRY: TelemetryConfig = {"tracing": False}
 
 DESCRIPTION = """\
 Request AI videos (OpenAI Videos API protocol) from a prompt and up to two reference images;
@@ -56,7 +67,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         topology = Topology.from_settings(settings)
         buckets = Buckets.from_settings(settings)
-        storage = open_storage(settings)
+        storage = metered_storage(open_storage(settings), buckets.all())
         link = BrokerLink(settings, topology, publish_timeout_s=settings.publish_timeout_s,
                           idempotency_ttl_s=settings.idempotency_ttl_s,
                           on_give_up=on_startup_failure)
@@ -92,12 +103,8 @@ def create_app(
             await storage.aclose()
             log.info("gateway stopped")
 
-    app = FastAPI(
-        title="reelvault gateway",
-        version="1.0.0",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="reelvault gateway", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan, telemetry=TELEMETRY)
     install_error_handlers(app)
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
     upload_paths = {route.path for route in uploads.router.routes}  # type: ignore[attr-defined]
@@ -106,7 +113,10 @@ def create_app(
         default_limit=settings.max_json_bytes,
         limits=dict.fromkeys(upload_paths, upload_limit),
     )
-    app.add_middleware(RequestContextMiddleware)  # outermost: sees every answer
+    bucket_names = [spec.name for spec in Buckets.from_settings(settings).all()]
+    app.add_middleware(HttpMetrics, buckets=bucket_names)  # durations, /files egress
+    app.add_middleware(RequestContextMiddleware)  # sees every answer
+    app.add_middleware(TracingMiddleware)  # outermost: the access line is inside the span
 
     app.include_router(uploads.router, max_body_size=upload_limit)
     # Limits per router, not app-wide: FastAPI's app-level limit answers in plain text.
@@ -116,6 +126,7 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)  # /metrics: not in the OpenAPI document, no key
     app.include_router(gallery.router)
     app.mount("/static", StaticFiles(directory=gallery.STATIC_DIR), name="static")
     return app

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from reelvault_common.contracts.tenancy import Scope
+from reelvault_common.runtime import telemetry
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.layout import Buckets
 
@@ -96,6 +97,7 @@ def require(scope: Scope, *, write: bool = False) -> Callable[..., Awaitable[Pri
             headers.getlist("authorization"), request.cookies.get(COOKIE_NAME),
             session_usable=usable,
         )
+        telemetry.tag(org=found.org)  # the request's log lines and span name it
         authorize(found, scope)
         if write:
             flags = context.flags.current

@@ -1,4 +1,5 @@
-"""Request ids, an access log without query strings or bodies, and a few safe headers."""
+"""Request ids, an access log without query strings or bodies, a few safe headers, and a
+server span per request (traces)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import re
 import time
 import uuid
 
+from opentelemetry import context, propagate
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from reelvault_common.runtime import telemetry
+from reelvault_common.runtime.logs import log_scope
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,6 +70,69 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+
+# Probes and scrapes come many times a minute and mean nothing to a trace.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class TracingMiddleware:
+    """The outermost layer: a fresh log context per request and, when traces are exported, a
+    server span continuing the caller's ``traceparent`` (if any). The span is named after the
+    route template once routing has matched (``POST /v1/videos``, ``GET
+    /v1/videos/{video_id}``), never the query string; health probes are not traced."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with log_scope():
+            tracer = telemetry.tracer()
+            if tracer is None or scope["path"] in UNTRACED_PATHS:
+                await self.app(scope, receive, send)
+                return
+            method = scope["method"]
+            with tracer.start_as_current_span(
+                method,
+                # The caller's trace, if it sent one (else whatever is current).
+                context=propagate.extract(Headers(scope=scope), context.get_current()),
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "url.scheme": scope.get("scheme", "http"),
+                    "url.path": scope["path"],
+                },
+            ) as span:
+                status = 500
+
+                async def send_status(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                try:
+                    await self.app(scope, receive, send_status)
+                finally:
+                    _describe(span, scope, method, status)
+
+
+def _describe(span: Span, scope: Scope, method: str, status: int) -> None:
+    """What the request turned out to be: its route template (routing put the matched route
+    on the scope, Starlette's ``route``), status and request id."""
+    template = getattr(scope.get("route"), "path_format", None)
+    if isinstance(template, str):
+        span.update_name(f"{method} {template}")
+        span.set_attribute("http.route", template)
+    span.set_attribute("http.response.status_code", status)
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        span.set_attribute("reelvault.request_id", str(request_id))
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
 
 
 class ContentLengthGuard:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from reelvault_common.contracts.catalog import VideoRecord, VideoStatus
 from reelvault_common.contracts.events import ReferenceImage, VideoArchiveRequested, VideoRequested
 from reelvault_common.contracts.ids import new_video_id
+from reelvault_common.runtime import telemetry
 from reelvault_common.storage import InvalidKey, ObjectNotFound
 
 from reelvault_gateway.broker import BrokerUnavailable
@@ -167,6 +168,7 @@ def _not_visible(event: VideoRequested, timeout: float) -> None:
 async def reserve_quota(context: GatewayContext, event: VideoRequested) -> None:
     """Count the video against its organization's quotas (atomic in the catalog, idempotent
     per video id), or refuse it with a 429."""
+    telemetry.tag(video_id=event.video_id)  # the request's video, from here on
     refused = await context.catalog.reserve(
         event.org, event.video_id, event.model, int(event.seconds)
     )
@@ -259,6 +261,7 @@ async def create_video_once(
 
 async def get_record(context: GatewayContext, org: str, video_id: uuid.UUID) -> VideoRecord:
     """The organization's video; another organization's is as missing as one never made."""
+    telemetry.tag(video_id=video_id)
     record = await context.catalog.get(org, video_id)
     # The catalog already filters by organization; checked again as it decides who sees what.
     if record is None or record.org != org:

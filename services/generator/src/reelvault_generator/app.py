@@ -13,10 +13,11 @@ from reelvault_common.messaging.consumer import ConsumerRunner
 from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.setup import wait_for_connection, wait_for_nats
 from reelvault_common.messaging.topology import Topology
-from reelvault_common.providers.openai_videos import VideosClient
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.metrics import PeriodicCollectors, serve_metrics
 from reelvault_common.runtime.startup import Startup
+from reelvault_common.runtime.telemetry import configure_telemetry
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.factory import open_storage
 
@@ -25,6 +26,7 @@ from reelvault_generator.budget import KvRequestBudget
 from reelvault_generator.consumers import SERVICE
 from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.ledger_store import JobLedger, open_bucket
+from reelvault_generator.metrics import MeteredVideosClient, start_collectors
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.provider import OpenAIVideosProvider, RequestBudget, VideoProvider
 from reelvault_generator.reference_loader import ReferenceLoader
@@ -43,9 +45,11 @@ def build_provider(
     budget: RequestBudget | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
 ) -> OpenAIVideosProvider:
-    client = VideosClient(
+    client = MeteredVideosClient(
         settings.openai_base_url,
         settings.openai_api_key,
+        provider=settings.provider_name,
+        prices=settings.prices_usd_per_second,
         timeout_s=settings.provider_timeout_s,
         transport=transport,
     )
@@ -83,6 +87,7 @@ class GeneratorService:
         self._transport = http_transport
         self._nc: NatsClient | None = None
         self._runner: ConsumerRunner | None = None
+        self._metrics: PeriodicCollectors | None = None
         self._webhooks: WebhookServer | None = None
         self.ledger: JobLedger | None = None
         self.started = False
@@ -127,6 +132,7 @@ class GeneratorService:
             grace_s=settings.shutdown_grace_s,
         )
         await self._runner.start()
+        self._metrics = start_collectors(settings, js, self.topology)
         await self._start_webhooks(js, self.ledger, provider, starter, tracker)
         self.started = True
         log.info("generator consuming %s (provider %s at %s)", self.topology.stream,
@@ -226,6 +232,9 @@ class GeneratorService:
         # No new messages: in-flight handlers get shutdown_grace_s to finish, the rest hand
         # their messages back (an interrupted create leaves its claim, which the next owner
         # recovers). Then no new webhooks, then release what they used.
+        if self._metrics is not None:
+            await self._metrics.stop()
+            self._metrics = None
         if self._runner is not None:
             await self._runner.stop()
             self._runner = None
@@ -245,6 +254,8 @@ class GeneratorService:
 async def main() -> None:
     settings = GeneratorSettings()
     configure_logging(SERVICE, settings.log_level, settings.log_format)
+    serve_metrics(settings)
+    configure_telemetry(SERVICE)
     service = GeneratorService(settings)
     if await start_unless_stopped(service.start, service.stop, service=SERVICE,
                                   logger=log) is not None:

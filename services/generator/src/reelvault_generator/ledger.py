@@ -100,6 +100,8 @@ class JobBinding(BaseModel):
     org: str | None = None
     requested_at: AwareDatetime | None = None
     job_created_at: AwareDatetime | None = None
+    # The trace of the request that created the job (``traceparent``...), when traced.
+    trace: dict[str, str] | None = None
 
     @property
     def complete(self) -> bool:

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from reelvault_common.runtime.metrics import MetricsSettings
 from reelvault_common.runtime.settings import (
     ConsumerSettings,
+    PriceSettings,
     ProviderSettings,
     ServiceSettings,
     StorageSettings,
@@ -60,7 +62,9 @@ def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class GeneratorSettings(ServiceSettings, ProviderSettings, StorageSettings):
+class GeneratorSettings(
+    ServiceSettings, ProviderSettings, StorageSettings, MetricsSettings, PriceSettings
+):
     """One flat settings object: it is also the ``ProviderSettings`` and ``StorageSettings`` the
     shared helpers take (``open_storage(settings)``)."""
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.messaging.outcomes import RetryLater, nak_delay
 from reelvault_common.providers.openai_videos import ProviderError
+from reelvault_common.runtime import telemetry
 
 from reelvault_generator.events import EventSink, generation_failed, started_event
 from reelvault_generator.ledger import (
@@ -62,6 +63,7 @@ def _binding(request: VideoRequested, job_created_at: datetime) -> JobBinding:
         org=request.org,
         requested_at=request.occurred_at,
         job_created_at=job_created_at,
+        trace=telemetry.trace_headers() or None,
     )
 
 
@@ -298,6 +300,7 @@ class JobStarter:
                 org=request.org,
                 requested_at=request.occurred_at,
                 job_created_at=job_created_at,
+                trace_context=telemetry.trace_headers(),
             ))
 
     # --- publishing ---------------------------------------------------------------------

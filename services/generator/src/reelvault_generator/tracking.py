@@ -14,8 +14,8 @@ import logging
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from reelvault_common.contracts.events import VideoGenerationStarted
@@ -122,6 +122,9 @@ class FollowedJob:
     org: str
     requested_at: datetime
     job_created_at: datetime
+    # The trace of the request that created the job (message headers; empty when not
+    # tracing): a webhook's work continues it.
+    trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_started(cls, started: VideoGenerationStarted) -> FollowedJob:

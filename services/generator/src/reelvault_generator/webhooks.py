@@ -31,6 +31,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
+from reelvault_common.runtime import telemetry
 from standardwebhooks import Webhook
 
 from reelvault_generator.ledger import JobBinding
@@ -140,6 +141,7 @@ def _followed_job(binding: JobBinding, job_id: str) -> FollowedJob | None:
         org=binding.org,
         requested_at=binding.requested_at,
         job_created_at=binding.job_created_at,
+        trace_context=binding.trace or {},
     )
 
 
@@ -228,11 +230,15 @@ class WebhookReceiver:
             # Ours but still being recorded (look again in a moment), or not ours at all.
             return NOT_RECORDED_YET if self._creating() else "unknown_job"
         video_id = followed.video_id
-        # The event carries only the id: the job itself says what happened.
-        job, _ = await self._provider.retrieve(job_id)
-        try:
-            await self._tracker.settle_job(followed, job)
-        except RetryLater:
-            return "not_terminal"
-        log.info("webhook finished %s (job %s, %s)", video_id, job_id, job.status)
+        telemetry.tag(video_id=video_id, org=followed.org)
+        # Part of the video's trace (the request that created the job), not a trace of its own.
+        with telemetry.continued(followed.trace_context, f"webhook {event_type}",
+                                 {telemetry.VIDEO_ID: str(video_id), telemetry.ORG: followed.org}):
+            # The event carries only the id: the job itself says what happened.
+            job, _ = await self._provider.retrieve(job_id)
+            try:
+                await self._tracker.settle_job(followed, job)
+            except RetryLater:
+                return "not_terminal"
+            log.info("webhook finished %s (job %s, %s)", video_id, job_id, job.status)
         return "processed"

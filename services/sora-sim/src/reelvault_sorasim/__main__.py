@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from reelvault_common.runtime.eventloop import run
 from reelvault_common.runtime.lifecycle import wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
+from reelvault_common.runtime.metrics import MetricsSettings, serve_metrics
 
 from reelvault_sorasim.app import create_app
 from reelvault_sorasim.settings import SimSettings
@@ -61,6 +62,8 @@ def main() -> None:
     except ValidationError as exc:
         sys.exit(f"sora-sim: invalid configuration (SORA_SIM_API_KEY is required):\n{exc}")
     configure_logging("sora-sim", settings.log_level)
+    # /metrics (the process's CPU, memory, GC) on REELVAULT_METRICS_PORT, like the services.
+    serve_metrics(MetricsSettings())
     run(lambda: _serve(settings))
 
 

@@ -14,7 +14,9 @@ everything else, the same for every consumer:
   the service's decision), then terminated;
 - heartbeat: work longer than a third of ``ack_wait`` is kept alive with in-progress acks;
 - stop: no new fetches; work in flight gets ``grace_s`` to finish, then is cancelled and its
-  message handed back at once (nak) for another replica.
+  message handed back at once (nak) for another replica;
+- context: each delivery runs in a consumer span continuing the trace in its headers
+  (``process <type>``, when traces are exported), and its log lines name its video and org.
 
 Plain nats-py pull subscriptions rather than FastStream subscribers: FastStream drops messages
 its pull loop fetched but had not started when it stops (they come back only after
@@ -40,6 +42,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from reelvault_common.messaging.deadletter import DeadLetter, publish_dead_letter
 from reelvault_common.messaging.outcomes import Reject, RetryLater, RetryPacing
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
+from reelvault_common.runtime import telemetry
+from reelvault_common.runtime.metrics import count_redelivery
 from reelvault_common.runtime.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -256,7 +260,8 @@ class ConsumerRunner:
     # --- one message ----------------------------------------------------------------------
     async def _run(self, consumer: Consumer[Any], msg: Msg) -> None:
         try:
-            await self._settle(consumer, msg)
+            with telemetry.consuming(consumer.name, msg.subject, msg.headers):
+                await self._settle(consumer, msg)
         except asyncio.CancelledError:
             log.warning("%s: handing back %s, stopped before it was done", consumer.name,
                         msg.subject)
@@ -265,14 +270,17 @@ class ConsumerRunner:
 
     async def _settle(self, consumer: Consumer[Any], msg: Msg) -> None:
         delivery = Delivery.of(msg)
+        count_redelivery(consumer.name, delivery.attempt)
         try:
             event = consumer.decode(msg.data)
         except Exception as exc:
             log.error("%s: terminating an undecodable message on %s (%d bytes, delivery %d): "
                       "%s", consumer.name, msg.subject, len(msg.data), delivery.attempt,
                       _summary(exc))
+            telemetry.failed(f"undecodable: {_summary(exc)}")
             await msg.term()
             return
+        telemetry.delivered(event, delivery.attempt)
         try:
             await consumer.handle(event, delivery)
         except RetryLater as retry:
@@ -281,6 +289,7 @@ class ConsumerRunner:
             return
         except Reject as reject:
             log.error("%s: terminating %s: %s", consumer.name, msg.subject, reject)
+            telemetry.failed(reject)
             await msg.term()
             return
         except Exception as exc:
@@ -288,6 +297,7 @@ class ConsumerRunner:
             log.log(logging.WARNING if expected else logging.ERROR,
                     "%s: %s failed on delivery %d: %r", consumer.name, msg.subject,
                     delivery.attempt, exc, exc_info=not expected)
+            telemetry.failed(exc)
             await self._retry(consumer, msg, event, delivery, consumer.retry.delay(
                 delivery.attempt), f"{type(exc).__name__}: {exc}")
             return

@@ -1,4 +1,7 @@
-"""Publishing lifecycle events to JetStream, the same way in every service."""
+"""Publishing lifecycle events to JetStream, the same way in every service.
+
+Each publish carries the current trace in its headers (``traceparent``/``tracestate``, inside
+a ``publish <type>`` producer span) when traces are exported; see ``runtime/telemetry.py``."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from nats.js.api import PubAck
 
 from reelvault_common.contracts.events import OrgEvent, VideoEvent
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.runtime import telemetry
 
 # Every event carries these headers (documented in the AsyncAPI document).
 CORRELATION_HEADER = "correlation_id"
@@ -26,14 +30,17 @@ class EventPublisher:
         self._timeout_s = timeout_s
 
     async def publish(self, event: VideoEvent | OrgEvent) -> PubAck:
-        return await self._js.publish(
-            self._topology.subject(event.type, event.org),
-            event.model_dump_json().encode(),
-            timeout=self._timeout_s,
-            stream=self._topology.stream,
-            headers={
-                "Nats-Msg-Id": str(event.event_id),
-                "content-type": CONTENT_TYPE,
-                CORRELATION_HEADER: event.correlation_id,
-            },
-        )
+        subject = self._topology.subject(event.type, event.org)
+        headers = {
+            "Nats-Msg-Id": str(event.event_id),
+            "content-type": CONTENT_TYPE,
+            CORRELATION_HEADER: event.correlation_id,
+        }
+        with telemetry.producing(event, subject, headers):
+            return await self._js.publish(
+                subject,
+                event.model_dump_json().encode(),
+                timeout=self._timeout_s,
+                stream=self._topology.stream,
+                headers=headers,
+            )

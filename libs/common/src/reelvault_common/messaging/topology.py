@@ -206,6 +206,12 @@ class Topology:
         """Runtime flags (maintenance, whitelist, coming soon), read by every gateway."""
         return f"{self.namespace}_flags".replace("-", "_")
 
+    @property
+    def ops_bucket(self) -> str:
+        """Operations state (e.g. ``backup.last_success``: the unix time of the last
+        successful backup), written by operator commands, read by the catalog's metrics."""
+        return self.kv_bucket("ops", "state")
+
 
 async def ensure_stream(js: JetStreamContext, topology: Topology) -> None:
     """Create the lifecycle stream, or bring an existing one in line with the topology.

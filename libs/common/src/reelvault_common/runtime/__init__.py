@@ -1,1 +1,1 @@
-"""What every process needs to run: settings, start-up waits, signals, logging."""
+"""What every process needs to run: settings, start-up waits, signals, logging, traces."""

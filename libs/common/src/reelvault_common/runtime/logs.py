@@ -7,8 +7,13 @@ stderr, and turns their propagation off. ``configure_logging`` takes those handl
 turns propagation back on, now and whenever FastStream sets them up again later, so with
 ``fmt="json"`` every line is a JSON object and no line carries colour codes.
 
+Lines name what they are about: the video and organization in hand (``bind_log_context``, set
+by the consumer runner from the event and by the gateway from the request) and, when a span is
+active, its trace and span ids (OpenTelemetry, see ``telemetry.py``). JSON lines carry them as
+``video_id``, ``org``, ``trace_id`` and ``span_id``; text lines end with them, briefly.
+
 The logging module is the only dependency: FastStream is an optional extra of this library, and
-nothing here imports it.
+nothing here imports it; OpenTelemetry (the ``observability`` extra) is used when installed.
 """
 
 from __future__ import annotations
@@ -18,12 +23,94 @@ import logging
 import sys
 import threading
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
+
+try:
+    from opentelemetry.trace import get_current_span
+except ImportError:  # without the observability extra: no trace ids in log lines
+    get_current_span = None  # type: ignore[assignment]
 
 # FastStream's loggers, by name. Created here if FastStream has not created them yet, so the
 # routing filter is on them before FastStream adds its handlers.
 FASTSTREAM_LOGGERS = ("faststream", "faststream.access", "faststream.access.nats")
+
+# What the current task's log lines are about (a task started from here inherits them).
+_VIDEO_ID: ContextVar[str | None] = ContextVar("reelvault_log_video_id", default=None)
+_ORG: ContextVar[str | None] = ContextVar("reelvault_log_org", default=None)
+# The record attributes ``_WithContext`` sets, in the order lines show them.
+CONTEXT_FIELDS = ("video_id", "org", "trace_id", "span_id")
+
+
+def bind_log_context(*, video_id: object | None = None, org: str | None = None) -> None:
+    """From here on, this task's log lines (and those of tasks it starts) name ``video_id``
+    and/or ``org``. Only ids: never anything secret."""
+    if video_id is not None:
+        _VIDEO_ID.set(str(video_id))
+    if org is not None:
+        _ORG.set(org)
+
+
+def log_scope() -> LogScope:
+    """A fresh log context for one unit of work (a delivery, a request): nothing bound on
+    entry, and whatever was bound inside is gone on exit."""
+    return LogScope()
+
+
+class LogScope:
+    """``log_scope()``'s context manager (a class, not a generator: it is on every message's
+    path)."""
+
+    __slots__ = ("_tokens",)
+
+    def __enter__(self) -> None:
+        self._tokens = (_VIDEO_ID.set(None), _ORG.set(None))
+
+    def __exit__(self, *exc: object) -> None:
+        video_token, org_token = self._tokens
+        _VIDEO_ID.reset(video_token)
+        _ORG.reset(org_token)
+
+
+class _WithContext(logging.Filter):
+    """On our handler: puts the log context and the active span's ids on each record (as
+    ``video_id``, ``org``, ``trace_id``, ``span_id``), read when the record is handled, in the
+    task that logged it. Values a call passed itself (``extra=``) are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found: dict[str, str | None] = {"video_id": _VIDEO_ID.get(), "org": _ORG.get()}
+        if get_current_span is not None:
+            context = get_current_span().get_span_context()
+            if context.is_valid:
+                found["trace_id"] = format(context.trace_id, "032x")
+                found["span_id"] = format(context.span_id, "016x")
+        for name, value in found.items():
+            if value is not None and getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
+
+
+def _context_of(record: logging.LogRecord) -> dict[str, str]:
+    return {
+        name: str(value)
+        for name in CONTEXT_FIELDS
+        if (value := getattr(record, name, None)) is not None
+    }
+
+
+class _TextFormatter(logging.Formatter):
+    """``<time> <service> <LEVEL> <logger>: <message>``, then ``[video=… org=… trace=…]`` when
+    known (before a traceback; the span id only in JSON)."""
+
+    _SHORT = (("video_id", "video"), ("org", "org"), ("trace_id", "trace"))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        context = _context_of(record)
+        suffix = " ".join(f"{short}={context[name]}" for name, short in self._SHORT
+                          if name in context)
+        return f"{line} [{suffix}]" if suffix else line
 
 
 class _JsonFormatter(logging.Formatter):
@@ -38,6 +125,7 @@ class _JsonFormatter(logging.Formatter):
             "service": self._service,
             "logger": record.name,
             "msg": record.getMessage(),
+            **_context_of(record),
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -102,12 +190,13 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "text") -> N
         handler.setFormatter(_JsonFormatter(service))
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+            _TextFormatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.setLevel(level.upper())  # an unknown level name is a ValueError here, before anything
     numeric_level = root.level
     handler.addFilter(_IdleFetchIsNotAnError(numeric_level))
+    handler.addFilter(_WithContext())
     root.handlers[:] = [handler]
 
     faststream_loggers = [logging.getLogger(name) for name in FASTSTREAM_LOGGERS]

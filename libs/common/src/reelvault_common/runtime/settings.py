@@ -7,6 +7,7 @@ Well-known variables keep their usual names (``NATS_URL``, ``DATABASE_URL``, ``O
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -147,6 +148,33 @@ class StorageSettings(BaseSettings):
     # Supabase backend tuning: objects above this size go through TUS resumable upload.
     supabase_tus_threshold_bytes: int = Field(default=6 * 1024 * 1024, ge=0)
     supabase_timeout_s: float = Field(default=60.0, gt=0)
+
+
+# USD per generated second of each model: what a video is estimated to cost.
+DEFAULT_PRICES_USD_PER_SECOND: dict[str, Decimal] = {
+    "sora-2": Decimal("0.10"),
+    "sora-2-pro": Decimal("0.30"),
+}
+
+
+class PriceSettings(BaseSettings):
+    """The price table (``REELVAULT_PRICES_USD_PER_SECOND``, a JSON object of model -> USD per
+    second): the catalog's cost quotas and the generator's cost metric read the same one. A
+    model missing here is estimated at 0."""
+
+    model_config = REELVAULT_SETTINGS
+
+    prices_usd_per_second: dict[str, Decimal] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES_USD_PER_SECOND)
+    )
+
+    @field_validator("prices_usd_per_second")
+    @classmethod
+    def _prices_are_amounts(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for model, price in value.items():
+            if not price.is_finite() or price < 0:
+                raise ValueError(f"the price of {model!r} must be a finite amount >= 0")
+        return value
 
 
 class ProviderSettings(BaseSettings):
