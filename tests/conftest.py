@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 
 from tests.support import servers
 
+# Fixtures shared by several folders.
+pytest_plugins = ["tests.support.metrics_scrape"]
 
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

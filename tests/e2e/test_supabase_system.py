@@ -42,6 +42,7 @@ from tests.support.system import (
     reelvault_up,
     served_by_simulator,
     stop_cleanly,
+    system_env,
     wait_for_seed_check,
     wait_for_status,
 )
@@ -98,18 +99,14 @@ def storage_server(tmp_path: Path) -> Iterator[StorageServer]:
 def system(
     tmp_path: Path, nats_url: str, database_url: str, namespace: str, storage_server: StorageServer
 ) -> Iterator[RunningSystem]:
-    env = {
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "REELVAULT_NAMESPACE": namespace,
-        "SORA_SIM_GENERATION_S": "1.5",
-        "SORA_SIM_PAD_VIDEO_TO_BYTES": str(PADDED_VIDEO_BYTES),
-        "REELVAULT_POLL_INTERVAL_S": "0.5",
-        "REELVAULT_STORAGE_BACKEND": "supabase",
-        "SUPABASE_STORAGE_URL": storage_server.url,
-        "SUPABASE_SERVICE_ROLE_KEY": storage_server.service_key,
-        "REELVAULT_SIGNED_URL_TTL_S": str(SIGNED_URL_TTL_S),
-    }
+    env = system_env(
+        nats_url, database_url, namespace,
+        SORA_SIM_PAD_VIDEO_TO_BYTES=str(PADDED_VIDEO_BYTES),
+        REELVAULT_STORAGE_BACKEND="supabase",
+        SUPABASE_STORAGE_URL=storage_server.url,
+        SUPABASE_SERVICE_ROLE_KEY=storage_server.service_key,
+        REELVAULT_SIGNED_URL_TTL_S=str(SIGNED_URL_TTL_S),
+    )
     # (SUPABASE_STORAGE_URL wins over a SUPABASE_URL the environment might carry.)
     with reelvault_up(tmp_path / "data", env) as running:
         yield running

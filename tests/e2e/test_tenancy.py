@@ -24,7 +24,13 @@ import pytest
 
 from tests.support.media import png_bytes
 from tests.support.service_process import service_process
-from tests.support.system import RunningSystem, reelvault_up, stop_cleanly, wait_for_status
+from tests.support.system import (
+    RunningSystem,
+    reelvault_up,
+    stop_cleanly,
+    system_env,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +42,7 @@ SYSTEM_VARIABLES = ("NATS_URL", "REELVAULT_NAMESPACE", "DATABASE_URL")
 def system(
     tmp_path: Path, nats_url: str, database_url: str, namespace: str
 ) -> Iterator[RunningSystem]:
-    env = {
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "REELVAULT_NAMESPACE": namespace,
-        "SORA_SIM_GENERATION_S": "1",
-        "REELVAULT_POLL_INTERVAL_S": "0.5",
-    }
+    env = system_env(nats_url, database_url, namespace, SORA_SIM_GENERATION_S="1")
     # The default data folder (.reelvault) of a "project folder", as `make run` uses it.
     with reelvault_up(tmp_path / ".reelvault", env, cwd=tmp_path) as running:
         yield running

@@ -22,7 +22,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support.system import RunningSystem, reelvault_up, stop_cleanly, wait_for_status
+from tests.support.system import (
+    RunningSystem,
+    reelvault_up,
+    stop_cleanly,
+    system_env,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -132,16 +138,10 @@ def receiver() -> Iterator[OtlpReceiver]:
 def system(
     tmp_path: Path, nats_url: str, database_url: str, namespace: str, receiver: OtlpReceiver
 ) -> Iterator[RunningSystem]:
-    env = {
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "REELVAULT_NAMESPACE": namespace,
-        "SORA_SIM_GENERATION_S": "1.5",
-        "REELVAULT_POLL_INTERVAL_S": "0.5",
-        "REELVAULT_LOG_FORMAT": "json",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
+    env = system_env(
+        nats_url, database_url, namespace, REELVAULT_LOG_FORMAT="json",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100",
+    )
     with reelvault_up(tmp_path / "data", env, unset=OTEL_UNSET) as running:
         yield running
         stop_cleanly(running)

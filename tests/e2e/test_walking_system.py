@@ -18,6 +18,7 @@ from tests.support.system import (
     reelvault_up,
     served_by_simulator,
     stop_cleanly,
+    system_env,
     wait_for_seed_check,
     wait_for_status,
 )
@@ -29,13 +30,7 @@ pytestmark = pytest.mark.e2e
 def system(
     tmp_path: Path, nats_url: str, database_url: str, namespace: str
 ) -> Iterator[RunningSystem]:
-    env = {
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "REELVAULT_NAMESPACE": namespace,
-        "SORA_SIM_GENERATION_S": "1.5",
-        "REELVAULT_POLL_INTERVAL_S": "0.5",
-    }
+    env = system_env(nats_url, database_url, namespace)
     with reelvault_up(tmp_path / "data", env) as running:
         yield running
         stop_cleanly(running)

@@ -5,55 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from reelvault_common.contracts.events import VideoFailed, VideoStored
-from reelvault_common.runtime.metrics import MetricsSettings, serve_metrics
 from reelvault_common.runtime.settings import ServiceSettings
 
-from reelvault.embedded import free_port
 from tests.support.archiver_harness import (
     RunningSim,
     archiver_settings,
     completed_event,
     running_archiver,
 )
+from tests.support.metrics_scrape import Samples, value
 
 pytestmark = pytest.mark.integration
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-@pytest.fixture
-async def scrape() -> AsyncIterator[Callable[[], Awaitable[Samples]]]:
-    server = serve_metrics(MetricsSettings(metrics_port=free_port()))
-    assert server is not None
-    url = f"http://127.0.0.1:{server.port}/metrics"
-    client = httpx.AsyncClient(timeout=5)
-
-    async def read() -> Samples:
-        reply = await client.get(url)
-        assert reply.status_code == 200
-        return {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(reply.text)
-            for sample in family.samples
-        }
-
-    try:
-        yield read
-    finally:
-        await client.aclose()
-        server.stop()
+# The ``scrape`` fixture comes from tests.support.metrics_scrape (a plugin of tests/conftest.py).
 
 
 async def test_an_archive_is_measured_and_an_expired_job_is_not(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from backup_harness import Catalog, Cli, backup_folders, read_state
+from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,8 @@ async def test_a_failed_backup_says_why_in_one_line_and_in_nats(
     catalog: Catalog, beside_system: Path, cli: Cli, nats_url: str, namespace: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    wrong = catalog.url.rsplit("/", 1)[0] + "/no_such_database"
+    wrong = make_url(catalog.url).set(database="no_such_database").render_as_string(
+        hide_password=False)
     monkeypatch.setenv("DATABASE_URL", wrong)  # the environment wins over system.json
     started = time.time()
     code, out, said = await cli("backup", "create", "--data-dir", str(beside_system))

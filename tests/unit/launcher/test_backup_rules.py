@@ -38,6 +38,7 @@ from reelvault.backup.rules import (
 )
 from reelvault.cli import main
 from reelvault.local_system import record_system, without_password
+from tests.support.command_line import refusal
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -273,11 +274,7 @@ def test_a_recorded_database_url_keeps_everything_but_the_password(
 def test_bad_backup_command_lines_exit_2_with_one_line(
     argv: list[str], says: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main([*argv, "--data-dir", str(tmp_path)] if len(argv) > 1 else argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("reelvault: ") and says in err[0], err
+    assert says in refusal(argv, capsys, tmp_path)
 
 
 def test_verify_and_restore_without_a_finished_backup_fail_with_one_line(

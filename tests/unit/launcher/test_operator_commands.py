@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reelvault.cli import main
 from reelvault.local_system import (
     read_api_key,
     record_system,
     system_environment,
     write_api_key,
 )
+from tests.support.command_line import refusal
 
 
 def test_a_recorded_system_fills_in_only_what_the_environment_does_not_say(
@@ -78,11 +78,7 @@ def test_the_kept_key_is_private_to_its_owner(tmp_path: Path) -> None:
 def test_bad_command_lines_exit_2_with_one_line(
     argv: list[str], says: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main([*argv, "--data-dir", str(tmp_path)] if len(argv) > 1 else argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("reelvault: ") and says in err[0], err
+    assert says in refusal(argv, capsys, tmp_path)
 
 
 def test_limits_take_numbers_or_none() -> None:
