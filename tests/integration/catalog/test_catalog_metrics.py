@@ -129,7 +129,7 @@ async def test_catalog_metrics_follow_a_video_quotas_and_backups(
         value(s, "reelvault_videos_by_status", status="completed") == 1
         and value(s, "reelvault_storage_bytes", bucket="videos") == 1234
         and value(s, "reelvault_quota_usage_ratio", org="default",
-                  limit="storage_bytes") == pytest.approx(0.1234)
+                  limit="storage_bytes") == pytest.approx(0.1333)  # video and thumbnail
         and value(s, "reelvault_backup_last_success_timestamp_seconds") == 1767323045
     ))
     assert value(samples, "reelvault_videos_by_status", status="queued") == 0
@@ -138,6 +138,7 @@ async def test_catalog_metrics_follow_a_video_quotas_and_backups(
         assert value(samples, "reelvault_videos_total", status=status) == 1, status
     assert value(samples, "reelvault_videos_total", status="failed") == 0
     assert value(samples, "reelvault_storage_objects", bucket="videos") == 1
+    assert value(samples, "reelvault_storage_bytes", bucket="thumbnails") == 99
     assert value(samples, "reelvault_storage_objects", bucket="thumbnails") == 1
     assert value(samples, "reelvault_quota_usage_ratio", org="default",
                  limit="videos_per_month") == pytest.approx(0.2)

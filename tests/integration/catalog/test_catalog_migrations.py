@@ -25,12 +25,13 @@ pytestmark = pytest.mark.integration
 
 SEED_COLUMNS = {"id", "prompt", "image1_url", "image2_url", "status", "video_id", "video_url",
                 "openai_url", "created_at", "updated_at"}
-HEAD = "0002_organizations"
+HEAD = "0003_thumbnail_bytes"
 TENANCY_TABLES = {"organizations", "api_keys", "org_quotas", "usage_reservations",
                   "quota_notices"}
 PIPELINE_COLUMNS = {
     "model", "seconds", "size", "org", "progress", "provider", "reference_image_keys",
-    "video_bucket", "video_key", "thumbnail_url", "thumbnail_bucket", "thumbnail_key", "bytes",
+    "video_bucket", "video_key", "thumbnail_url", "thumbnail_bucket", "thumbnail_key",
+    "thumbnail_bytes", "bytes",
     "sha256", "error_stage", "error_code", "error_message", "expires_at", "stored_at",
     "correlation_id", "requested_at",
 }

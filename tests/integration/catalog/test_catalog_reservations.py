@@ -197,7 +197,7 @@ async def test_storage_refuses_new_videos_once_full_and_is_announced_once(
     assert await usage.storage_notices("acme") == []
     story = VideoStory(org="acme")
     await repository.apply(story.requested())
-    await repository.apply(story.stored(size=850))
+    await repository.apply(story.stored(size=751))  # and its 99-byte thumbnail: 850
     [warning] = await usage.storage_notices("acme")
     assert isinstance(warning, OrgQuotaWarning)
     assert (warning.quota, warning.period, warning.used, warning.limit) == (
@@ -205,7 +205,7 @@ async def test_storage_refuses_new_videos_once_full_and_is_announced_once(
     assert (await usage.reserve("acme", uuid.uuid4(), model="sora-2", seconds=4)).admitted
     other = VideoStory(org="acme")
     await repository.apply(other.requested())
-    await repository.apply(other.stored(size=150))
+    await repository.apply(other.stored(size=51))  # 150 with its thumbnail
     [exceeded] = await usage.storage_notices("acme")
     assert isinstance(exceeded, OrgQuotaExceeded)
     assert await usage.storage_notices("acme") == []  # announced once

@@ -239,6 +239,7 @@ def test_stored_completes_the_row() -> None:
     assert changes["sha256"] == sha256_of("video bytes")
     assert changes["thumbnail_bucket"] == "thumbnails"
     assert changes["thumbnail_key"].endswith("/thumbnail.webp")
+    assert changes["thumbnail_bytes"] == 99
     # A private thumbnail is served through the gateway's link.
     assert changes["thumbnail_url"] == thumbnail_link(BASE, story.video_id)
     assert changes["stored_at"] == event.occurred_at

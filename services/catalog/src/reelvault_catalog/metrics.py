@@ -6,10 +6,10 @@ Everything read from the database or NATS is read by periodic collectors (asynci
 ``reelvault_common.runtime.metrics``); query durations are measured on the engine's cursor
 events and transitions when the projection has committed them.
 
-The rows know each stored video's bucket and size, and each thumbnail's bucket but not its
-size: ``reelvault_storage_bytes`` has the video buckets, ``reelvault_storage_objects`` both
-(the archiver's ``reelvault_storage_object_size_bytes`` sees every object's size as it is
-stored). Uploads have no rows, so their bucket is in neither.
+The rows know each stored video's and thumbnail's bucket and size (thumbnails stored before
+``thumbnail_bytes`` existed count as 0 bytes). Uploads have no rows, so their bucket is in
+neither family (the archiver's ``reelvault_storage_object_size_bytes`` sees every object it
+stores).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from reelvault_catalog.projection import Insert, Update
 from reelvault_catalog.quotas import Usage, limit_of, period_start
 from reelvault_catalog.repository import Applied, CatalogRepository
 from reelvault_catalog.settings import CatalogSettings
+from reelvault_catalog.usage_repository import STORED_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ VIDEOS_TOTAL = Counter(
     ["status"],
 )
 STORAGE_BYTES = Gauge(
-    "reelvault_storage_bytes", "Bytes of stored videos per bucket, from the catalog's rows.",
+    "reelvault_storage_bytes",
+    "Bytes of stored videos and thumbnails per bucket, from the catalog's rows.",
     ["bucket"],
 )
 STORAGE_OBJECTS = Gauge(
@@ -215,7 +217,8 @@ _VIDEO_FILES = (
     .group_by(VideoRow.video_bucket)
 )
 _THUMBNAIL_FILES = (
-    select(VideoRow.thumbnail_bucket, func.count())
+    select(VideoRow.thumbnail_bucket, func.count(),
+           func.coalesce(func.sum(VideoRow.thumbnail_bytes), 0))
     .where(VideoRow.thumbnail_key.is_not(None), VideoRow.thumbnail_bucket.is_not(None))
     .group_by(VideoRow.thumbnail_bucket)
 )
@@ -231,7 +234,7 @@ _CONNECTIONS = text(
 
 
 async def collect_videos(engine: AsyncEngine) -> None:
-    """Videos by status; stored videos (count, bytes) and thumbnails (count) per bucket."""
+    """Videos by status; stored videos and thumbnails (count, bytes) per bucket."""
     async with engine.connect() as conn:
         statuses: dict[str, int] = {
             str(status): int(count) for status, count in await conn.execute(_STATUS_COUNTS)}
@@ -240,13 +243,13 @@ async def collect_videos(engine: AsyncEngine) -> None:
     for status in VIDEO_STATUSES:
         VIDEOS_BY_STATUS.labels(status=status).set(statuses.get(status, 0))
     objects: dict[str, int] = {}
-    for bucket, count, total in videos:
+    stored: dict[str, int] = {}
+    for bucket, count, total in (*videos, *thumbnails):
         objects[str(bucket)] = objects.get(str(bucket), 0) + int(count)
-        STORAGE_BYTES.labels(bucket=str(bucket)).set(int(total or 0))
-    for bucket, count in thumbnails:
-        objects[str(bucket)] = objects.get(str(bucket), 0) + int(count)
+        stored[str(bucket)] = stored.get(str(bucket), 0) + int(total or 0)
     for bucket, count in objects.items():
         STORAGE_OBJECTS.labels(bucket=bucket).set(count)
+        STORAGE_BYTES.labels(bucket=bucket).set(stored[bucket])
 
 
 async def collect_database(engine: AsyncEngine) -> None:
@@ -311,7 +314,7 @@ async def _quota_usage(
     )
     stored: dict[str, int] = {
         str(org): int(total or 0) for org, total in await conn.execute(
-            select(VideoRow.org, func.coalesce(func.sum(VideoRow.bytes), 0))
+            select(VideoRow.org, STORED_BYTES)
             .where(VideoRow.status == "completed", VideoRow.org.in_(orgs))
             .group_by(VideoRow.org)
         )

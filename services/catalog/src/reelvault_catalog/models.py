@@ -207,6 +207,7 @@ class VideoRow(Base):
     thumbnail_url: Mapped[str | None] = mapped_column(Text)
     thumbnail_bucket: Mapped[str | None] = mapped_column(Text)
     thumbnail_key: Mapped[str | None] = mapped_column(Text)
+    thumbnail_bytes: Mapped[int | None] = mapped_column(BigInteger)
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(Text)
     stored_at: Mapped[datetime | None] = mapped_column(_tz())

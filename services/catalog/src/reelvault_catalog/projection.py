@@ -61,6 +61,7 @@ class VideoState:
     thumbnail_url: str | None = None
     thumbnail_bucket: str | None = None
     thumbnail_key: str | None = None
+    thumbnail_bytes: int | None = None
     bytes: int | None = None
     sha256: str | None = None
     stored_at: datetime | None = None
@@ -248,6 +249,7 @@ def _stored(state: VideoState, event: VideoStored, public_base_url: str) -> dict
         "thumbnail_url": thumbnail_url,
         "thumbnail_bucket": thumbnail.bucket if thumbnail else None,
         "thumbnail_key": thumbnail.key if thumbnail else None,
+        "thumbnail_bytes": thumbnail.bytes if thumbnail else None,
         "stored_at": event.occurred_at,
         "error_stage": None,
         "error_code": None,

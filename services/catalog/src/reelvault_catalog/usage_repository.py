@@ -92,13 +92,20 @@ async def _limits(conn: AsyncConnection, org_id: uuid.UUID) -> QuotaLimits:
     return QuotaLimits() if row is None else QuotaLimits.model_validate(dict(row))
 
 
+# What an organization keeps in storage: each stored video and its thumbnail (thumbnails
+# stored before their size was recorded count as 0).
+STORED_BYTES = func.coalesce(
+    func.sum(func.coalesce(VideoRow.bytes, 0) + func.coalesce(VideoRow.thumbnail_bytes, 0)), 0
+)
+
+
 async def _usage(
     conn: AsyncConnection, org: str, period: date, *, with_storage: bool
 ) -> Usage:
     """This period's reservations that count (not released), and, when asked, the bytes of the
     organization's stored videos. One statement."""
     stored = (
-        select(func.coalesce(func.sum(VideoRow.bytes), 0))
+        select(STORED_BYTES)
         .where(VideoRow.org == org, VideoRow.status == "completed")
         .scalar_subquery()
         if with_storage else literal(0)
@@ -224,7 +231,7 @@ class UsageRepository:
         yet. One cheap read when the organization has no storage limit."""
         moment = now or datetime.now(UTC)
         stored = (
-            select(func.coalesce(func.sum(VideoRow.bytes), 0))
+            select(STORED_BYTES)
             .where(VideoRow.org == org, VideoRow.status == "completed")
             .scalar_subquery()
         )
