@@ -67,5 +67,5 @@ async def test_process_serves_and_stops_cleanly_on_sigterm(
     assert "/v1/videos 202" in output  # the access log line
     assert "REELVAULT_SESSION_SECRET is not set" not in output
     for secret in (SIGNING_KEY, SERVICE_ROLE_KEY, SESSION_SECRET, "t0ken-xyz", prompt, key,
-                   key.split("_")[2]):
+                   key.split("_", 2)[2]):
         assert secret not in output
