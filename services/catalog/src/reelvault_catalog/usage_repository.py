@@ -197,11 +197,16 @@ class UsageRepository:
             if held is not None and held.released_at is None:
                 return Reservation(exceeded=None)
             limits = await _limits(conn, org_id)
-            used = await _usage(conn, org, period,
-                                with_storage=limits.storage_bytes is not None)
-            exceeded = decide(limits, used, demand, now=moment)
-            if exceeded is not None:
-                return Reservation(exceeded=exceeded)
+            # Without limits nothing can be exceeded or crossed: the usage (a sum over the
+            # month's reservations) is not worth reading on every request.
+            limited = any(getattr(limits, name) is not None for name in QUOTA_NAMES)
+            used = Usage()
+            if limited:
+                used = await _usage(conn, org, period,
+                                    with_storage=limits.storage_bytes is not None)
+                exceeded = decide(limits, used, demand, now=moment)
+                if exceeded is not None:
+                    return Reservation(exceeded=exceeded)
             counted = {"period_start": period, "seconds": demand.seconds,
                        "cost_usd": demand.cost_usd, "created_at": moment, "released_at": None}
             await conn.execute(
@@ -209,7 +214,8 @@ class UsageRepository:
                 .on_conflict_do_update(index_elements=[_R.video_id], set_=counted)
             )
             new = await _record_notices(
-                conn, org, crossings(limits, used.plus(demand), MONTHLY_QUOTAS, now=moment))
+                conn, org, crossings(limits, used.plus(demand), MONTHLY_QUOTAS, now=moment)
+            ) if limited else []
         return Reservation(exceeded=None, notices=[c.event(org) for c in new])
 
     async def release(self, org: str, video_id: uuid.UUID) -> bool:
