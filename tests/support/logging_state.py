@@ -4,10 +4,12 @@ exception hooks, warnings capture); tests that call it put everything back after
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from reelvault_common.runtime.logs import FASTSTREAM_LOGGERS
 
@@ -32,3 +34,8 @@ def preserved_logging() -> Iterator[None]:
             logger.setLevel(level)
         sys.excepthook, threading.excepthook = hooks
         logging.captureWarnings(False)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every non-empty line parsed as JSON (a line that is not JSON fails the test)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

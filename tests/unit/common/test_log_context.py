@@ -4,18 +4,16 @@ active span's trace and span ids (JSON fields; a short suffix in the text format
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from opentelemetry import trace
 from reelvault_common.runtime import telemetry
 from reelvault_common.runtime.logs import bind_log_context, configure_logging, log_scope
 
-from tests.support.logging_state import preserved_logging
+from tests.support.logging_state import json_lines, preserved_logging
 from tests.support.tracing import recorded_spans
 
 log = logging.getLogger("reelvault_test.context")
@@ -26,9 +24,6 @@ def restore_logging() -> Iterator[None]:
     with preserved_logging():
         yield
 
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_json_lines_carry_video_org_and_the_active_span(

@@ -3,18 +3,16 @@ when asked, never ANSI colours), and an idle pull fetch is not logged as an ERRO
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from reelvault_common.runtime.logs import configure_logging
 
-from tests.support.logging_state import preserved_logging
+from tests.support.logging_state import json_lines, preserved_logging
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +20,6 @@ def restore_logging() -> Iterator[None]:
     with preserved_logging():
         yield
 
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every non-empty line parsed as JSON (a line that is not JSON fails the test)."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_loggers_faststream_set_up_again_are_routed_again(
