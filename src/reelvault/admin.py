@@ -22,7 +22,6 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic import BaseModel
 from reelvault_common.contracts.catalog import (
-    RPC_OF,
     ApiKeyInfo,
     CreateKey,
     CreateOrg,
@@ -72,7 +71,7 @@ class Session:
         self.timeout_s = timeout_s
 
     async def ask(self, message: BaseModel) -> RpcReply:
-        subject = self.topology.rpc(RPC_OF[type(message)])
+        subject = self.topology.rpc_subject(message)
         try:
             raw = await self.connection.request(
                 subject, message.model_dump_json().encode(), timeout=self.timeout_s

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import nats
 from pydantic import BaseModel
-from reelvault_common.contracts.catalog import RPC_OF, CreateKey, CreateOrg, RpcReply
+from reelvault_common.contracts.catalog import CreateKey, CreateOrg, RpcReply
 from reelvault_common.contracts.tenancy import DEFAULT_ORG, Scope
 from reelvault_common.messaging.topology import Topology
 
@@ -17,7 +17,7 @@ async def ask_catalog(nats_url: str | Sequence[str], namespace: str, message: Ba
     servers = [nats_url] if isinstance(nats_url, str) else list(nats_url)
     connection = await nats.connect(servers=servers)
     try:
-        subject = Topology(namespace).rpc(RPC_OF[type(message)])
+        subject = Topology(namespace).rpc_subject(message)
         raw = await connection.request(subject, message.model_dump_json().encode(),
                                        timeout=timeout_s)
     finally:

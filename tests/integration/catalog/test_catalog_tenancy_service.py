@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from reelvault_catalog.app import CatalogService
 from reelvault_catalog.settings import CatalogSettings
 from reelvault_common.contracts.catalog import (
-    RPC_OF,
     CreateKey,
     CreateOrg,
     GetUsage,
@@ -51,7 +50,7 @@ class Operator:
     publisher: EventPublisher
 
     async def ask(self, message: BaseModel) -> RpcReply:
-        subject = self.topology.rpc(RPC_OF[type(message)])
+        subject = self.topology.rpc_subject(message)
         reply = await self.nc.request(subject, message.model_dump_json().encode(), timeout=5)
         return RpcReply.model_validate_json(reply.data)
 

@@ -8,7 +8,6 @@ from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.catalog import (
-    RPC_OF,
     CatalogErrorCode,
     GetStats,
     GetUsage,
@@ -106,7 +105,7 @@ class NatsCatalogClient:
         return reply
 
     async def _call(self, message: BaseModel, timeout_s: float | None = None) -> RpcReply:
-        return await self._ask(self._topology.rpc(RPC_OF[type(message)]), message, timeout_s)
+        return await self._ask(self._topology.rpc_subject(message), message, timeout_s)
 
     async def get(
         self, org: str, video_id: uuid.UUID, *, timeout_s: float | None = None

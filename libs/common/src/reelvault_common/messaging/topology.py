@@ -22,7 +22,9 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+from pydantic import BaseModel
 
+from reelvault_common.contracts.catalog import RPC_OF
 from reelvault_common.contracts.events import EVENT_TYPES, ORG_EVENT_TYPES, event_type_name
 from reelvault_common.runtime.settings import ConsumerSettings, ServiceSettings
 
@@ -159,6 +161,10 @@ class Topology:
     def rpc(self, name: str) -> str:
         """The catalog's request/reply subject for ``name`` (``get``, ``keys.lookup``, ...)."""
         return f"{self.namespace}.catalog.{name}"
+
+    def rpc_subject(self, request: BaseModel) -> str:
+        """Where the catalog answers ``request`` (one subject per request type)."""
+        return self.rpc(RPC_OF[type(request)])
 
     @property
     def rpc_get(self) -> str:
