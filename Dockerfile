@@ -22,7 +22,7 @@ COPY services/archiver/pyproject.toml services/archiver/
 COPY services/catalog/pyproject.toml services/catalog/
 COPY services/gateway/pyproject.toml services/gateway/
 COPY services/generator/pyproject.toml services/generator/
-COPY services/sora-sim/pyproject.toml services/sora-sim/
+COPY services/provider-sim/pyproject.toml services/provider-sim/
 # --no-dev and no extras: neither the test tools nor the `embedded` extra (a NATS binary and a
 # whole PostgreSQL that only `reelvault up` starts) end up in the image.
 RUN uv sync --frozen --no-dev --all-packages --no-install-workspace
@@ -58,7 +58,7 @@ http_ok() {
 }
 case "$cmdline" in
     *reelvault_gateway*) http_ok "http://127.0.0.1:${REELVAULT_GATEWAY_PORT:-8000}/healthz" ;;
-    *reelvault_sorasim*) http_ok "http://127.0.0.1:${SORA_SIM_PORT:-8100}/healthz" ;;
+    *reelvault_providersim*) http_ok "http://127.0.0.1:${PROVIDER_SIM_PORT:-8100}/healthz" ;;
     *reelvault_catalog*) exec python -m reelvault_common.messaging.healthcheck catalog ;;
     *reelvault_generator* | *reelvault_archiver*)
         exec python -m reelvault_common.messaging.healthcheck nats ;;
@@ -75,7 +75,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     REELVAULT_GATEWAY_HOST=0.0.0.0 \
     REELVAULT_METRICS_HOST=0.0.0.0 \
-    SORA_SIM_HOST=0.0.0.0 \
+    PROVIDER_SIM_HOST=0.0.0.0 \
     REELVAULT_STORAGE_DIR=/data/storage \
     REELVAULT_BACKUP_DIR=/data/backups
 WORKDIR /data

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/archive.py            # or: make bench-archive
 
-For each video size (200 MB and 500 MB, decimal) the Sora simulator runs as a loopback
-subprocess padding its MP4s to that size (``SORA_SIM_PAD_VIDEO_TO_BYTES``); the Supabase-Storage
+For each video size (200 MB and 500 MB, decimal) the provider simulator runs as a loopback
+subprocess padding its MP4s to that size (``PROVIDER_SIM_PAD_VIDEO_TO_BYTES``); the Supabase-Storage
 test server runs as another loopback subprocess. For each backend (filesystem, supabase):
 
 - baseline: a child process streams the video from the simulator straight to the destination,
@@ -670,15 +670,15 @@ def main() -> int:
             for size_mb in sizes:
                 sim_port = free_port()
                 sim_env = {
-                    "SORA_SIM_API_KEY": API_KEY,
-                    "SORA_SIM_PORT": str(sim_port),
-                    "SORA_SIM_FAST_MODE": "true",
-                    "SORA_SIM_PAD_VIDEO_TO_BYTES": str(size_mb * MB),
-                    "SORA_SIM_DATA_DIR": str(work / f"sim-{size_mb}"),
-                    "SORA_SIM_LOG_LEVEL": "WARNING",
+                    "PROVIDER_SIM_API_KEY": API_KEY,
+                    "PROVIDER_SIM_PORT": str(sim_port),
+                    "PROVIDER_SIM_FAST_MODE": "true",
+                    "PROVIDER_SIM_PAD_VIDEO_TO_BYTES": str(size_mb * MB),
+                    "PROVIDER_SIM_DATA_DIR": str(work / f"sim-{size_mb}"),
+                    "PROVIDER_SIM_LOG_LEVEL": "WARNING",
                 }
                 with subprocess_running(
-                    [PYTHON, "-m", "reelvault_sorasim"], sim_env, work / f"sim-{size_mb}.log"
+                    [PYTHON, "-m", "reelvault_providersim"], sim_env, work / f"sim-{size_mb}.log"
                 ) as sim:
                     base_url = f"http://127.0.0.1:{sim_port}/v1"
                     wait_http(f"http://127.0.0.1:{sim_port}/healthz", sim)

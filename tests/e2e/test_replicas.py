@@ -31,8 +31,8 @@ def system(tmp_path: Path, nats_url: str, database_url: str, namespace: str
         "NATS_URL": nats_url,
         "DATABASE_URL": database_url,
         "REELVAULT_NAMESPACE": namespace,
-        "SORA_SIM_GENERATION_S": "1.0",
-        "SORA_SIM_FPS": "2",
+        "PROVIDER_SIM_GENERATION_S": "1.0",
+        "PROVIDER_SIM_FPS": "2",
         "REELVAULT_POLL_INTERVAL_S": "0.3",
         "REELVAULT_POLL_MAX_INTERVAL_S": "1.0",
     }

@@ -101,7 +101,7 @@ def system(
 ) -> Iterator[RunningSystem]:
     env = system_env(
         nats_url, database_url, namespace,
-        SORA_SIM_PAD_VIDEO_TO_BYTES=str(PADDED_VIDEO_BYTES),
+        PROVIDER_SIM_PAD_VIDEO_TO_BYTES=str(PADDED_VIDEO_BYTES),
         REELVAULT_STORAGE_BACKEND="supabase",
         SUPABASE_STORAGE_URL=storage_server.url,
         SUPABASE_SERVICE_ROLE_KEY=storage_server.service_key,

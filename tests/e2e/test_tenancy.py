@@ -42,7 +42,7 @@ SYSTEM_VARIABLES = ("NATS_URL", "REELVAULT_NAMESPACE", "DATABASE_URL")
 def system(
     tmp_path: Path, nats_url: str, database_url: str, namespace: str
 ) -> Iterator[RunningSystem]:
-    env = system_env(nats_url, database_url, namespace, SORA_SIM_GENERATION_S="1")
+    env = system_env(nats_url, database_url, namespace, PROVIDER_SIM_GENERATION_S="1")
     # The default data folder (.reelvault) of a "project folder", as `make run` uses it.
     with reelvault_up(tmp_path / ".reelvault", env, cwd=tmp_path) as running:
         yield running

@@ -53,17 +53,17 @@ async def serve_asgi(
 
 
 class RunningSim:
-    """``reelvault_sorasim`` over real HTTP, plus its test-only ``/_sim`` admin routes."""
+    """``reelvault_providersim`` over real HTTP, plus its test-only ``/_sim`` admin routes."""
 
     def __init__(self, **settings: Any) -> None:
-        from reelvault_sorasim.settings import SimSettings
+        from reelvault_providersim.settings import SimSettings
 
         self.settings = SimSettings(api_key=SecretStr(API_KEY), fast_mode=True, **settings)
         self.base_url = ""
         self.root_url = ""
 
     async def __aenter__(self) -> RunningSim:
-        from reelvault_sorasim.app import create_app
+        from reelvault_providersim.app import create_app
 
         self._server, self._task, port = await serve_asgi(create_app(self.settings))
         self.root_url = f"http://127.0.0.1:{port}"

@@ -86,7 +86,7 @@ MODULES = {
     "gateway": "reelvault_gateway",
 }
 
-# Standing fault rates of the simulator (env SORA_SIM_FAULTS__*), drawn from seeded streams.
+# Standing fault rates of the simulator (env PROVIDER_SIM_FAULTS__*), drawn from seeded streams.
 DEFAULT_FAULTS: dict[str, str] = {
     "RATE_LIMIT_RATE": "0.08",
     "RETRY_AFTER_S": "0.5",
@@ -333,16 +333,16 @@ class ChaosPhase:
             **source_env(config.source),
         }
         sim_env = {
-            "SORA_SIM_PORT": str(sim_port),
-            "SORA_SIM_API_KEY": sim_key,
-            "SORA_SIM_DATA_DIR": str(self.root / "sora-sim"),
-            "SORA_SIM_SEED": str(config.seed),
-            "SORA_SIM_GENERATION_S": str(config.generation_s),
-            "SORA_SIM_FPS": str(config.fps),
+            "PROVIDER_SIM_PORT": str(sim_port),
+            "PROVIDER_SIM_API_KEY": sim_key,
+            "PROVIDER_SIM_DATA_DIR": str(self.root / "provider-sim"),
+            "PROVIDER_SIM_SEED": str(config.seed),
+            "PROVIDER_SIM_GENERATION_S": str(config.generation_s),
+            "PROVIDER_SIM_FPS": str(config.fps),
             **source_env(config.source),
-            **{f"SORA_SIM_FAULTS__{name}": value for name, value in config.faults},
+            **{f"PROVIDER_SIM_FAULTS__{name}": value for name, value in config.faults},
         }
-        specs = [ProcessSpec("sora-sim", "reelvault_sorasim", sim_env,
+        specs = [ProcessSpec("provider-sim", "reelvault_providersim", sim_env,
                              ready_url=f"{self.sim_url}/healthz")]
         node = 0
         for service in (*SERVICES, "gateway"):
@@ -416,7 +416,7 @@ class ChaosPhase:
     def killable(self) -> list[ManagedProcess]:
         # The simulator plays the provider: it is not ours to kill (its jobs live in memory).
         return [p for p in self.supervisor.processes
-                if p.spec.name != "sora-sim" and p.alive()]
+                if p.spec.name != "provider-sim" and p.alive()]
 
     async def _monkey(self) -> None:
         """A random process every few seconds; the services take turns (in a shuffled order

@@ -113,13 +113,13 @@ class SimProcess:
 
 @asynccontextmanager
 async def sim_process(log_dir: Path, **settings: str) -> AsyncIterator[SimProcess]:
-    """The Sora simulator on a free loopback port (``SORA_SIM_*`` from ``settings``)."""
+    """The provider simulator on a free loopback port (``PROVIDER_SIM_*`` from ``settings``)."""
     port = free_port()
     api_key = "sk-shutdown-test-0123456789"
-    env = {"SORA_SIM_PORT": str(port), "SORA_SIM_API_KEY": api_key,
-           "SORA_SIM_DATA_DIR": str(log_dir / "sim-data"),
-           **{f"SORA_SIM_{key.upper()}": value for key, value in settings.items()}}
-    async with service_process("sora-sim", "reelvault_sorasim", env, log_dir) as service:
+    env = {"PROVIDER_SIM_PORT": str(port), "PROVIDER_SIM_API_KEY": api_key,
+           "PROVIDER_SIM_DATA_DIR": str(log_dir / "sim-data"),
+           **{f"PROVIDER_SIM_{key.upper()}": value for key, value in settings.items()}}
+    async with service_process("provider-sim", "reelvault_providersim", env, log_dir) as service:
         root = f"http://127.0.0.1:{port}"
         await service.wait_http(f"{root}/healthz")
         yield SimProcess(service, root, api_key)

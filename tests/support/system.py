@@ -33,7 +33,7 @@ class RunningSystem:
 
     @property
     def simulator(self) -> str:
-        return self.urls["sora-sim"]
+        return self.urls["provider-sim"]
 
     @property
     def auth(self) -> dict[str, str]:
@@ -72,7 +72,7 @@ def system_env(nats_url: str, database_url: str, namespace: str,
         "NATS_URL": nats_url,
         "DATABASE_URL": database_url,
         "REELVAULT_NAMESPACE": namespace,
-        "SORA_SIM_GENERATION_S": "1.5",
+        "PROVIDER_SIM_GENERATION_S": "1.5",
         "REELVAULT_POLL_INTERVAL_S": "0.5",
         **overrides,
     }

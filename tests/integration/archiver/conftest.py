@@ -1,4 +1,4 @@
-"""The archiver's integration tests share a running Sora simulator (a test module may override
+"""The archiver's integration tests share a running provider simulator (a test module may override
 ``sim``, e.g. with padded videos)."""
 
 from __future__ import annotations

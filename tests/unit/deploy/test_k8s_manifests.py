@@ -405,9 +405,9 @@ def test_prod_scales_generator_and_archiver_on_consumer_lag() -> None:
 
 def test_the_simulator_runs_in_dev_only() -> None:
     dev, prod = render("dev"), render("prod")
-    named(dev, "Deployment", "sora-sim")
-    assert config_map(dev)["OPENAI_BASE_URL"].startswith("http://sora-sim:")
-    assert not [d for d in prod if "sora-sim" in d["metadata"]["name"]]
+    named(dev, "Deployment", "provider-sim")
+    assert config_map(dev)["OPENAI_BASE_URL"].startswith("http://provider-sim:")
+    assert not [d for d in prod if "provider-sim" in d["metadata"]["name"]]
     assert config_map(prod)["OPENAI_BASE_URL"].startswith("https://")
 
 

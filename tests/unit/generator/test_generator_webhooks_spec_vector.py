@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from reelvault_generator.webhook_events import WebhookRejected
 from reelvault_generator.webhooks import DeliveryVerifier
-from reelvault_sorasim.webhooks import Signer
+from reelvault_providersim.webhooks import Signer
 
 MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 TIMESTAMP = 1614265330

@@ -45,9 +45,8 @@ def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies() ->
     result = run_config("--format", "json", env=SECRETS)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert {"nats", "postgres", "sora-sim", "catalog", "generator", "archiver", "gateway"} <= set(
-        services
-    )
+    expected = {"nats", "postgres", "provider-sim", "catalog", "generator", "archiver", "gateway"}
+    assert expected <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, name
         for dependency in (service.get("depends_on") or {}).values():
@@ -71,7 +70,7 @@ def test_services_run_the_image_as_kubernetes_would() -> None:
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for name in ("sora-sim", "catalog", "generator", "archiver", "gateway"):
+    for name in ("provider-sim", "catalog", "generator", "archiver", "gateway"):
         service = services[name]
         assert service["read_only"] is True, name
         assert any(entry.split(":")[0] == "/tmp" for entry in service["tmpfs"]), name

@@ -9,10 +9,10 @@ def test_nothing_configured_means_embedded_everything_and_the_simulator(tmp_path
     plan = plan_system({}, tmp_path, 8000, 8100, replicas=1)
     assert plan.embedded_nats and plan.embedded_postgres and plan.simulator
     names = [spec.name for spec in plan.specs]
-    assert names == ["sora-sim", "catalog", "generator", "archiver", "gateway"]
+    assert names == ["provider-sim", "catalog", "generator", "archiver", "gateway"]
     sim = plan.specs[0]
     # The generated simulator key reaches the simulator and the provider clients, nothing else.
-    assert sim.env["SORA_SIM_API_KEY"] == plan.shared_env["OPENAI_API_KEY"]
+    assert sim.env["PROVIDER_SIM_API_KEY"] == plan.shared_env["OPENAI_API_KEY"]
     assert plan.shared_env["OPENAI_BASE_URL"] == "http://127.0.0.1:8100/v1"
     assert plan.shared_env["REELVAULT_PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
 
@@ -53,16 +53,16 @@ def test_simulator_webhooks_reach_every_generator_with_a_shared_secret(tmp_path:
     plan = plan_system({}, tmp_path, 8000, 8100, replicas=2)
     sim = plan.specs[0]
     generators = [spec for spec in plan.specs if spec.name.startswith("generator")]
-    urls = json.loads(sim.env["SORA_SIM_WEBHOOK_URLS"])
+    urls = json.loads(sim.env["PROVIDER_SIM_WEBHOOK_URLS"])
     assert urls == [
         f"http://127.0.0.1:{g.env['REELVAULT_WEBHOOK_PORT']}/webhooks/openai" for g in generators
     ]
-    secret = sim.env["SORA_SIM_WEBHOOK_SECRET"]
+    secret = sim.env["PROVIDER_SIM_WEBHOOK_SECRET"]
     assert secret.startswith("whsec_")
     assert all(g.env["REELVAULT_WEBHOOK_SECRET"] == secret for g in generators)
     # Nobody else is handed the secret.
     assert "REELVAULT_WEBHOOK_SECRET" not in plan.shared_env
-    others = [s for s in plan.specs if not s.name.startswith(("generator", "sora-sim"))]
+    others = [s for s in plan.specs if not s.name.startswith(("generator", "provider-sim"))]
     assert all("REELVAULT_WEBHOOK_SECRET" not in s.env for s in others)
 
 
@@ -84,7 +84,7 @@ def test_every_process_gets_its_own_metrics_port(tmp_path: Path) -> None:
     assert "REELVAULT_METRICS_PORT" not in plan.shared_env
     others = [spec for spec in plan.specs if spec.name != "gateway"]
     assert {spec.name for spec in others} == {
-        "sora-sim", "catalog-1", "catalog-2", "generator-1", "generator-2", "archiver-1",
+        "provider-sim", "catalog-1", "catalog-2", "generator-1", "generator-2", "archiver-1",
         "archiver-2",
     }
     ports = [int(spec.env[METRICS_PORT_ENV]) for spec in others]
