@@ -144,6 +144,9 @@ class VideoCompleted(_FinishedJob):
     # Where the provider serves the bytes (informational; never fetched with credentials
     # taken from an event: the archiver builds its own URL from its configured base).
     source_url: str
+    # What the provider charged (its own figure), else the price table's estimate; None when
+    # neither is known.
+    cost_usd: Decimal | None = None
 
 
 class VideoArchiveRequested(_FinishedJob):
@@ -165,7 +168,21 @@ class VideoStored(_Event):
     thumbnail: StoredFile | None
 
 
+class VideoCancelRequested(_Event):
+    """A client asked to stop a video that is not finished: the generator stops following its
+    job (and cancels it where the provider can) and the video fails with ``canceled``."""
+
+    type: Literal["video.cancel.requested"] = "video.cancel.requested"
+    _identity_kind: ClassVar[str] = "cancel.requested"
+    # Asking twice is the same request.
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ()
+    requested_by: str | None = Field(default=None, description="The key's public id, if any.")
+
+
 FailureStage = Literal["request", "generation", "archive"]
+
+# The failure code of a video its client canceled.
+CANCELED = "canceled"
 
 
 class VideoFailed(_Event):
@@ -207,6 +224,7 @@ VideoEvent = Annotated[
     | VideoCompleted
     | VideoArchiveRequested
     | VideoStored
+    | VideoCancelRequested
     | VideoFailed,
     Field(discriminator="type"),
 ]
@@ -218,6 +236,7 @@ EVENT_TYPES: tuple[type[_Event], ...] = (
     VideoCompleted,
     VideoArchiveRequested,
     VideoStored,
+    VideoCancelRequested,
     VideoFailed,
 )
 

@@ -55,6 +55,8 @@ _DESCRIPTIONS = {
     "video.archive.requested": "Someone asked to (re-)copy a finished video into storage.",
     "video.stored": "Video (and thumbnail) are in permanent storage, verified by size and sha256.",
     "video.failed": "The video failed at a stage; code and message say why.",
+    "video.cancel.requested": "A client asked to stop an unfinished video; it fails with code "
+    "`canceled`.",
     "org.quota.warning": "The organization used 80 % of one of its limits in this period.",
     "org.quota.exceeded": "The organization reached one of its limits: further requests are "
     "refused until the period resets or the limit is raised.",

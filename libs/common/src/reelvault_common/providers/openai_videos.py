@@ -14,6 +14,9 @@ import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from reelvault_common.http import async_client
+from reelvault_common.providers.errors import ProviderError, retry_after_seconds
+
+__all__ = ["ProviderError", "VideosClient", "error_from_response", "retry_after_seconds"]
 
 VideoJobStatus = Literal["queued", "in_progress", "completed", "failed", "expired", "canceled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "expired", "canceled"})
@@ -62,50 +65,6 @@ class VideoList(BaseModel):
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
-
-
-class ProviderError(Exception):
-    """A non-2xx reply (with the OpenAI error envelope when there is one) or a transport failure."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None,
-        type: str | None = None,
-        code: str | None = None,
-        param: str | None = None,
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.type = type
-        self.code = code
-        self.param = param
-        self.retry_after_s = retry_after_s
-
-    @property
-    def transient(self) -> bool:
-        """Worth retrying (as the official SDK does): transport failures, 408, 409, 429, 5xx."""
-        return self.status is None or self.status in (408, 409, 429) or self.status >= 500
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.code or self.type or ''}: {self.message}".strip()
-
-
-def retry_after_seconds(headers: httpx2.Headers) -> float | None:
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    if (seconds := headers.get("retry-after")) is not None:
-        try:
-            return float(seconds)
-        except ValueError:
-            return None
-    return None
 
 
 def error_from_response(response: httpx2.Response, body: bytes | None = None) -> ProviderError:
