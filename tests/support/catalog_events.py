@@ -13,6 +13,7 @@ from reelvault_common.contracts.events import (
     ReferenceImage,
     StoredFile,
     VideoArchiveRequested,
+    VideoCancelRequested,
     VideoCompleted,
     VideoFailed,
     VideoGenerationProgressed,
@@ -97,6 +98,12 @@ class VideoStory:
             video=StoredFile(bucket="videos", key=f"{prefix}/video.mp4",
                              content_type="video/mp4", bytes=size, sha256=sha256_of(content)),
             provider_job_id=self.job_id, thumbnail=thumb, occurred_at=self.at(at),
+        )
+
+    def cancel_requested(self, at: float = 2.5) -> VideoCancelRequested:
+        return VideoCancelRequested.new(
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
+            requested_by="k1", occurred_at=self.at(at),
         )
 
     def failed(self, stage: FailureStage = "generation", code: str = "provider_failed",

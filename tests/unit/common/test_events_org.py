@@ -37,7 +37,7 @@ def one_of_each(org: str) -> list[Any]:
     story = VideoStory(video_id=VIDEO, org=org)
     return [
         story.requested(), story.started(), story.progressed(50), story.completed(),
-        story.archive_requested(), story.stored(), story.failed(),
+        story.archive_requested(), story.stored(), story.cancel_requested(), story.failed(),
     ]
 
 
