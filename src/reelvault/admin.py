@@ -1,4 +1,4 @@
-"""Operator commands: ``reelvault orgs|keys|quotas|flags ...``.
+"""Operator commands: ``reelvault orgs|keys|quotas|flags ...`` (``orgs set-retention`` too).
 
 They reach the system through NATS, with the same environment variables as the services
 (``NATS_URL``, ``REELVAULT_NAMESPACE``); from the folder where ``reelvault up`` runs they need
@@ -32,6 +32,7 @@ from reelvault_common.contracts.catalog import (
     RevokeKey,
     RpcReply,
     SetQuotas,
+    SetRetention,
 )
 from reelvault_common.contracts.flags import FLAG_NAMES
 from reelvault_common.contracts.tenancy import DEFAULT_SCOPES, Scope, is_valid_slug
@@ -53,7 +54,8 @@ class BadInput(CommandFailed):
     """The command line itself is wrong; the command exits 2."""
 
 
-def _slug(value: str) -> str:
+def checked_slug(value: str) -> str:
+    """``value`` if it is a valid organization slug; ``BadInput`` (one line) otherwise."""
     if not is_valid_slug(value):
         raise BadInput(
             f"invalid slug {value!r}: use 3 to 40 lowercase letters, digits and hyphens "
@@ -117,11 +119,13 @@ def run_with_session(
     return asyncio.run(main())
 
 
-def _when(moment: datetime | None) -> str:
+def format_utc(moment: datetime | None) -> str:
+    """A moment as the commands print it (UTC, to the second); ``-`` for none."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
-def _table(rows: Sequence[Sequence[str]]) -> None:
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print ``rows`` (the first: the headings) as columns padded to their widest cell."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -130,7 +134,7 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 # --- orgs --------------------------------------------------------------------------------
 def orgs_create(args: argparse.Namespace) -> int:
-    slug = _slug(args.slug)
+    slug = checked_slug(args.slug)
 
     async def work(session: Session) -> None:
         reply = await session.ask(CreateOrg(slug=slug, name=args.name or slug))
@@ -144,9 +148,35 @@ def orgs_create(args: argparse.Namespace) -> int:
 def orgs_list(args: argparse.Namespace) -> int:
     async def work(session: Session) -> None:
         orgs = (await session.ask(ListOrgs())).orgs or []
-        rows = [["SLUG", "NAME", "CREATED", "ID"]]
-        rows += [[o.slug, o.name, _when(o.created_at), str(o.id)] for o in orgs]
-        _table(rows)
+        rows = [["SLUG", "NAME", "CREATED", "ID", "RETENTION"]]
+        rows += [[o.slug, o.name, format_utc(o.created_at), str(o.id),
+                  f"{o.delete_after_days} days" if o.delete_after_days else "forever"]
+                 for o in orgs]
+        print_table(rows)
+
+    run_with_session(args.data_dir, work)
+    return 0
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if not 0 <= days <= 36500:
+        raise argparse.ArgumentTypeError("days must be between 0 (keep forever) and 36500")
+    return days
+
+
+def orgs_set_retention(args: argparse.Namespace) -> int:
+    slug = checked_slug(args.slug)
+
+    async def work(session: Session) -> None:
+        reply = await session.ask(SetRetention(org=slug, delete_after_days=args.days))
+        assert reply.org is not None
+        days = reply.org.delete_after_days
+        print(f"organization {slug}: " + (f"videos are deleted {days} days after they were "
+                                          "requested" if days else "videos are kept forever"))
 
     run_with_session(args.data_dir, work)
     return 0
@@ -156,12 +186,12 @@ def orgs_list(args: argparse.Namespace) -> int:
 def _key_line(key: ApiKeyInfo) -> list[str]:
     state = "revoked" if key.revoked_at else (
         "expired" if key.expires_at and key.expires_at <= datetime.now(UTC) else "active")
-    return [key.public_id, key.name or "-", ",".join(key.scopes), state, _when(key.created_at),
-            _when(key.last_used_at), _when(key.expires_at)]
+    return [key.public_id, key.name or "-", ",".join(key.scopes), state, format_utc(key.created_at),
+            format_utc(key.last_used_at), format_utc(key.expires_at)]
 
 
 def keys_create(args: argparse.Namespace) -> int:
-    org = _slug(args.org)
+    org = checked_slug(args.org)
     scopes = [Scope(s) for s in (args.scope or DEFAULT_SCOPES)]
     if args.expires_in_days is not None and args.expires_in_days <= 0:
         raise BadInput("--expires-in-days must be a positive number of days")
@@ -176,7 +206,7 @@ def keys_create(args: argparse.Namespace) -> int:
         assert created is not None
         info = created.key
         print(f"created key {info.public_id} for {info.org} (scopes {','.join(info.scopes)}, "
-              f"expires {_when(info.expires_at)}); it is shown once, keep it now:")
+              f"expires {format_utc(info.expires_at)}); it is shown once, keep it now:")
         print(created.secret)
 
     run_with_session(args.data_dir, work)
@@ -184,12 +214,12 @@ def keys_create(args: argparse.Namespace) -> int:
 
 
 def keys_list(args: argparse.Namespace) -> int:
-    org = _slug(args.org)
+    org = checked_slug(args.org)
 
     async def work(session: Session) -> None:
         keys = (await session.ask(ListKeys(org=org))).keys or []
         rows = [["ID", "NAME", "SCOPES", "STATE", "CREATED", "LAST USED", "EXPIRES"]]
-        _table(rows + [_key_line(key) for key in keys])
+        print_table(rows + [_key_line(key) for key in keys])
 
     run_with_session(args.data_dir, work)
     return 0
@@ -200,7 +230,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
         reply = await session.ask(RevokeKey(key_or_id=args.key_or_id))
         assert reply.key is not None
         print(f"revoked key {reply.key.public_id} of {reply.key.org} at "
-              f"{_when(reply.key.revoked_at)}")
+              f"{format_utc(reply.key.revoked_at)}")
 
     run_with_session(args.data_dir, work)
     return 0
@@ -233,7 +263,7 @@ QUOTA_OPTIONS = {
 
 
 def quotas_set(args: argparse.Namespace) -> int:
-    org = _slug(args.org)
+    org = checked_slug(args.org)
     given = {name: getattr(args, name) for name in QUOTA_OPTIONS
              if getattr(args, name) is not _UNSET}
     if not given:
@@ -253,13 +283,13 @@ async def _show_usage(session: Session, org: str) -> None:
     rows = [["QUOTA", "USED", "LIMIT", "RESETS"]]
     for item in usage.items:
         limit = "-" if item.limit is None else str(item.limit)
-        rows.append([item.quota, str(item.used), limit, _when(item.resets_at)])
-    print(f"{usage.org}: usage since {_when(usage.period_start)}")
-    _table(rows)
+        rows.append([item.quota, str(item.used), limit, format_utc(item.resets_at)])
+    print(f"{usage.org}: usage since {format_utc(usage.period_start)}")
+    print_table(rows)
 
 
 def quotas_show(args: argparse.Namespace) -> int:
-    org = _slug(args.org)
+    org = checked_slug(args.org)
 
     async def work(session: Session) -> None:
         await _show_usage(session, org)
@@ -275,7 +305,7 @@ def flags_set(args: argparse.Namespace) -> int:
     if name == "whitelist":
         if args.state is not None or args.orgs is None:
             raise BadInput("use: reelvault flags set whitelist --orgs a,b (empty turns it off)")
-        value = [_slug(slug.strip()) for slug in args.orgs.split(",") if slug.strip()]
+        value = [checked_slug(slug.strip()) for slug in args.orgs.split(",") if slug.strip()]
     else:
         if args.state not in ("on", "off") or args.orgs is not None:
             raise BadInput(f"use: reelvault flags set {name} on|off")
@@ -300,7 +330,7 @@ def _flag_text(value: object) -> str:
 def flags_list(args: argparse.Namespace) -> int:
     async def work(session: Session) -> None:
         flags = await read_flags(await open_flags_bucket(session.connection, session.topology))
-        _table([["FLAG", "VALUE"]]
+        print_table([["FLAG", "VALUE"]]
                + [[name, _flag_text(getattr(flags, name))] for name in FLAG_NAMES])
 
     run_with_session(args.data_dir, work)
@@ -324,6 +354,12 @@ def add_admin_commands(commands: Any) -> None:
     create.set_defaults(handler=orgs_create)
     orgs.add_parser("list", parents=[common], help="list organizations").set_defaults(
         handler=orgs_list)
+    retention = orgs.add_parser("set-retention", parents=[common],
+                                help="delete the organization's videos older than DAYS days "
+                                "(0: keep forever)")
+    retention.add_argument("slug")
+    retention.add_argument("days", type=_days)
+    retention.set_defaults(handler=orgs_set_retention)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action",
                                                                         required=True)

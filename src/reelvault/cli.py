@@ -25,11 +25,13 @@ from typing import NoReturn
 from reelvault_common.runtime.nats_servers import redact_url
 
 from reelvault.admin import add_admin_commands, run_admin
+from reelvault.audit import add_audit_command
 from reelvault.backup.command import add_backup_commands
 from reelvault.dev_key import ensure_dev_key
 from reelvault.embedded import EmbeddedPostgres, NatsServer, free_port, port_is_free
 from reelvault.local_system import forget_system, record_system
 from reelvault.supervisor import ProcessSpec, Supervisor
+from reelvault.webhooks_admin import add_webhook_commands
 
 log = logging.getLogger("reelvault")
 
@@ -74,6 +76,8 @@ def plan_system(
         # Gallery sessions signed by one gateway replica are honoured by the others.
         "REELVAULT_SESSION_SECRET": env.get("REELVAULT_SESSION_SECRET")
         or secrets.token_urlsafe(32),
+        # A development system: webhook endpoints may be on this machine (loopback).
+        "REELVAULT_DEPLOYMENT": env.get("REELVAULT_DEPLOYMENT") or "dev",
     }
     plan = SystemPlan(data_dir=data_dir, shared_env=shared)
     plan.embedded_nats = "NATS_URL" not in env
@@ -83,6 +87,14 @@ def plan_system(
         sim_key = secrets.token_urlsafe(24)  # lives only in this run's process environments
         shared["OPENAI_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
         shared["OPENAI_API_KEY"] = sim_key
+        # The simulator speaks OpenRouter's and Gemini's protocols too: every model of all
+        # three is offered, unless a real account's key is given for one of them.
+        if "OPENROUTER_API_KEY" not in env:
+            shared["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{sim_port}/api/v1"
+            shared["OPENROUTER_API_KEY"] = sim_key
+        if "GEMINI_API_KEY" not in env:
+            shared["GEMINI_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
+            shared["GEMINI_API_KEY"] = sim_key
         plan.specs.append(
             ProcessSpec(
                 name="provider-sim",
@@ -109,11 +121,14 @@ def plan_system(
                 port = free_port()
                 spec.env["REELVAULT_WEBHOOK_PORT"] = str(port)
                 spec.env["REELVAULT_WEBHOOK_SECRET"] = webhook_secret
+                # OpenRouter jobs name this replica's endpoint as their callback.
+                spec.env["REELVAULT_WEBHOOK_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
                 webhook_urls.append(f"http://127.0.0.1:{port}/webhooks/openai")
             plan.specs.append(spec)
     if webhook_urls:
         plan.specs[0].env["PROVIDER_SIM_WEBHOOK_URLS"] = json.dumps(webhook_urls)
         plan.specs[0].env["PROVIDER_SIM_WEBHOOK_SECRET"] = webhook_secret
+        plan.specs[0].env["PROVIDER_SIM_OPENROUTER_WEBHOOK_SECRET"] = webhook_secret
     plan.specs.append(
         ProcessSpec(
             name="gateway",
@@ -283,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     letters.add_argument("--all", action="store_true", help="replay every dead letter")
     letters.set_defaults(handler=dead_letters)
     add_admin_commands(commands)
+    add_audit_command(commands)
+    add_webhook_commands(commands)
     add_backup_commands(commands)
     return parser
 

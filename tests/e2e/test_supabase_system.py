@@ -6,7 +6,12 @@ URL of the storage server whose bytes are the provider's playable MP4, find the 
 public thumbnails bucket. Plus what the Supabase backend adds: signed links with a short,
 configured lifetime, the catalog keeping object keys (never signed URLs), bucket rules refusing
 oversize or wrong-type files with clear errors (through the gateway and directly), and videos
-above the TUS threshold going through resumable upload."""
+above the TUS threshold going through resumable upload.
+
+Each test runs twice: against the test server, and against a real Supabase Storage server when
+one is at hand (``REELVAULT_TEST_SUPABASE_STORAGE_URL`` and ``REELVAULT_TEST_SUPABASE_SERVICE_KEY``,
+or the ``supabase/storage-api`` image when a Docker engine answers; skipped with the reason
+otherwise)."""
 
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.media import png_bytes, probe_mp4
-from tests.support.supabase_storage import make_jwt
+from tests.support.supabase_storage import external_storage, make_jwt
 from tests.support.system import (
     RunningSystem,
     reelvault_up,
@@ -60,16 +65,22 @@ PADDED_VIDEO_BYTES = 7 * MB
 class StorageServer:
     url: str  # the bare storage server (no /storage/v1 prefix)
     service_key: str
-    process: subprocess.Popen[bytes]
-    log: Path
 
     def admin(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.service_key}", "apikey": self.service_key}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-@pytest.fixture
-def storage_server(tmp_path: Path) -> Iterator[StorageServer]:
+@pytest.fixture(params=["double", "real"])
+def storage_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageServer]:
+    if request.param == "real":
+        with external_storage() as real:
+            if isinstance(real, str):
+                pytest.skip(real)
+            real.empty_buckets([spec.name for spec in Buckets.from_settings(
+                StorageSettings()).all()])
+            yield StorageServer(real.url, real.service_key)
+        return
     port_file = tmp_path / "storage.port"
     log = tmp_path / "storage-server.log"
     with log.open("wb") as out:
@@ -85,7 +96,7 @@ def storage_server(tmp_path: Path) -> Iterator[StorageServer]:
             assert time.monotonic() < deadline, "the storage test server did not start"
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port_file.read_text().strip()}/"
-        yield StorageServer(url, make_jwt(JWT_SECRET, "service_role", 3 * 3600), process, log)
+        yield StorageServer(url, make_jwt(JWT_SECRET, "service_role", 3 * 3600))
     finally:
         process.send_signal(signal.SIGTERM)
         try:

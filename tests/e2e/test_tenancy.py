@@ -24,6 +24,7 @@ import pytest
 
 from tests.support.media import png_bytes
 from tests.support.service_process import service_process
+from tests.support.sse import stream_opens
 from tests.support.system import (
     RunningSystem,
     reelvault_up,
@@ -98,17 +99,35 @@ def _image() -> dict[str, Any]:
     return {"file": ("a.png", png_bytes(32, 32, (9, 9, 9)), "image/png")}
 
 
+def _acme_webhook(client: httpx.Client, a: dict[str, str]) -> str:
+    """Organization A's webhook endpoint (made once, with A's key): the thing other callers
+    must not reach. The system is a dev deployment, so a loopback URL is accepted."""
+    if "webhook_endpoint_id" not in a:
+        made = httpx.post(client.base_url.join("/v1/webhook-endpoints"), timeout=30,
+                          headers={"Authorization": f"Bearer {a['key']}"},
+                          json={"url": "http://127.0.0.1:9/acme", "event_types": ["video.failed"]})
+        assert made.status_code == 201, made.text
+        a["webhook_endpoint_id"] = made.json()["id"]
+    return a["webhook_endpoint_id"]
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("post", "/v1/videos"): Route("videos:write", lambda c, a: c.post(
         "/v1/videos", json={"prompt": "p", "reference_images": [a["upload_key"]]}), "422"),
     ("get", "/v1/videos"): Route("videos:read", lambda c, a: c.get("/v1/videos"), "list"),
     ("get", "/v1/videos/{video_id}"): Route(
         "videos:read", lambda c, a: c.get(f"/v1/videos/{a['video_id']}"), "404"),
+    ("delete", "/v1/videos/{video_id}"): Route(
+        "videos:write", lambda c, a: c.delete(f"/v1/videos/{a['video_id']}"), "404"),
     ("get", "/v1/videos/{video_id}/content"): Route(
         "videos:read", lambda c, a: c.get(f"/v1/videos/{a['video_id']}/content"), "404"),
     ("post", "/v1/uploads"): Route("videos:write", lambda c, a: c.post(
         "/v1/uploads", files=_image())),
     ("get", "/v1/usage"): Route("videos:read", lambda c, a: c.get("/v1/usage")),
+    ("get", "/v1/models"): Route("videos:read", lambda c, a: c.get("/v1/models")),
+    ("post", "/v1/videos/{video_id}/cancel"): Route(
+        "videos:write", lambda c, a: c.post(f"/v1/videos/{a['video_id']}/cancel"), "404"),
+    ("get", "/v1/events"): Route("videos:read", lambda c, a: stream_opens(c, "/v1/events")),
     ("post", "/api/upload"): Route("videos:write", lambda c, a: c.post(
         "/api/upload", files=_image())),
     ("post", "/api/create-video"): Route("videos:write", lambda c, a: c.post(
@@ -127,6 +146,22 @@ ROUTES: dict[tuple[str, str], Route] = {
                                                             json={"key": a["key"]})),
     ("get", "/v1/session"): Route("videos:read", lambda c, a: c.get("/v1/session")),
     ("delete", "/v1/session"): Route(None, lambda c, a: c.delete("/v1/session")),
+    ("post", "/v1/webhook-endpoints"): Route("videos:write", lambda c, a: c.post(
+        "/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hook",
+                                       "event_types": ["video.completed"]})),
+    ("get", "/v1/webhook-endpoints"): Route("videos:read", lambda c, a: c.get(
+        "/v1/webhook-endpoints"), "list"),
+    ("get", "/v1/webhook-endpoints/{endpoint_id}"): Route("videos:read", lambda c, a: c.get(
+        f"/v1/webhook-endpoints/{_acme_webhook(c, a)}"), "404"),
+    ("delete", "/v1/webhook-endpoints/{endpoint_id}"): Route("videos:write", lambda c, a: c.delete(
+        f"/v1/webhook-endpoints/{_acme_webhook(c, a)}"), "404"),
+    ("get", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Route(
+        "videos:read", lambda c, a: c.get(
+            f"/v1/webhook-endpoints/{_acme_webhook(c, a)}/deliveries"), "404"),
+    ("post", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay"): Route(
+        "videos:write", lambda c, a: c.post(
+            f"/v1/webhook-endpoints/{_acme_webhook(c, a)}/deliveries/{a['video_id']}/replay"),
+        "404"),
 }
 
 

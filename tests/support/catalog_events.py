@@ -15,6 +15,7 @@ from reelvault_common.contracts.events import (
     VideoArchiveRequested,
     VideoCancelRequested,
     VideoCompleted,
+    VideoDeleted,
     VideoFailed,
     VideoGenerationProgressed,
     VideoGenerationStarted,
@@ -104,6 +105,12 @@ class VideoStory:
         return VideoCancelRequested.new(
             video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
             requested_by="k1", occurred_at=self.at(at),
+        )
+
+    def deleted(self, at: float = 6, *, by: str | None = "k1") -> VideoDeleted:
+        return VideoDeleted.new(
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
+            deleted_by=by, occurred_at=self.at(at),
         )
 
     def failed(self, stage: FailureStage = "generation", code: str = "provider_failed",

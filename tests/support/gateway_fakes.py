@@ -1,11 +1,13 @@
 """Stand-ins for the gateway's adapters (event sink, broker health) and a double of the catalog's
-request/reply contract (videos, keys, quotas), in-process for unit tests or served over NATS
-for integration tests; image bytes in every format."""
+request/reply contract (videos, keys, quotas, webhook endpoints), in-process for unit tests or
+served over NATS for integration tests; image bytes in every format."""
 
 from __future__ import annotations
 
+import base64
 import io
 import random
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import nats
@@ -27,14 +30,23 @@ from reelvault_common.contracts.catalog import (
     ApiKeyInfo,
     CatalogErrorCode,
     CatalogStats,
+    CreatedWebhookEndpoint,
+    CreateWebhookEndpoint,
+    DeletedVideo,
+    DeleteVideo,
+    DeleteWebhookEndpoint,
     GetStats,
     GetUsage,
     GetVideo,
+    GetWebhookEndpoint,
     KeyAuth,
     ListVideos,
+    ListWebhookDeliveries,
+    ListWebhookEndpoints,
     LookupKey,
     QuotaExceededInfo,
     Release,
+    ReplayWebhookDelivery,
     Reserve,
     RpcErrorBody,
     RpcReply,
@@ -42,6 +54,9 @@ from reelvault_common.contracts.catalog import (
     UsageReport,
     VideoPage,
     VideoRecord,
+    WebhookDeliveryInfo,
+    WebhookEndpointInfo,
+    WebhookEventType,
 )
 from reelvault_common.contracts.tenancy import (
     DEFAULT_ORG,
@@ -63,6 +78,7 @@ from reelvault_gateway.idempotency import IdempotencyRecord
 from reelvault_gateway.key_cache import KeyCache
 from reelvault_gateway.sessions import SessionSigner
 from reelvault_gateway.settings import GatewaySettings
+from reelvault_gateway.webhook_endpoints import WebhookEndpointsClient
 
 
 def image_bytes(fmt: str, width: int = 32, height: int = 24, color: Any = (10, 120, 200)) -> bytes:
@@ -121,6 +137,10 @@ def _error(code: CatalogErrorCode, message: str) -> RpcReply:
     return RpcReply(ok=False, error=RpcErrorBody(code=code, message=message))
 
 
+# The catalog's default ``max_endpoints_per_org``.
+WEBHOOK_ENDPOINTS_PER_ORG = 20
+
+
 def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
     following = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
@@ -130,9 +150,10 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
 @dataclass
 class CatalogDouble:
     """The catalog's side of its request/reply contract, in memory: videos by organization,
-    API keys, a ``videos_per_month`` quota per organization. ``answer`` takes a request message
-    and gives the ``RpcReply`` the catalog would; it is served in-process (``LocalRequester``)
-    or over NATS (``serve_catalog_double``)."""
+    API keys, a ``videos_per_month`` quota per organization, webhook endpoints and their
+    deliveries. ``answer`` takes a request message and gives the ``RpcReply`` the catalog
+    would; it is served in-process (``LocalRequester``) or over NATS
+    (``serve_catalog_double``)."""
 
     records: dict[uuid.UUID, VideoRecord] = field(default_factory=dict)
     keys: dict[str, KeyAuth] = field(default_factory=dict)
@@ -141,6 +162,14 @@ class CatalogDouble:
     reserved: dict[str, set[uuid.UUID]] = field(default_factory=dict)
     released: list[uuid.UUID] = field(default_factory=list)
     lookups: int = 0
+    # Deleted videos' tombstones: their reads answer not_found, as the catalog's do.
+    tombstones: dict[uuid.UUID, DeletedVideo] = field(default_factory=dict)
+    # Webhook endpoints (with their signing secrets) and their deliveries, by id. The catalog
+    # records deliveries from the stream's events; here ``record_delivery`` stands for that.
+    webhook_endpoints: dict[uuid.UUID, WebhookEndpointInfo] = field(default_factory=dict)
+    webhook_secrets: dict[uuid.UUID, str] = field(default_factory=dict)
+    webhook_deliveries: dict[uuid.UUID, WebhookDeliveryInfo] = field(default_factory=dict)
+    max_webhook_endpoints: int = WEBHOOK_ENDPOINTS_PER_ORG
     # For the in-process requester: no answer at all, or an unexpected failure.
     down: bool = False
     failure: Exception | None = None
@@ -167,9 +196,11 @@ class CatalogDouble:
         match message:
             case GetVideo(org=org, video_id=video_id):
                 record = self.records.get(video_id)
-                if record is None or record.org != org:
+                if record is None or record.org != org or video_id in self.tombstones:
                     return _error(CatalogErrorCode.NOT_FOUND, "no such video")
                 return RpcReply(ok=True, video=record)
+            case DeleteVideo():
+                return self._delete(message)
             case ListVideos():
                 return self._list(message)
             case GetStats():
@@ -190,11 +221,14 @@ class CatalogDouble:
                 return RpcReply(ok=True)
             case GetUsage(org=org):
                 return RpcReply(ok=True, usage=self._usage(org))
+            case (CreateWebhookEndpoint() | ListWebhookEndpoints() | GetWebhookEndpoint()
+                  | DeleteWebhookEndpoint() | ListWebhookDeliveries() | ReplayWebhookDelivery()):
+                return self._webhooks(message)
         return _error(CatalogErrorCode.INVALID_REQUEST, f"{type(message).__name__}: not served")
 
     def _list(self, message: ListVideos) -> RpcReply:
         rows = sorted(self.records.values(), key=lambda r: (r.created_at, r.id), reverse=True)
-        rows = [r for r in rows if r.org == message.org
+        rows = [r for r in rows if r.org == message.org and r.id not in self.tombstones
                 and (message.status is None or r.status == message.status)]
         start = 0
         if message.cursor is not None:
@@ -221,6 +255,113 @@ class CatalogDouble:
                 code=CatalogErrorCode.QUOTA_EXCEEDED, message="videos_per_month used up"))
         mine.add(message.video_id)
         return RpcReply(ok=True)
+
+    def _delete(self, message: DeleteVideo) -> RpcReply:
+        """A tombstone, the same on every repeat (the catalog also cancels and announces)."""
+        gone = self.tombstones.get(message.video_id)
+        if gone is None:
+            record = self.records.get(message.video_id)
+            if record is None or record.org != message.org:
+                return _error(CatalogErrorCode.NOT_FOUND, "no such video")
+            gone = DeletedVideo(id=record.id, org=record.org, deleted_at=datetime.now(UTC),
+                                deleted_by=message.deleted_by)
+            self.tombstones[record.id] = gone
+        if gone.org != message.org:
+            return _error(CatalogErrorCode.NOT_FOUND, "no such video")
+        return RpcReply(ok=True, deleted=gone)
+
+    # --- webhook endpoints, as the catalog's ``WebhookRepository`` keeps them ------------------
+    def record_delivery(self, endpoint_id: uuid.UUID,
+                        event_type: WebhookEventType = "video.completed") -> WebhookDeliveryInfo:
+        """A delivery to ``endpoint_id`` that gave up after a 500 (what a replay is for)."""
+        now = datetime.now(UTC)
+        delivery = WebhookDeliveryInfo(
+            id=uuid.uuid4(), endpoint_id=endpoint_id, event_id=uuid.uuid4(),
+            event_type=event_type, status="failed", attempts=8, last_attempt_at=now,
+            last_response_code=500, last_error="HTTP 500", next_attempt_at=None,
+            delivered_at=None, created_at=now)
+        self.webhook_deliveries[delivery.id] = delivery
+        return delivery
+
+    def _endpoint(self, org: str, endpoint_id: uuid.UUID) -> WebhookEndpointInfo | None:
+        found = self.webhook_endpoints.get(endpoint_id)
+        return found if found is not None and found.org == org else None
+
+    def _webhooks(self, message: BaseModel) -> RpcReply:
+        match message:
+            case CreateWebhookEndpoint():
+                return self._create_endpoint(message)
+            case ListWebhookEndpoints(org=org):
+                mine = sorted((e for e in self.webhook_endpoints.values() if e.org == org),
+                              key=lambda e: (e.created_at, e.id))
+                return RpcReply(ok=True, webhook_endpoints=mine)
+            case GetWebhookEndpoint(org=org, endpoint_id=endpoint_id):
+                found = self._endpoint(org, endpoint_id)
+                if found is None:
+                    return _error(CatalogErrorCode.NOT_FOUND, "no such webhook endpoint")
+                return RpcReply(ok=True, webhook_endpoint=found)
+            case DeleteWebhookEndpoint(org=org, endpoint_id=endpoint_id):
+                return self._delete_endpoint(org, endpoint_id)
+            case ListWebhookDeliveries(org=org, endpoint_id=endpoint_id, limit=limit):
+                if self._endpoint(org, endpoint_id) is None:
+                    return _error(CatalogErrorCode.NOT_FOUND, "no such webhook endpoint")
+                log = sorted((d for d in self.webhook_deliveries.values()
+                              if d.endpoint_id == endpoint_id),
+                             key=lambda d: (-d.created_at.timestamp(), d.id))
+                return RpcReply(ok=True, webhook_deliveries=log[:limit])
+            case ReplayWebhookDelivery():
+                return self._replay(message)
+        return _error(CatalogErrorCode.INVALID_REQUEST, f"{type(message).__name__}: not served")
+
+    def _create_endpoint(self, message: CreateWebhookEndpoint) -> RpcReply:
+        # The production deployment's rule (the double resolves no names: any https host is
+        # taken as public).
+        parts = urlsplit(message.url)
+        if parts.scheme != "https" or not parts.hostname:
+            return _error(CatalogErrorCode.INVALID_REQUEST, "url: the URL must be https")
+        if parts.username is not None or parts.password is not None:
+            return _error(CatalogErrorCode.INVALID_REQUEST,
+                          "url: the URL must not carry credentials")
+        if sum(e.org == message.org for e in self.webhook_endpoints.values()) >= (
+                self.max_webhook_endpoints):
+            return _error(CatalogErrorCode.INVALID_REQUEST,
+                          f"an organization has at most {self.max_webhook_endpoints} "
+                          "webhook endpoints")
+        endpoint = WebhookEndpointInfo(
+            id=uuid.uuid4(), org=message.org, url=message.url, description=message.description,
+            event_types=list(dict.fromkeys(message.event_types)), enabled=True,
+            disabled_reason=None, disabled_at=None, consecutive_failures=0,
+            failing_since=None, created_at=datetime.now(UTC))
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        self.webhook_endpoints[endpoint.id] = endpoint
+        self.webhook_secrets[endpoint.id] = secret
+        return RpcReply(ok=True, created_webhook_endpoint=CreatedWebhookEndpoint(
+            endpoint=endpoint, secret=secret))
+
+    def _delete_endpoint(self, org: str, endpoint_id: uuid.UUID) -> RpcReply:
+        found = self._endpoint(org, endpoint_id)
+        if found is None:
+            return _error(CatalogErrorCode.NOT_FOUND, "no such webhook endpoint")
+        del self.webhook_endpoints[endpoint_id], self.webhook_secrets[endpoint_id]
+        # Its delivery log goes with it.
+        for delivery in [d for d in self.webhook_deliveries.values()
+                         if d.endpoint_id == endpoint_id]:
+            del self.webhook_deliveries[delivery.id]
+        return RpcReply(ok=True, webhook_endpoint=found)
+
+    def _replay(self, message: ReplayWebhookDelivery) -> RpcReply:
+        endpoint = self._endpoint(message.org, message.endpoint_id)
+        delivery = self.webhook_deliveries.get(message.delivery_id)
+        if endpoint is None or delivery is None or delivery.endpoint_id != endpoint.id:
+            return _error(CatalogErrorCode.NOT_FOUND, "no such webhook delivery")
+        # Due now for one more attempt; replaying enables a disabled endpoint again.
+        again = delivery.model_copy(update={"status": "pending",
+                                            "next_attempt_at": datetime.now(UTC)})
+        self.webhook_deliveries[again.id] = again
+        self.webhook_endpoints[endpoint.id] = endpoint.model_copy(update={
+            "enabled": True, "disabled_reason": None, "disabled_at": None,
+            "consecutive_failures": 0, "failing_since": None})
+        return RpcReply(ok=True, webhook_delivery=again)
 
     def _usage(self, org: str) -> UsageReport:
         start, resets_at = _month_bounds(datetime.now(UTC))
@@ -269,6 +410,12 @@ class LocalRequester:
         if self.double.down:
             raise BrokerUnavailable("fake catalog is down")
         return reply_to(self.double, self._types, subject, payload)
+
+
+def fake_webhook_endpoints(double: CatalogDouble) -> WebhookEndpointsClient:
+    """The gateway's own webhook endpoints client, asking ``double`` without a broker (tests
+    give it to an app with ``app.dependency_overrides[get_webhook_endpoints]``)."""
+    return WebhookEndpointsClient(LocalRequester(double), TOPOLOGY, timeout_s=1.0)
 
 
 class FakeCatalog(NatsCatalogClient):
@@ -413,7 +560,12 @@ class ScopedRoute:
     call: RouteCall
     # With another organization's key: "404" (names the thing), "422" (references its
     # upload), "list" (must not show its things) or "own" (acts on the caller's own things).
+    # "stream": a live stream, whose answer never ends: only its credentials are checked here
+    # (the e2e tenancy test opens it for each organization).
     other_org: str = "own"
+
+
+NEW_ENDPOINT = {"url": "https://hooks.example.com/reelvault", "event_types": ["video.completed"]}
 
 
 def upload_files() -> dict[str, Any]:
@@ -427,11 +579,19 @@ SCOPED_ROUTES: dict[tuple[str, str], ScopedRoute] = {
     ("get", "/v1/videos"): ScopedRoute("videos:read", lambda c, a: c.get("/v1/videos"), "list"),
     ("get", "/v1/videos/{video_id}"): ScopedRoute(
         "videos:read", lambda c, a: c.get(f"/v1/videos/{a['video_id']}"), "404"),
+    # A spare video: the owner's call deletes it, and the others need theirs.
+    ("delete", "/v1/videos/{video_id}"): ScopedRoute(
+        "videos:write", lambda c, a: c.delete(f"/v1/videos/{a['spare_video_id']}"), "404"),
     ("get", "/v1/videos/{video_id}/content"): ScopedRoute(
         "videos:read", lambda c, a: c.get(f"/v1/videos/{a['video_id']}/content"), "404"),
     ("post", "/v1/uploads"): ScopedRoute("videos:write", lambda c, a: c.post(
         "/v1/uploads", files=upload_files())),
     ("get", "/v1/usage"): ScopedRoute("videos:read", lambda c, a: c.get("/v1/usage")),
+    ("get", "/v1/models"): ScopedRoute("videos:read", lambda c, a: c.get("/v1/models")),
+    ("get", "/v1/events"): ScopedRoute("videos:read", lambda c, a: c.get("/v1/events"),
+                                       "stream"),
+    ("post", "/v1/videos/{video_id}/cancel"): ScopedRoute("videos:write", lambda c, a: c.post(
+        f"/v1/videos/{a['generating_video_id']}/cancel"), "404"),
     ("post", "/api/upload"): ScopedRoute("videos:write", lambda c, a: c.post(
         "/api/upload", files=upload_files())),
     ("post", "/api/create-video"): ScopedRoute("videos:write", lambda c, a: c.post(
@@ -450,7 +610,32 @@ SCOPED_ROUTES: dict[tuple[str, str], ScopedRoute] = {
         None, lambda c, a: c.post("/v1/session", json={"key": a["key"]})),
     ("delete", "/v1/session"): ScopedRoute(None, lambda c, a: c.delete("/v1/session")),
     ("get", "/v1/session"): ScopedRoute("videos:read", lambda c, a: c.get("/v1/session")),
+    ("post", "/v1/webhook-endpoints"): ScopedRoute("videos:write", lambda c, a: c.post(
+        "/v1/webhook-endpoints", json=NEW_ENDPOINT)),
+    ("get", "/v1/webhook-endpoints"): ScopedRoute(
+        "videos:read", lambda c, a: c.get("/v1/webhook-endpoints"), "list"),
+    ("get", "/v1/webhook-endpoints/{endpoint_id}"): ScopedRoute("videos:read", lambda c, a: c.get(
+        f"/v1/webhook-endpoints/{a['endpoint_id']}"), "404"),
+    # A spare endpoint: the owner's call deletes it, and the others need theirs.
+    ("delete", "/v1/webhook-endpoints/{endpoint_id}"): ScopedRoute(
+        "videos:write", lambda c, a: c.delete(f"/v1/webhook-endpoints/{a['spare_endpoint_id']}"),
+        "404"),
+    ("get", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): ScopedRoute(
+        "videos:read", lambda c, a: c.get(f"/v1/webhook-endpoints/{a['endpoint_id']}/deliveries"),
+        "404"),
+    ("post", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay"): ScopedRoute(
+        "videos:write", lambda c, a: c.post(
+            f"/v1/webhook-endpoints/{a['endpoint_id']}/deliveries/{a['delivery_id']}/replay"),
+        "404"),
 }
+# What ``org_things`` names that another organization must never see, not even in a 404.
+ORG_THING_IDS = ("video_id", "generating_video_id", "spare_video_id", "endpoint_id",
+                 "spare_endpoint_id", "delivery_id")
+
+
+def shown_things(things: dict[str, str], text: str) -> list[str]:
+    """Which of an organization's things (``ORG_THING_IDS``) ``text`` names."""
+    return [name for name in ORG_THING_IDS if things[name] in text]
 
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(256)  # stands in for an MP4
 
@@ -462,8 +647,10 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 async def org_things(
     client: httpx.AsyncClient, storage: ObjectStorage, double: CatalogDouble, org: str
 ) -> dict[str, str]:
-    """An upload (through ``client``, a client of ``org``), and a finished, stored video of
-    ``org`` with its thumbnail (in ``storage`` and the double): what ``SCOPED_ROUTES`` need."""
+    """An upload and two webhook endpoints (through ``client``, a client of ``org``), a
+    delivery to the first, a finished, stored video of ``org`` with its thumbnail (in
+    ``storage`` and the double), one being generated and a failed one: what
+    ``SCOPED_ROUTES`` need."""
     upload = await client.post("/v1/uploads", files={"file": ("a.png", image_bytes("PNG"))})
     assert upload.status_code == 201, upload.text
     created = datetime.now(UTC)
@@ -476,8 +663,20 @@ async def org_things(
         "video_bucket": "videos", "video_key": stored.key, "provider_job_id": "video_1",
         "openai_url": "http://sim/v1/videos/video_1/content",
         "thumbnail_bucket": "thumbnails", "thumbnail_key": thumb.key})
+    generating = make_record(org=org, status="processing", created_at=created)
+    spare = make_record(org=org, status="failed", created_at=created)
+    double.records.update({generating.id: generating, spare.id: spare})
+    endpoints = []
+    for _ in range(2):
+        added = await client.post("/v1/webhook-endpoints", json=NEW_ENDPOINT)
+        assert added.status_code == 201, added.text
+        endpoints.append(added.json()["id"])
+    delivery = double.record_delivery(uuid.UUID(endpoints[0]))
     return {"upload_key": upload.json()["key"], "upload_url": upload.json()["url"],
-            "video_id": str(record.id), "thumbnail_path": f"/files/thumbnails/{thumb.key}"}
+            "video_id": str(record.id), "thumbnail_path": f"/files/thumbnails/{thumb.key}",
+            "generating_video_id": str(generating.id), "spare_video_id": str(spare.id),
+            "endpoint_id": endpoints[0],
+            "spare_endpoint_id": endpoints[1], "delivery_id": str(delivery.id)}
 
 
 def declared_scopes(operation: dict[str, Any]) -> set[str]:

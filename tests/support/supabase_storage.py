@@ -8,8 +8,15 @@ authenticated and public routes with Range; info/HEAD; list; remove; server-side
 POST create, PATCH with offset checks, HEAD, DELETE, real statuses, plain-text errors), HS256
 JWT auth (``role`` claim; ``service_role`` bypasses row-level security, other roles may only
 read public buckets), bucket size limits and MIME rules (wildcards, the server's own matching),
-and the error quirks: HTTP 400 with ``{"statusCode": "<real status>", "error", "message",
-"code"}`` (5xx stay 5xx). Keys are checked against the documented character set.
+and the error quirks: HTTP 400 with ``{"statusCode": "<real status>", "error", "message"}`` (no
+``code``; 5xx stay 5xx). Also as the real server (v1.26.5) behaves: every write checks that its
+key is free when it starts and upserts when it ends (concurrent writers of one key can all
+succeed, the last bytes staying); a copy is a byte copy, with its cost, and ignores the
+destination bucket's rules; sizes like "5MB" are decimal; a multipart upload of a refused type
+answers 400 InvalidRequest (a binary one and TUS 415); ``/object/info`` with a bad key answers
+404 "Bucket not found"; no Authorization header answers 400 "Error"; an expired signed link
+answers 400 InvalidJWT; listings put folders first; a TUS PATCH without Content-Type answers 403.
+Keys are checked against the documented character set.
 
 Object bytes live on disk under ``root`` (a 500 MB object never sits in RAM); the catalogue of
 buckets and objects is in memory (a server lives for one test session).
@@ -61,7 +68,8 @@ MB = 1024 * 1024
 KEY_PATTERN = re.compile(r"^(\w|/|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$", re.ASCII)
 BUCKET_PATTERN = re.compile(r"^(\w|!|-|\.|\*|'|\(|\)| |&|\$|@|=|;|:|\+|,|\?)*$", re.ASCII)
 SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
-SIZE_UNITS = {"B": 1, "KB": 1024, "MB": MB, "GB": 1024 * MB, "TB": 1024 * 1024 * MB}
+# The server's units are decimal: "5MB" is 5,000,000 bytes.
+SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 TUS_VERSION = "1.0.0"
 PROJECT_PREFIX = "/storage/v1"
 RLS_MESSAGE = "new row violates row-level security policy"
@@ -297,9 +305,8 @@ class StorageError(Exception):
         self.status, self.error, self.message, self.code = status, error, message, code
 
     def response(self) -> Response:
+        # The server's bodies carry no ``code`` (``self.code`` is kept for the tests' reading).
         body = {"statusCode": str(self.status), "error": self.error, "message": self.message}
-        if self.code:
-            body["code"] = self.code
         # The quirk: the HTTP status is 400 for every client error; 5xx stay 5xx.
         return JSONResponse(body, status_code=self.status if self.status >= 500 else 400)
 
@@ -396,7 +403,11 @@ class StorageState:
 
     # --- auth -----------------------------------------------------------------------------
     def role(self, request: Request) -> str:
-        header = request.headers.get("authorization", "")
+        header = request.headers.get("authorization")
+        if header is None:
+            raise StorageError(
+                400, "Error", "headers must have required property 'authorization'"
+            )
         if not header.lower().startswith("bearer "):
             raise unauthorized("Missing authorization header")
         token = header[7:].strip()
@@ -439,10 +450,11 @@ class StorageState:
         upsert: bool,
         version: str | None = None,
     ) -> StoredObject:
+        # No check here: like the server, every route checks that the key is free when it
+        # starts (before the body arrives) and upserts when it ends, so two writers that both
+        # passed the check both succeed and the later one's bytes stay (``upsert`` only names
+        # the event).
         existing = self.objects.get((bucket.id, name))
-        if existing is not None and not upsert:
-            data.unlink(missing_ok=True)
-            raise duplicate()
         target = self.root / "data" / uuid.uuid4().hex
         data.replace(target)
         now = _now_iso()
@@ -686,7 +698,13 @@ class SupabaseStorageApp:
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 size, md5, mimetype, cache, user = await self._multipart(request, target, limit)
+                if not mime_allowed(mimetype, bucket.allowed_mime_types):
+                    # Multipart refusals keep an older error shape on this server.
+                    raise StorageError(
+                        400, "InvalidRequest", f"mime type {mimetype} is not supported"
+                    )
             else:
+                # A binary body's type is taken whole, parameters included.
                 mimetype = request.headers.get("content-type") or "application/octet-stream"
                 if not mime_allowed(mimetype, bucket.allowed_mime_types):
                     await _drain(request)
@@ -694,8 +712,6 @@ class SupabaseStorageApp:
                 size, md5 = await _write_stream(request, target, limit)
                 cache = _cache_control(request.headers.get("cache-control"))
                 user = _decode_user_metadata(request.headers.get("x-metadata"), True)
-            if not mime_allowed(mimetype, bucket.allowed_mime_types):
-                raise bad_mime(mimetype)
             async with self.state.lock:
                 obj = self.state.commit(
                     bucket, key, target, size, md5, mimetype, cache, user, upsert
@@ -726,6 +742,8 @@ class SupabaseStorageApp:
                 if isinstance(content_type, str) and content_type
                 else upload.content_type or "application/octet-stream"
             )
+            # The multipart parser keeps the part's type without its parameters.
+            mimetype = mimetype.split(";", 1)[0].strip()
             cache = form.get("cacheControl")
             raw_meta = form.get("metadata") or form.get("userMetadata")
             user = _decode_user_metadata(raw_meta if isinstance(raw_meta, str) else None, False)
@@ -736,8 +754,10 @@ class SupabaseStorageApp:
         """``POST /object/copy``: server-side. ``copyMetadata`` (default true) carries the
         source's user metadata over; when false, the ``x-metadata`` header (base64 JSON) is the
         copy's, and the body's ``metadata`` may change ``mimetype``/``cacheControl`` (the rest of
-        the source's file metadata is kept). Never overwrites unless ``x-upsert: true``; the
-        destination bucket's rules apply."""
+        the source's file metadata is kept). Checks the destination key is free, then copies the
+        bytes (a real byte copy, as the server's file backend does, with its cost), then
+        upserts: concurrent copies to one key may all succeed. The destination bucket's rules
+        are NOT applied (the server does not check them on a copy)."""
         role = self.state.role(request)
         body = await request.json()
         for field_name in ("bucketId", "sourceKey", "destinationKey"):
@@ -765,13 +785,8 @@ class SupabaseStorageApp:
         upsert = _bool_header(request, "x-upsert")
         if not upsert and (destination_bucket.id, key) in self.state.objects:
             raise duplicate()
-        if not mime_allowed(mimetype, destination_bucket.allowed_mime_types):
-            raise bad_mime(mimetype)
-        if source.size > self.state.upload_limit(destination_bucket, standard=False):
-            raise too_large()
-        # Stored bytes are never modified in place, so a hard link is a faithful copy.
         target = self.state.tmp_path()
-        os.link(source.path, target)
+        await asyncio.to_thread(shutil.copyfile, source.path, target)
         try:
             async with self.state.lock:
                 obj = self.state.commit(
@@ -848,6 +863,12 @@ class SupabaseStorageApp:
         )
 
     async def info(self, request: Request) -> Response:
+        try:
+            self.state.role(request)
+        except StorageError as exc:
+            if exc.status == 403:  # a wrong or expired key: the server answers as if no bucket
+                raise bucket_not_found() from None
+            raise
         return self._info_body(self._readable(request, public_route=False))
 
     async def info_public(self, request: Request) -> Response:
@@ -894,8 +915,9 @@ class SupabaseStorageApp:
             }
             for f in folders
         ]
-        entries += list(files.values())
+        # Folders first, each group sorted.
         entries.sort(key=lambda e: e["name"], reverse=order == "desc")
+        entries += sorted(files.values(), key=lambda e: e["name"], reverse=order == "desc")
         return JSONResponse(entries[offset : offset + limit])
 
     # --- objects: delete ------------------------------------------------------------------
@@ -1008,7 +1030,11 @@ class SupabaseStorageApp:
         try:
             claims = jwt.decode(token, self.state.jwt_secret, algorithms=["HS256"])
         except jwt.InvalidTokenError as exc:
-            message = "jwt expired" if isinstance(exc, jwt.ExpiredSignatureError) else str(exc)
+            message = (
+                '"exp" claim timestamp check failed'
+                if isinstance(exc, jwt.ExpiredSignatureError)
+                else "Invalid Compact JWS"
+            )
             raise StorageError(400, "InvalidJWT", message, "InvalidJWT") from None
         bucket_id, key = request.path_params["bucket"], request.path_params["key"]
         if claims.get("url") != f"{bucket_id}/{key}":
@@ -1128,6 +1154,8 @@ class SupabaseStorageApp:
     async def tus_patch(self, request: Request) -> Response:
         try:
             role = self._tus_preamble(request)
+            if "content-type" not in request.headers:
+                raise _TusAnswer(403, "Invalid or missing Content-Type header\n")
             if request.headers.get("content-type") != "application/offset+octet-stream":
                 raise _TusAnswer(415, "Invalid or missing Content-Type header\n")
             raw_offset = request.headers.get("upload-offset")
@@ -1260,6 +1288,13 @@ class _Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if b";" in raw_path:
+            # The server's router ends the path at a literal ";" (storage3 does not encode
+            # it): the key is cut there, and the request goes on with the shorter key.
+            raw_path = raw_path.split(b";", 1)[0]
+            scope["raw_path"] = raw_path
+            scope["path"] = scope["path"].split(";", 1)[0]
         path: str = scope["path"]
         if path == PROJECT_PREFIX or path.startswith(PROJECT_PREFIX + "/"):
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
@@ -1507,3 +1542,104 @@ __all__ = [
 
 if __name__ == "__main__":
     _main()
+
+
+# --- a real Supabase Storage server -------------------------------------------------------------
+EXTERNAL_URL_ENV = "REELVAULT_TEST_SUPABASE_STORAGE_URL"
+EXTERNAL_KEY_ENV = "REELVAULT_TEST_SUPABASE_SERVICE_KEY"
+STORAGE_API_IMAGE = "supabase/storage-api:v1.26.5"
+
+
+@dataclass(frozen=True)
+class ExternalStorage:
+    """A real storage server (its root URL, no ``/storage/v1``) and its service-role key."""
+
+    url: str
+    service_key: str
+
+    def empty_buckets(self, buckets: list[str]) -> None:
+        """Remove every object of ``buckets`` (those that exist): tests reuse fixed keys."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.service_key}", "apikey": self.service_key}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=60) as client:
+            existing = {b["id"] for b in client.get("bucket").json()}
+            for bucket in buckets:
+                if bucket in existing:
+                    client.post(f"bucket/{quote(bucket, safe='')}/empty").raise_for_status()
+
+
+def external_storage_from_env() -> ExternalStorage | None:
+    url, key = os.environ.get(EXTERNAL_URL_ENV), os.environ.get(EXTERNAL_KEY_ENV)
+    if not url or not key:
+        return None
+    return ExternalStorage(url if url.endswith("/") else url + "/", key)
+
+
+@contextlib.contextmanager
+def external_storage() -> Iterator[ExternalStorage | str]:
+    """A real server: the one the environment names, else the ``supabase/storage-api`` image
+    through testcontainers when a Docker engine answers; else the reason there is none."""
+    configured = external_storage_from_env()
+    if configured is not None:
+        yield configured
+        return
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception as exc:  # no client, no engine, no permission
+        yield (f"no real Supabase Storage server: set {EXTERNAL_URL_ENV} and {EXTERNAL_KEY_ENV}, "
+               f"or run a Docker engine ({type(exc).__name__})")
+        return
+    with _storage_api_containers() as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _storage_api_containers() -> Iterator[ExternalStorage]:
+    """PostgreSQL 15 and the storage server's image on one Docker network (file backend)."""
+    import httpx
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+    from testcontainers.postgres import PostgresContainer
+
+    secret = "test-jwt-secret-" + uuid.uuid4().hex
+    service_key = make_jwt(secret, "service_role", 24 * 3600)
+    with Network() as network:
+        database = PostgresContainer("postgres:15", username="postgres", password="postgres",
+                                     dbname="storage")
+        database.with_network(network).with_network_aliases("db")
+        with database:
+            storage = (
+                DockerContainer(STORAGE_API_IMAGE)
+                .with_network(network)
+                .with_exposed_ports(5000)
+                .with_env("DATABASE_URL", "postgres://postgres:postgres@db:5432/storage")
+                .with_env("DB_INSTALL_ROLES", "true")
+                .with_env("AUTH_JWT_SECRET", secret)
+                .with_env("ANON_KEY", make_jwt(secret, "anon", 24 * 3600))
+                .with_env("SERVICE_KEY", service_key)
+                .with_env("STORAGE_BACKEND", "file")
+                .with_env("STORAGE_FILE_BACKEND_PATH", "/tmp/storage")
+                .with_env("STORAGE_S3_BUCKET", "stub")  # bulk deletes answer 500 without it
+                .with_env("TENANT_ID", "stub")
+                .with_env("REGION", "local")
+                .with_env("PG_QUEUE_ENABLE", "false")
+                .with_env("IMAGE_TRANSFORMATION_ENABLED", "false")
+                .with_env("UPLOAD_FILE_SIZE_LIMIT", str(1024 * 1024 * 1024))
+            )
+            with storage:
+                url = (f"http://{storage.get_container_host_ip()}:"
+                       f"{storage.get_exposed_port(5000)}/")
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        if httpx.get(f"{url}status", timeout=2).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the storage-api container did not answer in 120 s")
+                    time.sleep(0.5)
+                yield ExternalStorage(url, service_key)

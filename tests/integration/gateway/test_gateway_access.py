@@ -17,6 +17,7 @@ from tests.support.gateway_fakes import (
     CatalogDouble,
     ServedDouble,
     org_things,
+    shown_things,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,13 +44,16 @@ async def test_every_route_answers_401_403_404_per_key(
                 denied = await scoped.call(read_only, things)
                 assert denied.status_code == 403, (route, denied.text)
                 assert denied.json()["error"]["code"] == "insufficient_scope"
+            if scoped.other_org == "stream":
+                continue
             answer = await scoped.call(other, things)
             expected = {"404": 404, "422": 422}.get(scoped.other_org)
             if expected is not None:
                 assert answer.status_code == expected, (route, answer.text)
-                assert things["video_id"] not in answer.text
+                assert shown_things(things, answer.text) == [], route
             elif scoped.other_org == "list":
-                assert answer.status_code == 200 and things["video_id"] not in answer.text
+                assert answer.status_code == 200, (route, answer.text)
+                assert shown_things(things, answer.text) == [], route
             else:
                 assert answer.status_code < 400, (route, answer.text)
             assert (await scoped.call(owner, things)).status_code < 400, (route, scoped)

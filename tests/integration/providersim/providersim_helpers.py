@@ -37,3 +37,30 @@ async def wait_terminal(
         if time.monotonic() > deadline:
             raise AssertionError(f"{video_id} still {video['status']} after {timeout_s} s")
         await asyncio.sleep(0.05)
+
+
+class HookReceiver:
+    """A webhook endpoint recording each delivery (raw body, headers); ``wait(n)`` returns
+    once ``n`` have arrived."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self._changed = asyncio.Event()
+        self.app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+
+    async def _hook(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        self.received.append((await request.body(), dict(request.headers)))
+        self._changed.set()
+        return Response(status_code=204)
+
+    async def wait(self, count: int, timeout_s: float = 20) -> list[tuple[bytes, dict[str, str]]]:
+        async with asyncio.timeout(timeout_s):
+            while len(self.received) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.received

@@ -1,5 +1,8 @@
 """Storage backends under test: the Supabase backend against the Supabase-Storage-compatible test
-server (one per session, reset between tests) and the filesystem backend."""
+server (one per session, reset between tests), against a real Supabase Storage server when one is
+at hand (``REELVAULT_TEST_SUPABASE_STORAGE_URL`` and ``REELVAULT_TEST_SUPABASE_SERVICE_KEY``, or
+the ``supabase/storage-api`` image when a Docker engine answers; skipped with the reason
+otherwise), and the filesystem backend."""
 
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ from reelvault_common.storage.layout import Buckets
 from reelvault_common.storage.retry import RetryPolicy
 from reelvault_common.storage.supabase import SupabaseStorage, SupabaseStorageOptions
 
-from tests.support.supabase_storage import SupabaseStorageServer, running_server
+from tests.support.supabase_storage import (
+    ExternalStorage,
+    SupabaseStorageServer,
+    external_storage,
+    running_server,
+)
 
 # Retries that do not slow the suite down; still exponential and bounded.
 FAST_RETRY = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
@@ -52,3 +60,18 @@ async def supabase_storage(
     )
     yield store
     await store.aclose()
+
+
+@pytest.fixture(scope="session")
+def real_storage_session() -> Iterator[ExternalStorage | str]:
+    with external_storage() as found:
+        yield found
+
+
+@pytest.fixture
+def real_storage(real_storage_session: ExternalStorage | str, buckets: Buckets) -> ExternalStorage:
+    """A real storage server with the configured buckets emptied (tests reuse fixed keys)."""
+    if isinstance(real_storage_session, str):
+        pytest.skip(real_storage_session)
+    real_storage_session.empty_buckets([spec.name for spec in buckets.all()])
+    return real_storage_session

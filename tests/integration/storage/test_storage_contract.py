@@ -1,5 +1,6 @@
-"""One behavioural contract, two backends: every test here runs against the filesystem backend
-and against the Supabase backend (talking to the Supabase-Storage-compatible test server)."""
+"""One behavioural contract, every backend: each test here runs against the filesystem backend,
+the Supabase backend talking to the Supabase-Storage-compatible test server, and the Supabase
+backend talking to a real storage server when one is at hand (see conftest.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_common.storage.layout import MB, Buckets
 from reelvault_common.storage.supabase import SupabaseStorage, SupabaseStorageOptions
 
+from tests.support.supabase_storage import ExternalStorage
+
 pytestmark = pytest.mark.integration
 
 VIDEO_KEY = "org-1/2026/11/0b7e8a52-5d0e-4c1e-9a0a-7d7f6f1c2a10/video.mp4"
@@ -40,17 +43,21 @@ async def read_all(store: ObjectStorage, bucket: str, key: str) -> bytes:
     return b"".join([chunk async for chunk in store.read(bucket, key)])
 
 
-@pytest.fixture(params=["filesystem", "supabase"])
+@pytest.fixture(params=["filesystem", "supabase", "supabase-real"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, buckets: Buckets
 ) -> AsyncIterator[ObjectStorage]:
     store: ObjectStorage
     if request.param == "filesystem":
         store = FilesystemStorage(tmp_path / "fs", "http://gateway.test", b"k" * 32)
-    else:
+    elif request.param == "supabase":
         server = request.getfixturevalue("storage_server")
         options: SupabaseStorageOptions = request.getfixturevalue("storage_options")
         store = SupabaseStorage.for_storage_server(server.url, server.service_key(), options)
+    else:
+        real: ExternalStorage = request.getfixturevalue("real_storage")
+        options = request.getfixturevalue("storage_options")
+        store = SupabaseStorage.for_storage_server(real.url, real.service_key, options)
     await store.ensure_buckets(buckets.all())
     yield store
     await store.aclose()

@@ -1,7 +1,6 @@
-"""A put whose size is known streams: TUS to a staging key while the source is still arriving,
-then a server-side copy to the key with the sha256 in its metadata, then the staging object is
-removed. Nothing is visible at the key before it is complete, and no failure leaves an upload
-or a staging object behind."""
+"""A put whose size is known streams: TUS straight to its key while the source is still
+arriving, no copy afterwards (the server creates the object only with the upload's last byte).
+Nothing is visible at the key before it is complete, and no failure leaves an upload behind."""
 
 from __future__ import annotations
 
@@ -52,7 +51,7 @@ def assert_nothing_left(server: SupabaseStorageServer) -> None:
     assert [u for u in server.state.uploads.values() if not u.completed] == []
 
 
-async def test_a_known_size_streams_through_staging_and_a_copy(
+async def test_a_known_size_streams_by_tus_straight_to_its_key(
     store: SupabaseStorage, storage_server: SupabaseStorageServer
 ) -> None:
     data = pattern(SIZE, seed=11)
@@ -63,21 +62,37 @@ async def test_a_known_size_streams_through_staging_and_a_copy(
     assert await read_sha256(store, "videos", KEY) == sha
     info = await store.stat("videos", KEY)
     assert info is not None
-    assert (info.size, info.sha256, info.content_type) == (SIZE, sha, "video/mp4")
-    # One TUS upload, to a staging key, in exact 6 MB pieces; then one copy into place.
+    # The sha256 is not known when a TUS upload starts, so the object does not carry it.
+    assert (info.size, info.sha256, info.content_type) == (SIZE, None, "video/mp4")
+    # One TUS upload, to the key itself, in exact 6 MB pieces; no copy, no standard upload.
     creates = storage_server.state.requests_to("POST", f"{STAGING}$")
     assert len(creates) == 1
     metadata = decode_metadata(creates[0].headers["upload-metadata"])
-    assert metadata["objectName"].startswith("_staging/")
-    assert metadata["objectName"].endswith("-video.mp4")
-    assert "metadata" not in metadata  # the sha256 is not known yet when the upload starts
+    assert metadata["objectName"] == KEY
+    assert "metadata" not in metadata
     assert [p.offset for p in storage_server.patches] == [i * 6 * MB for i in range(4)]
-    copies = storage_server.state.requests_to("POST", r"^/object/copy$")
-    assert [c.status for c in copies] == [200]
-    assert copies[0].headers["x-upsert"] == "false"
-    # No standard upload, and the staging object is gone.
+    assert not storage_server.state.requests_to("POST", r"^/object/copy$")
     assert not storage_server.state.requests_to("POST", r"^/object/videos/")
     assert_nothing_left(storage_server)
+
+
+async def test_nothing_is_at_the_key_until_the_last_byte(
+    store: SupabaseStorage, storage_server: SupabaseStorageServer
+) -> None:
+    data = pattern(SIZE, seed=10)
+    release = asyncio.Event()
+    seen_midway: list[object] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        async for chunk in chunks(data, MB):
+            yield chunk
+            if not seen_midway and storage_server.state.uploads:  # the upload was created
+                seen_midway.append(await store.stat("videos", KEY))
+                release.set()
+
+    await store.put("videos", KEY, source(), "video/mp4", size=SIZE)
+    assert release.is_set() and seen_midway == [None]
+    assert await store.stat("videos", KEY) is not None
 
 
 async def test_the_download_keeps_going_while_a_piece_is_sent_and_stays_bounded(
@@ -194,21 +209,30 @@ async def test_the_same_bytes_again_are_a_no_op_and_other_bytes_a_conflict(
         await store.put("videos", KEY, chunks(pattern(SIZE, seed=16), MB), "video/mp4", size=SIZE)
     assert "already holds different bytes" in caught.value.message
     assert await read_sha256(store, "videos", KEY) == first.sha256
-    copies = storage_server.state.requests_to("POST", r"^/object/copy$")
-    assert [c.status for c in copies] == [200, 400, 400]  # the 409s, in the server's 400 style
+    # The later puts found the object first and uploaded nothing.
+    assert len(storage_server.state.requests_to("POST", f"{STAGING}$")) == 1
     assert_nothing_left(storage_server)
 
 
-async def test_a_lost_copy_answer_is_retried_into_a_no_op(
+async def test_a_writer_that_finished_first_is_never_reported_as_ours(
     store: SupabaseStorage, storage_server: SupabaseStorageServer
 ) -> None:
-    data = pattern(SIZE, seed=17)
-    storage_server.faults.fail(1, method="POST", path=r"^/object/copy$", status=502, when="after")
-    stored = await store.put("videos", KEY, chunks(data, MB), "video/mp4", size=SIZE)
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
-    assert [c.status for c in storage_server.state.requests_to("POST", r"^/object/copy$")] == [
-        502, 400,  # the copy happened, its answer was lost; the retry finds our own bytes
-    ]
+    """Another writer's object appears while ours is uploading: the server refuses our next
+    PATCH (it checks the key at every request), the put is transient, and a retry settles it
+    against what is stored."""
+    data, other = pattern(SIZE, seed=17), pattern(SIZE, seed=18)
+
+    async def source() -> AsyncIterator[bytes]:
+        async for chunk in chunks(data, MB):
+            yield chunk
+            if storage_server.state.uploads and not storage_server.state.objects:
+                await store.put("videos", KEY, chunks(other, MB), "video/mp4")  # spooled
+
+    with pytest.raises(TransientStorageError):
+        await store.put("videos", KEY, source(), "video/mp4", size=SIZE)
+    assert await read_sha256(store, "videos", KEY) == hashlib.sha256(other).hexdigest()
+    with pytest.raises(ObjectConflict):
+        await store.put("videos", KEY, chunks(data, MB), "video/mp4", size=SIZE)
     assert_nothing_left(storage_server)
 
 

@@ -69,9 +69,13 @@ def test_intake_holds_at_least_one_message_per_copy_slot(monkeypatch: pytest.Mon
     assert settings.thumbnail_max_side == 320
 
 
-def test_two_durables_one_subject_each_without_server_backoff() -> None:
+def test_three_durables_one_subject_each_without_server_backoff() -> None:
     settings = ArchiverSettings(namespace="unit", rearchive={"ack_wait_s": 90})
-    completed, rearchive = consumer_policies(settings, Topology.from_settings(settings))
+    completed, rearchive, deletions = consumer_policies(settings,
+                                                        Topology.from_settings(settings))
+    assert deletions.durable == "unit-archiver-deletions"
+    assert deletions.filter_subjects == ("unit.events.*.video.deleted",)
+    assert deletions.backoff_s == ()
     assert completed.durable == "unit-archiver-completed"
     assert completed.filter_subjects == ("unit.events.*.video.completed",)
     assert rearchive.durable == "unit-archiver-rearchive"

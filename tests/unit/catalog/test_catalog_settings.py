@@ -95,8 +95,9 @@ def test_the_password_never_shows_in_repr_or_logs() -> None:
 
 def test_the_price_table_defaults_and_comes_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REELVAULT_PRICES_USD_PER_SECOND", raising=False)
-    assert CatalogSettings().prices_usd_per_second == {
-        "sora-2": Decimal("0.10"), "sora-2-pro": Decimal("0.30")}
+    defaults = CatalogSettings().prices_usd_per_second
+    assert (defaults["sora-2"], defaults["sora-2-pro"]) == (Decimal("0.10"), Decimal("0.30"))
+    assert defaults["veo-3.1-generate-preview"] == Decimal("0.40")  # every built-in model
     monkeypatch.setenv("REELVAULT_PRICES_USD_PER_SECOND", '{"sora-2": "0.12", "other": 0.5}')
     # The table replaces the default one (a model left out costs nothing).
     assert CatalogSettings().prices_usd_per_second == {

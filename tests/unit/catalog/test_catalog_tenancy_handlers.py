@@ -12,11 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from reelvault_catalog.deletion import DeletionHandlers
 from reelvault_catalog.errors import AlreadyExists, NotFound
 from reelvault_catalog.handlers import CatalogHandlers, register_rpc
 from reelvault_catalog.quotas import Crossing
+from reelvault_catalog.storage_audit import StorageAuditHandlers
 from reelvault_catalog.tenancy_handlers import TenancyHandlers
 from reelvault_catalog.usage_repository import QuotaEvent, Reservation
+from reelvault_catalog.webhooks.addresses import AddressPolicy
+from reelvault_catalog.webhooks.handlers import WebhookHandlers
 from reelvault_common.contracts.catalog import (
     ApiKeyInfo,
     CatalogRpc,
@@ -255,5 +259,9 @@ def test_every_catalog_rpc_has_its_subscriber() -> None:
     broker = FakeBroker()
     topology = Topology(namespace="ns")
     handlers = CatalogHandlers(None)  # type: ignore[arg-type]
-    register_rpc(broker, topology, handlers, tenancy_for(), rpc_workers=2)  # type: ignore[arg-type]
+    deletions = DeletionHandlers(None).answers()  # type: ignore[arg-type]
+    deletions.update(StorageAuditHandlers(None).answers())  # type: ignore[arg-type]
+    deletions.update(WebhookHandlers(None, AddressPolicy()).answers())  # type: ignore[arg-type]
+    register_rpc(broker, topology, handlers, tenancy_for(), rpc_workers=2,  # type: ignore[arg-type]
+                 more=deletions)
     assert sorted(broker.subjects) == sorted(topology.rpc(name) for name in CatalogRpc)

@@ -37,7 +37,8 @@ def one_of_each(org: str) -> list[Any]:
     story = VideoStory(video_id=VIDEO, org=org)
     return [
         story.requested(), story.started(), story.progressed(50), story.completed(),
-        story.archive_requested(), story.stored(), story.cancel_requested(), story.failed(),
+        story.archive_requested(), story.stored(), story.cancel_requested(), story.deleted(),
+        story.failed(),
     ]
 
 
@@ -48,7 +49,9 @@ def test_every_event_type_carries_its_organization_through_json() -> None:
         assert event.org == "acme"
         assert json.loads(event.model_dump_json())["org"] == "acme"
         assert parse_event(event.model_dump_json()).org == "acme"
-    for cls in ORG_EVENT_TYPES:
+    quota_crossings = [cls for cls in ORG_EVENT_TYPES if cls.__name__.startswith("OrgQuota")]
+    assert quota_crossings == [OrgQuotaWarning, OrgQuotaExceeded]
+    for cls in (OrgQuotaWarning, OrgQuotaExceeded):
         event = cls.crossed(**QUOTA)
         assert parse_org_event(event.model_dump_json()).org == "acme"
 
@@ -110,6 +113,8 @@ def test_a_quota_crossing_has_one_id_per_organization_limit_period_and_level() -
 
 
 def test_quota_events_round_trip_and_are_no_video_events() -> None:
+    quota_crossings = [cls for cls in ORG_EVENT_TYPES if cls.__name__.startswith("OrgQuota")]
+    assert quota_crossings == [OrgQuotaWarning, OrgQuotaExceeded]
     for cls in (OrgQuotaWarning, OrgQuotaExceeded):
         event = cls.crossed(**QUOTA)
         decoded = parse_org_event(event.model_dump_json())

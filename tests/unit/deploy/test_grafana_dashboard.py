@@ -25,6 +25,7 @@ METRICS_MODULES = (
     "reelvault_generator.metrics",
     "reelvault_archiver.metrics",
     "reelvault_gateway.metrics",
+    "reelvault_common.storage.supabase_staging",
 )
 SERIES = re.compile(r"\breelvault_[a-z0-9_]+")
 SUFFIXES = {

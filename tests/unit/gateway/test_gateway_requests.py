@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from reelvault_common.providers.models import DEFAULT_CATALOG as MODELS
 from reelvault_gateway.errors import ApiError
 from reelvault_gateway.video_requests import CreateVideoBody, spec_from_body
 
@@ -20,7 +21,7 @@ def error_locs(exc: ValidationError) -> list[tuple[Any, ...]]:
 
 
 def test_defaults_follow_the_videos_api() -> None:
-    spec = spec_from_body(body())
+    spec = spec_from_body(body(), MODELS)
     assert (spec.model, spec.seconds, spec.size) == ("sora-2", "4", "720x1280")
     assert spec.reference_keys == ()
 
@@ -30,7 +31,7 @@ def test_seconds_accepts_integer_or_string_and_normalises_to_string(
     given: Any, expected: str
 ) -> None:
     assert body(seconds=given).seconds == expected
-    assert spec_from_body(body(seconds=given)).seconds == expected
+    assert spec_from_body(body(seconds=given), MODELS).seconds == expected
 
 
 @pytest.mark.parametrize("given", [4.0, True, None, [4]])
@@ -53,7 +54,7 @@ def test_seconds_of_other_types_are_rejected(given: Any) -> None:
 )
 def test_spec_problems_are_422_naming_the_field(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(ApiError) as info:
-        spec_from_body(body(**fields))
+        spec_from_body(body(**fields), MODELS)
     error = info.value
     assert error.status_code == 422
     assert error.code == "validation_error"
@@ -71,7 +72,7 @@ def test_spec_problems_are_422_naming_the_field(fields: dict[str, Any], param: s
     ],
 )
 def test_valid_combinations_pass(fields: dict[str, Any]) -> None:
-    spec = spec_from_body(body(**fields))
+    spec = spec_from_body(body(**fields), MODELS)
     assert spec.model == fields["model"]
 
 
@@ -90,7 +91,7 @@ def test_prompt_length_is_1_to_32000(prompt: str) -> None:
 
 
 def test_at_most_two_reference_images() -> None:
-    assert spec_from_body(body(reference_images=["a.png", "b.png"])).reference_keys == (
+    assert spec_from_body(body(reference_images=["a.png", "b.png"]), MODELS).reference_keys == (
         "a.png",
         "b.png",
     )
@@ -100,7 +101,7 @@ def test_at_most_two_reference_images() -> None:
 
 
 def test_reference_locations_name_each_image() -> None:
-    spec = spec_from_body(body(reference_images=["a.png", "b.png"]))
+    spec = spec_from_body(body(reference_images=["a.png", "b.png"]), MODELS)
     assert spec.reference_locs == (("body", "reference_images", 0), ("body", "reference_images", 1))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from reelvault_common.providers.models import DEFAULT_CATALOG as MODELS
 from reelvault_gateway.errors import ApiError
 from reelvault_gateway.video_requests import (
     SeedCreateVideoBody,
@@ -53,16 +54,16 @@ def test_supabase_style_public_prefix() -> None:
 
 def test_seed_body_maps_both_images_in_order() -> None:
     body = SeedCreateVideoBody(prompt="a hug", image1_url=PREFIX + KEY, image2_url="k2.webp")
-    spec = spec_from_seed(body, PREFIX)
+    spec = spec_from_seed(body, PREFIX, MODELS)
     assert spec.reference_keys == (KEY, "k2.webp")
     assert spec.reference_locs == (("body", "image1_url"), ("body", "image2_url"))
     assert (spec.model, spec.seconds, spec.size) == ("sora-2", "4", "720x1280")
 
 
 def test_seed_body_without_images_and_with_only_the_second() -> None:
-    assert spec_from_seed(SeedCreateVideoBody(prompt="p"), PREFIX).reference_keys == ()
+    assert spec_from_seed(SeedCreateVideoBody(prompt="p"), PREFIX, MODELS).reference_keys == ()
     only_second = SeedCreateVideoBody(prompt="p", image1_url="", image2_url=KEY)
-    spec = spec_from_seed(only_second, PREFIX)
+    spec = spec_from_seed(only_second, PREFIX, MODELS)
     assert spec.reference_keys == (KEY,)
     assert spec.reference_locs == (("body", "image2_url"),)
 
@@ -70,14 +71,14 @@ def test_seed_body_without_images_and_with_only_the_second() -> None:
 def test_seed_foreign_url_is_unknown_upload_naming_the_field() -> None:
     body = SeedCreateVideoBody(prompt="p", image1_url=PREFIX + KEY, image2_url="https://x.io/a.png")
     with pytest.raises(ApiError) as info:
-        spec_from_seed(body, PREFIX)
+        spec_from_seed(body, PREFIX, MODELS)
     assert info.value.status_code == 422
     assert info.value.code == "unknown_upload"
     assert info.value.details[0]["loc"] == ["body", "image2_url"]
 
 
 def test_seed_seconds_normalised_and_checked() -> None:
-    assert spec_from_seed(SeedCreateVideoBody(prompt="p", seconds=8), PREFIX).seconds == "8"
+    assert spec_from_seed(SeedCreateVideoBody(prompt="p", seconds=8), PREFIX, MODELS).seconds == "8"
     with pytest.raises(ApiError) as info:
-        spec_from_seed(SeedCreateVideoBody(prompt="p", size="1x1"), PREFIX)
+        spec_from_seed(SeedCreateVideoBody(prompt="p", size="1x1"), PREFIX, MODELS)
     assert info.value.details[0]["loc"] == ["body", "size"]

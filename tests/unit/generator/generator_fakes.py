@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.providers.models import ModelSpec
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import JobBinding, LedgerEntry
-from reelvault_generator.provider import ProviderJob
+from reelvault_generator.provider import PreparedImages, ProviderJob
 from reelvault_generator.reference_loader import ReferenceProblem
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -96,6 +97,8 @@ def job(job_id: str = "video_1", *, phase: str = "running", status: str = "queue
 @dataclass
 class FakeProvider:
     name: str = "openai"
+    lists_jobs: bool = True
+    adopts_by_webhook: bool = False
     # What create does next: a ProviderJob to return or a ProviderError to raise, in order.
     create_results: list[ProviderJob | ProviderError] = field(default_factory=list)
     retrieve_results: list[tuple[ProviderJob, float | None] | ProviderError] = field(
@@ -105,8 +108,8 @@ class FakeProvider:
     retrieves: int = 0
     list_calls: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
-    async def create(self, request: VideoRequested, reference: bytes | None) -> ProviderJob:
-        self.creates.append((request.prompt, reference))
+    async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
+        self.creates.append((request.prompt, images.first_frame))
         result = self.create_results.pop(0)
         if isinstance(result, ProviderError):
             raise result
@@ -139,11 +142,12 @@ class FakeReferences:
     problem: ReferenceProblem | None = None
     calls: int = 0
 
-    async def frame_for(self, request: VideoRequested) -> bytes | None:
+    async def images_for(self, request: VideoRequested,
+                         spec: ModelSpec | None = None) -> PreparedImages:
         self.calls += 1
         if self.problem is not None:
             raise self.problem
-        return self.frame
+        return PreparedImages(first_frame=self.frame)
 
 
 @dataclass

@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 from generator_fakes import Clock, FakeProvider, FakeReferences, MemoryLedger, Sink, request
 from pydantic import ValidationError
-from reelvault_common.contracts.events import VideoFailed, VideoGenerationStarted
+from reelvault_common.contracts.events import (
+    VideoCancelRequested,
+    VideoFailed,
+    VideoGenerationStarted,
+)
 from reelvault_common.messaging.consumer import Delivery
 from reelvault_common.messaging.deadletter import DeadLetter
 from reelvault_common.messaging.outcomes import RetryLater
@@ -117,13 +121,21 @@ def started_event(job_created_at: datetime) -> VideoGenerationStarted:
     )
 
 
+class RecordingCanceler:
+    def __init__(self) -> None:
+        self.calls: list[VideoCancelRequested] = []
+
+    async def handle(self, request: VideoCancelRequested) -> None:
+        self.calls.append(request)
+
+
 async def test_the_consumers_are_wired_to_their_policies_and_thin_handlers() -> None:
     configured = settings(requests={"workers": 3, "retry_base_s": 0.5, "retry_max_s": 9},
                           poll={"workers": 5})
-    starter, tracker = RecordingStarter(), RecordingTracker()
+    starter, tracker, canceler = RecordingStarter(), RecordingTracker(), RecordingCanceler()
     built = consumers(configured, TOPOLOGY, starter=starter, tracker=tracker,  # type: ignore[arg-type]
-                      publisher=Sink())  # type: ignore[arg-type]
-    requests, poll = built
+                      canceler=canceler, publisher=Sink())  # type: ignore[arg-type]
+    requests, poll, cancel = built
     assert [c.policy for c in built] == policies(configured, TOPOLOGY)
     assert (requests.workers, requests.retry.base_s, requests.retry.max_s) == (3, 0.5, 9)
     assert (poll.workers, poll.retry.max_s) == (5, configured.poll_max_interval_s)
@@ -139,6 +151,10 @@ async def test_the_consumers_are_wired_to_their_policies_and_thin_handlers() -> 
     await poll.handle(poll.decode(started.model_dump_json().encode()),
                       Delivery(subject="s", attempt=2, stream_sequence=10))
     assert tracker.calls == [(started, 2)]
+    stop = VideoCancelRequested.new(video_id=wanted.video_id, org="acme", correlation_id="c")
+    await cancel.handle(cancel.decode(stop.model_dump_json().encode()),
+                        Delivery(subject="s", attempt=1, stream_sequence=11))
+    assert canceler.calls == [stop]
     # A payload that is not the consumer's event does not decode (the runner terminates it).
     with pytest.raises(ValidationError):
         requests.decode(b"{nope")

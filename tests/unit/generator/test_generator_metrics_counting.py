@@ -59,7 +59,10 @@ def test_the_cost_of_a_job_is_its_price_per_second_times_its_seconds() -> None:
 
 
 def test_the_default_prices_are_the_catalogs(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert GeneratorSettings().prices_usd_per_second == PRICES
+    defaults = GeneratorSettings().prices_usd_per_second
+    assert {model: defaults[model] for model in PRICES} == PRICES
+    # Every built-in model has its list price.
+    assert defaults["veo-3.1-fast-generate-preview"] == Decimal("0.10")
     monkeypatch.setenv("REELVAULT_PRICES_USD_PER_SECOND", json.dumps({"sora-2": "0.25"}))
     assert GeneratorSettings().prices_usd_per_second == {"sora-2": Decimal("0.25")}
     monkeypatch.setenv("REELVAULT_PRICES_USD_PER_SECOND", json.dumps({"sora-2": "-1"}))

@@ -18,6 +18,7 @@ from generator_fakes import (
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.ledger import ClaimTiming, new_claim
+from reelvault_generator.provider import PreparedImages
 from reelvault_generator.reference_loader import ReferenceProblem
 from reelvault_generator.starting import JobStarter
 
@@ -212,7 +213,7 @@ async def test_storage_outage_leaves_no_claim_behind(clock: Clock) -> None:
     from reelvault_common.storage import TransientStorageError
 
     class Flaky(FakeReferences):
-        async def frame_for(self, request: object) -> bytes | None:
+        async def images_for(self, request: object, spec: object = None) -> PreparedImages:
             raise TransientStorageError("storage down")
 
     ledger, sink, provider = MemoryLedger(), Sink(), FakeProvider()
@@ -228,9 +229,9 @@ class CreatingProbe(FakeProvider):
 
     seen_creating: list[bool] = []
 
-    async def create(self, request, reference):  # type: ignore[no-untyped-def]
+    async def create(self, request, images):  # type: ignore[no-untyped-def]
         self.seen_creating.append(self.starter.creating)
-        return await super().create(request, reference)
+        return await super().create(request, images)
 
 
 async def test_the_job_binding_carries_what_finishing_the_video_needs(clock: Clock) -> None:

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import timedelta
 
 from nats.aio.client import Client as NatsClient
 from reelvault_common.messaging.consumer import ConsumerRunner
 from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.setup import wait_for_connection, wait_for_nats
 from reelvault_common.messaging.topology import Topology
-from reelvault_common.providers.openai_videos import VideosClient
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
 from reelvault_common.runtime.metrics import PeriodicCollectors, serve_metrics
 from reelvault_common.runtime.settings import ConsumerSettings
 from reelvault_common.runtime.startup import Startup
 from reelvault_common.runtime.telemetry import configure_telemetry
+from reelvault_common.storage.claims import ClaimedStorage, KeyClaims, NatsClaimStore
 from reelvault_common.storage.factory import open_storage
 from reelvault_common.storage.interface import ObjectStorage
 from reelvault_common.storage.layout import Buckets
 
-from reelvault_archiver.consumers import SERVICE, archive_consumers, consumer_policies
+from reelvault_archiver.consumers import (
+    SERVICE,
+    archive_consumers,
+    consumer_policies,
+    deletions_consumer,
+)
 from reelvault_archiver.decisions import RetryPolicy
 from reelvault_archiver.handlers import ArchiveHandler
 from reelvault_archiver.metrics import MeteredContentSource, MeteredCopier, start_collectors
+from reelvault_archiver.orphans import CatalogReferences, NatsSweepLease, OrphanSweeper
+from reelvault_archiver.removal import RemoveDeletedObjects
 from reelvault_archiver.scheduling import DeadlineScheduler
 from reelvault_archiver.settings import ArchiverSettings
+from reelvault_archiver.sources import ContentSources
 from reelvault_archiver.thumbnails import ThumbnailSpec
 from reelvault_archiver.tuning import tune_http_reads
 
@@ -57,9 +67,11 @@ class ArchiverService:
         self._nc: NatsClient | None = None
         self._runner: ConsumerRunner | None = None
         self._storage: ObjectStorage | None = None
-        self._videos: VideosClient | None = None
+        self._sources: ContentSources | None = None
         self._scheduler: DeadlineScheduler | None = None
         self._metrics: PeriodicCollectors | None = None
+        self._orphans_stopping = asyncio.Event()
+        self._orphans: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         try:
@@ -78,21 +90,26 @@ class ArchiverService:
         await wait_for_nats(startup, settings, self.topology, self.policies)
         storage = self._storage = open_storage(settings)
         await storage.ensure_buckets(self.buckets.all())
-        # Downloads only ever go to the configured provider base URL.
-        videos = self._videos = VideosClient(
-            settings.openai_base_url, settings.openai_api_key, timeout_s=settings.provider_timeout_s
-        )
+        # Downloads only ever go to each provider's configured base URL.
+        sources = self._sources = ContentSources.from_settings(settings)
         # One set of copy slots for both consumers, handed out earliest expires_at first.
         scheduler = self._scheduler = DeadlineScheduler(
             settings.max_workers, gather_s=settings.schedule_gather_s
         )
         nc = self._nc = await self._connect(startup)
         publisher = EventPublisher(nc, self.topology)
+        # Writers of one key take turns (a Supabase server upserts at the end of an upload
+        # without checking again): every put holds the key's claim in NATS KV.
+        claims = await NatsClaimStore.open(
+            nc.jetstream(), self.topology.kv_bucket(SERVICE, "storage_claims"),
+            replicas=settings.stream_replicas,
+        )
+        storage = ClaimedStorage(storage, KeyClaims(claims))
 
         def handler_for(pacing: ConsumerSettings) -> ArchiveHandler:
             copier = MeteredCopier(
                 storage,
-                MeteredContentSource(videos),
+                sources.wrapped(MeteredContentSource),
                 self.buckets,
                 policy=retry_policy(settings, pacing),
                 chunk_bytes=settings.download_chunk_bytes,
@@ -104,13 +121,35 @@ class ArchiverService:
         # Each consumer holds ``workers`` messages in process; the scheduler lets
         # ``max_workers`` of them copy at once, by deadline.
         consumers = archive_consumers(settings, self.topology, handler_for)
-        self._runner = ConsumerRunner(nc, self.topology, consumers,
+        removal = deletions_consumer(settings, self.topology, RemoveDeletedObjects(storage))
+        self._runner = ConsumerRunner(nc, self.topology, [*consumers, removal],
                                       grace_s=settings.shutdown_grace_s)
         await self._runner.start()
+        if settings.orphan_sweep_interval_s > 0:
+            await self._start_orphan_sweeper(nc, storage)
         self._metrics = start_collectors(settings, nc.jetstream(), self.topology,
                                          [policy.durable for policy in self.policies])
         log.info("consuming %s, %d copies at once by deadline", ", ".join(
             f"{c.name} ({c.workers} in process)" for c in consumers), settings.max_workers)
+
+    async def _start_orphan_sweeper(self, nc: NatsClient, storage: ObjectStorage) -> None:
+        settings = self.settings
+        lease = await NatsSweepLease.open(
+            nc.jetstream(), self.topology.kv_bucket(SERVICE, "orphan_sweeps"),
+            timedelta(seconds=settings.orphan_sweep_interval_s),
+            replicas=settings.stream_replicas,
+        )
+        sweeper = OrphanSweeper(
+            storage, self.buckets.images.name,
+            CatalogReferences(nc, self.topology, settings.rpc_timeout_s), lease,
+            grace_s=settings.orphan_upload_grace_s, batch_size=settings.orphan_batch_size,
+            max_deletions_per_s=settings.orphan_max_deletions_per_s,
+        )
+        self._orphans_stopping.clear()
+        self._orphans = asyncio.create_task(
+            sweeper.run(settings.orphan_sweep_interval_s, self._orphans_stopping),
+            name="orphan-uploads-sweeper",
+        )
 
     async def _connect(self, startup: Startup) -> NatsClient:
         """The one NATS connection: consumers and events (reconnects forever)."""
@@ -121,6 +160,10 @@ class ArchiverService:
         # RetryLater -> nak); the runner then stops taking messages and gives the copies in
         # flight shutdown_grace_s to finish; a copy cut off there is handed back and redone
         # idempotently. Then release what was opened.
+        orphans, self._orphans = self._orphans, None
+        if orphans is not None:
+            self._orphans_stopping.set()
+            await orphans
         if self._metrics is not None:
             await self._metrics.stop()
             self._metrics = None
@@ -136,9 +179,9 @@ class ArchiverService:
             except Exception as exc:  # e.g. reconnecting: nothing more to send
                 log.debug("could not drain the NATS connection: %r", exc)
                 await nc.close()
-        if self._videos is not None:
-            await self._videos.aclose()
-            self._videos = None
+        if self._sources is not None:
+            await self._sources.aclose()
+            self._sources = None
         if self._storage is not None:
             await self._storage.aclose()
             self._storage = None

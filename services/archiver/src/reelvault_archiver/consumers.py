@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted
+from reelvault_common.contracts.events import VideoArchiveRequested, VideoCompleted, VideoDeleted
 from reelvault_common.messaging.consumer import Consumer
 from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.runtime.settings import ConsumerSettings
 
 from reelvault_archiver.handlers import ArchiveEvent, ArchiveHandler
+from reelvault_archiver.removal import RemoveDeletedObjects
 from reelvault_archiver.settings import ArchiverSettings
 
 SERVICE = "archiver"
@@ -58,13 +59,36 @@ INPUTS = (
 )
 
 
+DELETIONS = "deletions"
+
+
+def deletions_policy(settings: ArchiverSettings, topology: Topology) -> ConsumerPolicy:
+    return ConsumerPolicy.of(topology.durable(SERVICE, DELETIONS),
+                             (topology.subject_for(VideoDeleted),), settings.deletions)
+
+
 def consumer_policies(settings: ArchiverSettings, topology: Topology) -> list[ConsumerPolicy]:
     """What ``wait_for_nats`` creates or reconciles before the archiver consumes."""
     return [
         ConsumerPolicy.of(source.durable(topology), source.subjects(topology),
                           source.settings(settings))
         for source in INPUTS
-    ]
+    ] + [deletions_policy(settings, topology)]
+
+
+def deletions_consumer(
+    settings: ArchiverSettings, topology: Topology, removal: RemoveDeletedObjects
+) -> Consumer[VideoDeleted]:
+    """``video.deleted``: the deleted video's objects removed (idempotently). A message still
+    failing on its last delivery is dead-lettered (replayable); the video stays deleted."""
+    return Consumer[VideoDeleted].configured(
+        settings.deletions,
+        durable=topology.durable(SERVICE, DELETIONS),
+        subjects=(topology.subject_for(VideoDeleted),),
+        decode=VideoDeleted.model_validate_json,
+        handle=removal.handle,
+        transient=TRANSIENT_ERRORS,
+    )
 
 
 def archive_consumers(

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx2
 from reelvault_common.contracts.events import StoredFile, VideoFailed, VideoStored, utcnow
@@ -61,6 +61,13 @@ class ContentSource(Protocol):
     ) -> AbstractAsyncContextManager[tuple[httpx2.Headers, AsyncIterator[bytes]]]: ...
 
 
+@runtime_checkable
+class ContentRouter(Protocol):
+    """The content source of each provider (``sources.ContentSources``)."""
+
+    def of(self, provider: str) -> ContentSource: ...
+
+
 @dataclass(frozen=True)
 class Stored:
     event: VideoStored
@@ -95,7 +102,7 @@ class VideoCopier:
     def __init__(
         self,
         storage: ObjectStorage,
-        source: ContentSource,
+        source: ContentSource | ContentRouter,
         buckets: Buckets,
         *,
         policy: RetryPolicy | None = None,
@@ -261,9 +268,9 @@ class VideoCopier:
         self, job: ArchiveJob, variant: ContentVariant, dest: Destination
     ) -> StoredFile:
         bucket = dest.bucket.name
-        stream = self._source.stream_content(
-            job.provider_job_id, variant, chunk_size=self._chunk_bytes
-        )
+        source = self._source.of(job.provider) if isinstance(self._source, ContentRouter) \
+            else self._source
+        stream = source.stream_content(job.content_id, variant, chunk_size=self._chunk_bytes)
         async with stream as (headers, chunks):
             content_type = content_type_for(variant, headers.get("content-type"))
             expected = declared_length(headers)

@@ -44,6 +44,10 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings, Metri
     # ``REELVAULT_REARCHIVE__MAX_DELIVER=100``. A field set alone keeps the others' defaults.
     completed: ConsumerSettings = archive_consumer_defaults()
     rearchive: ConsumerSettings = archive_consumer_defaults()
+    # ``video.deleted``: removes a deleted video's objects (``REELVAULT_DELETIONS__*``).
+    deletions: ConsumerSettings = ConsumerSettings(
+        ack_wait_s=30.0, max_deliver=50, workers=4, retry_base_s=1.0, retry_max_s=60.0
+    )
 
     # Copies running at once, for both consumers together (each holds one download and one
     # upload).
@@ -70,3 +74,12 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings, Metri
     # Extracted thumbnails: WebP, at most this many pixels on the longer side.
     thumbnail_max_side: int = Field(default=640, ge=64, le=4096)
 
+    # Orphaned uploads (``orphans.py``): reference images no video referenced within
+    # ``orphan_upload_grace_s`` of their upload are removed by a sweep every
+    # ``orphan_sweep_interval_s`` (one replica sweeps per interval; 0 turns it off in this
+    # process), ``orphan_batch_size`` uploads per question to the catalog, at most
+    # ``orphan_max_deletions_per_s`` removals a second.
+    orphan_upload_grace_s: float = Field(default=86400.0, ge=0)
+    orphan_sweep_interval_s: float = Field(default=3600.0, ge=0)
+    orphan_batch_size: int = Field(default=200, ge=1, le=1000)
+    orphan_max_deletions_per_s: float = Field(default=20.0, gt=0)

@@ -7,10 +7,16 @@ announcements."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from faststream.nats import NatsBroker
+from reelvault_common.contracts.events import (
+    OrgWebhookEndpointDisabled,
+    VideoCancelRequested,
+    VideoDeleted,
+)
 from reelvault_common.messaging.broker import make_broker
 from reelvault_common.messaging.consumer import ConsumerRunner
 from reelvault_common.messaging.publisher import EventPublisher
@@ -24,6 +30,7 @@ from reelvault_common.runtime.telemetry import configure_telemetry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reelvault_catalog.consumers import projection_consumer, projection_policy
+from reelvault_catalog.deletion import DeletionHandlers, Deletions
 from reelvault_catalog.handlers import CatalogHandlers, register_rpc
 from reelvault_catalog.metrics import (
     CountingRepository,
@@ -34,9 +41,12 @@ from reelvault_catalog.metrics import (
 from reelvault_catalog.migrate import database_unreachable, migrate
 from reelvault_catalog.repository import CatalogRepository, make_engine
 from reelvault_catalog.settings import CatalogSettings
+from reelvault_catalog.storage_audit import StorageAudit, StorageAuditHandlers
 from reelvault_catalog.tenancy_handlers import TenancyHandlers
 from reelvault_catalog.tenancy_repository import TenancyRepository
 from reelvault_catalog.usage_repository import QuotaEvent, UsageRepository
+from reelvault_catalog.webhooks.addresses import Resolver, system_resolver
+from reelvault_catalog.webhooks.service import Webhooks
 
 log = logging.getLogger("reelvault_catalog")
 
@@ -44,8 +54,11 @@ log = logging.getLogger("reelvault_catalog")
 class CatalogService:
     """The catalog: migrates its schema, projects lifecycle events, answers reads over NATS."""
 
-    def __init__(self, settings: CatalogSettings) -> None:
+    def __init__(self, settings: CatalogSettings, *,
+                 webhook_resolver: Resolver = system_resolver) -> None:
         self.settings = settings
+        self._webhook_resolver = webhook_resolver
+        self._webhooks: Webhooks | None = None
         self.topology = Topology.from_settings(settings)
         self.policy: ConsumerPolicy = projection_policy(self.topology, settings.projection)
         self._engine: AsyncEngine | None = None
@@ -55,6 +68,23 @@ class CatalogService:
         self._publisher: EventPublisher | None = None
         self._runner: ConsumerRunner | None = None
         self._metrics: PeriodicCollectors | None = None
+        self._deletions: Deletions | None = None
+        self._sweeping = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def deletions(self) -> Deletions:
+        """The delete path and the retention sweeper (tests drive its passes)."""
+        if self._deletions is None:
+            raise RuntimeError("the catalog is not started")
+        return self._deletions
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """Outbound webhooks: endpoints, the delivery log and the dispatcher (tests)."""
+        if self._webhooks is None:
+            raise RuntimeError("the catalog is not started")
+        return self._webhooks
 
     @property
     def repository(self) -> CatalogRepository:
@@ -77,7 +107,9 @@ class CatalogService:
                                    lambda: migrate(engine), retryable=database_unreachable)
             self._repository = CountingRepository(engine, settings.public_base_url)
             start_counting()
-            await wait_for_nats(startup, settings, self.topology, [self.policy])
+            webhooks = self._webhooks = Webhooks(engine, settings, self.topology, self._publish,
+                                                 resolve=self._webhook_resolver)
+            await wait_for_nats(startup, settings, self.topology, [self.policy, webhooks.policy])
             tenancy = TenancyHandlers(
                 TenancyRepository(engine),
                 UsageRepository(engine, settings.prices_usd_per_second),
@@ -92,17 +124,32 @@ class CatalogService:
                 on_recorded=self._announce_recorded,
                 on_stored=tenancy.after_stored,
             )
+            deletions = self._deletions = Deletions(
+                engine, self._publish,
+                batch_size=settings.retention_batch_size,
+                max_deletions_per_s=settings.retention_max_deletions_per_s,
+            )
             broker = self._broker = make_broker(settings, "reelvault-catalog")
             register_rpc(broker, self.topology, handlers, tenancy,
-                         rpc_workers=settings.rpc_workers)
+                         rpc_workers=settings.rpc_workers,
+                         more={**DeletionHandlers(deletions).answers(), **webhooks.answers(),
+                               **StorageAuditHandlers(StorageAudit(engine)).answers()})
             await broker.start()
             publisher = self._publisher = EventPublisher(broker.connection, self.topology)
             self._runner = ConsumerRunner(
                 broker.connection, self.topology,
-                [projection_consumer(self.topology, settings.projection, handlers, publisher)],
+                [projection_consumer(self.topology, settings.projection, handlers, publisher),
+                 webhooks.consumer()],
                 grace_s=settings.shutdown_grace_s,
             )
             await self._runner.start()
+            webhooks.start()
+            if settings.retention_sweep_interval_s > 0:
+                self._sweeping.clear()
+                self._sweeper = asyncio.create_task(
+                    deletions.run(settings.retention_sweep_interval_s, self._sweeping),
+                    name="retention-sweeper",
+                )
             self._metrics = start_collectors(settings, engine, broker.connection.jetstream(),
                                              self.topology, [self.policy.durable])
         except BaseException:
@@ -122,7 +169,8 @@ class CatalogService:
         if broker is not None:
             await broker.connection.publish(self.topology.key_changes, public_id.encode())
 
-    async def _publish(self, event: QuotaEvent) -> None:
+    async def _publish(self, event: QuotaEvent | VideoDeleted | VideoCancelRequested
+                       | OrgWebhookEndpointDisabled) -> None:
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError("the catalog's publisher is not started")
@@ -134,9 +182,17 @@ class CatalogService:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
             await metrics.stop()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            self._sweeping.set()
+            await sweeper
+        self._deletions = None
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.stop()
+        webhooks, self._webhooks = self._webhooks, None
+        if webhooks is not None:
+            await webhooks.stop()
         handlers, self._handlers = self._handlers, None
         if handlers is not None:
             await handlers.close()

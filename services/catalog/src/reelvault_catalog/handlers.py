@@ -323,12 +323,14 @@ def register_rpc(
     tenancy: TenancyHandlers | None = None,
     *,
     rpc_workers: int,
+    more: dict[CatalogRpc, Answer] | None = None,
 ) -> None:
     """Subscribe the catalog's request/reply handlers on ``broker`` (before it starts): core
     NATS, one queue group, so replicas share the requests. One subject per ``CatalogRpc``."""
     answers = handlers.answers()
     if tenancy is not None:
         answers.update(tenancy.answers())
+    answers.update(more or {})
     for name, answer in answers.items():
         broker.subscriber(
             topology.rpc(name), queue=topology.rpc_queue, decoder=raw_body,

@@ -11,6 +11,7 @@ from decimal import Decimal
 from reelvault_common.contracts.tenancy import ORG_SLUG_PATTERN, Scope
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -37,6 +38,8 @@ NAMING_CONVENTION = {
 }
 
 STATUS_VALUES = ("queued", "processing", "completed", "failed")
+# A deleted video's row: kept as a tombstone, never shown to readers.
+DELETED = "deleted"
 
 
 class Base(DeclarativeBase):
@@ -58,7 +61,10 @@ class OrganizationRow(Base):
     """A tenant. ``slug`` is what everything else refers to (events, storage keys, rows)."""
 
     __tablename__ = "organizations"
-    __table_args__ = (CheckConstraint(f"slug ~ '{ORG_SLUG_PATTERN}'", name="slug_valid"),)
+    __table_args__ = (
+        CheckConstraint(f"slug ~ '{ORG_SLUG_PATTERN}'", name="slug_valid"),
+        CheckConstraint("delete_after_days >= 0", name="retention_not_negative"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -66,6 +72,8 @@ class OrganizationRow(Base):
     slug: Mapped[str] = mapped_column(Text, unique=True)
     name: Mapped[str] = mapped_column(Text, server_default=text("''"))
     created_at: Mapped[datetime] = mapped_column(_tz(), server_default=text("now()"))
+    # Videos older than this many days are deleted; NULL or 0: kept forever.
+    delete_after_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKeyRow(Base):
@@ -157,7 +165,8 @@ class VideoRow(Base):
     __tablename__ = "videos"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'processing', 'completed', 'failed')", name="status_valid"
+            "status IN ('queued', 'processing', 'completed', 'failed', 'deleted')",
+            name="status_valid",
         ),
         CheckConstraint("progress BETWEEN 0 AND 100", name="progress_range"),
         # An organization's videos newest first, keyset pagination on (created_at, id); the
@@ -166,6 +175,16 @@ class VideoRow(Base):
         Index(
             "ix_videos_org_status_created_at_id",
             "org", "status", text("created_at DESC"), text("id DESC"),
+        ),
+        # Tombstones whose video.deleted is not acked yet (announced again by the sweeper).
+        Index(
+            "ix_videos_unannounced_deletions", "deleted_at",
+            postgresql_where=text("status = 'deleted' AND deletion_announced_at IS NULL"),
+        ),
+        # The retention sweep: an organization's live videos, oldest first.
+        Index(
+            "ix_videos_org_live_created_at", "org", "created_at",
+            postgresql_where=text("status <> 'deleted'"),
         ),
     )
 
@@ -200,6 +219,8 @@ class VideoRow(Base):
     provider: Mapped[str | None] = mapped_column(Text)
     # Until when the provider's copy can be downloaded.
     expires_at: Mapped[datetime | None] = mapped_column(_tz())
+    # What the provider reported charging (None: it does not say).
+    cost_usd: Mapped[Decimal | None] = mapped_column(_usd())
 
     # --- permanent storage ----------------------------------------------------------------
     video_bucket: Mapped[str | None] = mapped_column(Text)
@@ -218,3 +239,79 @@ class VideoRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # When the recorded failure happened: an older failure delivered late does not replace it.
     failed_at: Mapped[datetime | None] = mapped_column(_tz())
+
+    # --- deletion -------------------------------------------------------------------------
+    deleted_at: Mapped[datetime | None] = mapped_column(_tz())
+    # The key's public id, or ``retention``.
+    deleted_by: Mapped[str | None] = mapped_column(Text)
+    # When the stream acked ``video.deleted`` (NULL on a tombstone: announce it again).
+    deletion_announced_at: Mapped[datetime | None] = mapped_column(_tz())
+    # The audit found the stored object missing.
+    storage_missing_at: Mapped[datetime | None] = mapped_column(_tz())
+
+
+# --- outbound webhooks ------------------------------------------------------------------------
+class WebhookEndpointRow(Base):
+    """An organization's webhook endpoint. ``secret`` signs every attempt, so it is kept."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        CheckConstraint(
+            "event_types <@ ARRAY['video.completed', 'video.failed', 'video.deleted', "
+            "'quota.warning']::text[] AND cardinality(event_types) > 0",
+            name="event_types_known",
+        ),
+        CheckConstraint("url ~ '^https?://'", name="url_http"),
+        Index("ix_webhook_endpoints_org", "org"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        Uuid(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    org: Mapped[str] = mapped_column(Text, ForeignKey("organizations.slug"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    secret: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(_tz())
+    # The current run of failed attempts (reset by a success): what disables an endpoint.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failing_since: Mapped[datetime | None] = mapped_column(_tz())
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=text("now()"))
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one endpoint; ``id`` (derived from both) is every attempt's
+    ``webhook-id``. ``next_attempt_at`` is the durable retry schedule."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_valid"),
+        Index("ix_webhook_deliveries_due", "endpoint_id", "next_attempt_at",
+              postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_endpoint_created_at", "endpoint_id",
+              text("created_at DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(as_uuid=True), primary_key=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid(as_uuid=True), ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    org: Mapped[str] = mapped_column(Text, ForeignKey("organizations.slug"))
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid(as_uuid=True))
+    event_type: Mapped[str] = mapped_column(Text)
+    # The body sent, byte for byte the same on every attempt.
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(_tz())
+    # An attempt is in flight until then (other replicas leave the delivery alone).
+    lease_until: Mapped[datetime | None] = mapped_column(_tz())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(_tz())
+    last_response_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(_tz())
+    created_at: Mapped[datetime] = mapped_column(_tz(), server_default=text("now()"))

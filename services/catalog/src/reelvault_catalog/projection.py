@@ -15,6 +15,9 @@ WHICH events arrived, not on their order or on how often:
 - an event for a row that does not exist yet waits (``Wait``): its ``video.requested`` is on
   the way (redelivered, or processed by another worker right now).
 - only changed columns are written; a redelivered event changes nothing (``Unchanged``).
+- a deleted video's row (a tombstone) never changes again: events still on their way for it
+  (a late ``video.stored``, say) are recorded as nothing. Deleting is the catalog's own
+  write (``deletion.py``), so ``video.deleted`` changes nothing here either.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from reelvault_common.contracts.catalog import VideoStatus
 from reelvault_common.contracts.events import (
     VideoArchiveRequested,
+    VideoCancelRequested,
     VideoCompleted,
+    VideoDeleted,
     VideoEvent,
     VideoFailed,
     VideoGenerationProgressed,
@@ -49,12 +55,13 @@ def is_terminal(status: str) -> bool:
 class VideoState:
     """The columns of a catalog row that the rules read (and may write)."""
 
-    status: VideoStatus
+    status: VideoStatus | Literal["deleted"]
     progress: int = 0
     provider: str | None = None
     provider_job_id: str | None = None
     openai_url: str | None = None
     expires_at: datetime | None = None
+    cost_usd: Decimal | None = None
     video_url: str | None = None
     video_bucket: str | None = None
     video_key: str | None = None
@@ -128,8 +135,14 @@ def project(
     if isinstance(event, VideoArchiveRequested):
         # A command for the archiver; its outcome arrives as video.stored or video.failed.
         return Unchanged("archive requests do not change the row")
+    if isinstance(event, VideoCancelRequested):
+        return Unchanged("the generator answers a cancel with video.failed")
+    if isinstance(event, VideoDeleted):
+        return Unchanged("the catalog wrote the tombstone when it deleted the video")
     if state is None:
         return Wait(f"{event.type} before video.requested")
+    if state.status == "deleted":
+        return Unchanged("the video is deleted")
 
     if isinstance(event, VideoGenerationStarted):
         wanted = _started(state, event)
@@ -221,6 +234,7 @@ def _completed(state: VideoState, event: VideoCompleted) -> dict[str, Any]:
         **_fill(state, provider=event.provider, provider_job_id=event.provider_job_id),
         "openai_url": event.source_url,
         "expires_at": event.expires_at,
+        **({"cost_usd": event.cost_usd} if event.cost_usd is not None else {}),
     }
 
 

@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from reelvault_catalog.cursor import decode_cursor, encode_cursor
-from reelvault_catalog.models import UsageReservationRow, VideoRow
+from reelvault_catalog.models import DELETED, UsageReservationRow, VideoRow
 from reelvault_catalog.projection import (
     STATE_FIELDS,
     Insert,
@@ -111,6 +111,7 @@ def to_record(row: VideoRow) -> VideoRecord:
         error_code=row.error_code,
         error_message=row.error_message,
         expires_at=row.expires_at,
+        cost_usd=row.cost_usd,
         stored_at=row.stored_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -257,7 +258,10 @@ class CatalogRepository:
     async def get(self, org: str, video_id: uuid.UUID) -> VideoRecord | None:
         """``org``'s video ``video_id`` (None for another organization's: read as ``org``,
         row-level security hides it even if the query forgot to)."""
-        query = select(VideoRow).where(VideoRow.id == video_id, VideoRow.org == org)
+        # A deleted video's tombstone is no video to its readers.
+        query = select(VideoRow).where(
+            VideoRow.id == video_id, VideoRow.org == org, VideoRow.status != DELETED
+        )
         async with self._sessions() as session, session.begin():
             await enter_tenant(session, org)
             row = (await session.scalars(query)).one_or_none()
@@ -273,7 +277,7 @@ class CatalogRepository:
     ) -> VideoPage:
         """``org``'s videos, newest first. Raises ``InvalidCursor`` for a cursor this catalog
         did not make."""
-        query = select(VideoRow).where(VideoRow.org == org)
+        query = select(VideoRow).where(VideoRow.org == org, VideoRow.status != DELETED)
         if status is not None:
             query = query.where(VideoRow.status == status)
         if cursor is not None:

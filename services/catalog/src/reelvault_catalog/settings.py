@@ -8,6 +8,8 @@ from reelvault_common.runtime.settings import ConsumerSettings, PriceSettings, S
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from reelvault_catalog.webhooks.settings import Deployment, WebhookDeliverySettings
+
 ASYNCPG_DRIVER = "postgresql+asyncpg"
 _ACCEPTED_DRIVERS = {"postgres", "postgresql", ASYNCPG_DRIVER}
 
@@ -87,6 +89,21 @@ class CatalogSettings(ServiceSettings, MetricsSettings, PriceSettings):
     # Concurrent request/reply handlers per RPC subject (per replica).
     rpc_workers: int = Field(default=16, ge=1, le=256)
     ping_timeout_s: float = Field(default=2.0, gt=0)
+    # Outbound webhooks: ``REELVAULT_DEPLOYMENT=dev`` (what ``reelvault up`` sets) lets
+    # endpoints be on loopback; delivery rules as ``REELVAULT_WEBHOOKS__<FIELD>``; the consumer
+    # recording deliveries from the stream as ``REELVAULT_WEBHOOK_RECORDER__<FIELD>``.
+    deployment: Deployment = "production"
+    webhooks: WebhookDeliverySettings = WebhookDeliverySettings()
+    webhook_recorder: ConsumerSettings = ConsumerSettings(
+        ack_wait_s=30.0, max_deliver=20, max_ack_pending=1000, workers=8,
+        retry_base_s=1.0, retry_max_s=30.0,
+    )
+    # The retention sweeper (every replica runs one; they take disjoint batches): how often it
+    # looks for expired videos, how many it deletes per transaction, and at most how many per
+    # second while it works through a backlog. 0: no sweeper in this process.
+    retention_sweep_interval_s: float = Field(default=60.0, ge=0)
+    retention_batch_size: int = Field(default=100, ge=1, le=10000)
+    retention_max_deletions_per_s: float = Field(default=50.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

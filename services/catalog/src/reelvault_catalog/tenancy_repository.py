@@ -35,7 +35,8 @@ from reelvault_catalog.models import ApiKeyRow, OrganizationRow
 from reelvault_catalog.tenant import tenant_transaction
 
 _ORG_COLUMNS = (
-    OrganizationRow.id, OrganizationRow.slug, OrganizationRow.name, OrganizationRow.created_at
+    OrganizationRow.id, OrganizationRow.slug, OrganizationRow.name, OrganizationRow.created_at,
+    OrganizationRow.delete_after_days,
 )
 # What ``ApiKeyInfo`` shows (never the hash); ``org`` is the organization's slug.
 _KEY_OWN_COLUMNS = (

@@ -23,9 +23,11 @@ from reelvault_common.contracts.events import VideoEvent
 from reelvault_common.contracts.flags import Flags
 from reelvault_common.messaging.broker import make_broker
 from reelvault_common.messaging.flags import FlagWatch, open_flags_bucket
+from reelvault_common.messaging.model_catalog import ModelCatalogWatch, open_models_bucket
 from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.setup import prepare_topology, wait_for_nats
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.providers.models import DEFAULT_CATALOG, ModelCatalog
 from reelvault_common.runtime.nats_servers import redact_url
 from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_common.runtime.startup import Backoff, Startup, StartupTimeout
@@ -71,6 +73,19 @@ class LiveFlags:
         return self.watch.current if self.watch is not None else Flags()
 
 
+class LiveModels:
+    """The deployment's model catalog as the generator last published it; ``fallback`` until
+    then (a gateway started before any generator, or without a broker yet)."""
+
+    def __init__(self, fallback: ModelCatalog) -> None:
+        self.fallback = fallback
+        self.watch: ModelCatalogWatch | None = None
+
+    @property
+    def current(self) -> ModelCatalog:
+        return self.watch.current if self.watch is not None else self.fallback
+
+
 class BrokerLink:
     """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``.
 
@@ -85,6 +100,7 @@ class BrokerLink:
         publish_timeout_s: float,
         idempotency_ttl_s: float | None = None,
         on_give_up: Callable[[str], None] | None = None,
+        fallback_models: ModelCatalog = DEFAULT_CATALOG,
     ) -> None:
         self._settings = settings
         self._topology = topology
@@ -98,6 +114,8 @@ class BrokerLink:
         self._listeners: dict[str, Callable[[bytes], None]] = {}
         # The runtime flags (maintenance, whitelist, coming soon), watched once connected.
         self.flags = LiveFlags()
+        # What can be generated, watched once connected.
+        self.models = LiveModels(fallback_models)
         # No buffering while reconnecting: a publish we reported as failed must never be sent.
         self._broker: NatsBroker = make_broker(
             settings, "reelvault-gateway", buffer_while_reconnecting=False
@@ -178,6 +196,8 @@ class BrokerLink:
                     self._idempotency = await self._open_idempotency_bucket()
                 if self.flags.watch is None:
                     self.flags.watch = await self._watch_flags()
+                if self.models.watch is None:
+                    self.models.watch = await self._watch_models()
                 await self._follow_subjects()
 
     async def _open_idempotency_bucket(self) -> KeyValue:
@@ -202,6 +222,15 @@ class BrokerLink:
             raise BrokerUnavailable("the message broker is not connected")
         bucket = await open_flags_bucket(client, self._topology, self._publisher_timeout_s)
         watch = FlagWatch(bucket)
+        await watch.start(wait_s=self._publisher_timeout_s)
+        return watch
+
+    async def _watch_models(self) -> ModelCatalogWatch:
+        client = self._client()
+        if client is None:
+            raise BrokerUnavailable("the message broker is not connected")
+        watch = ModelCatalogWatch(await open_models_bucket(client, self._topology),
+                                  self.models.fallback)
         await watch.start(wait_s=self._publisher_timeout_s)
         return watch
 
@@ -260,6 +289,8 @@ class BrokerLink:
                 await self._task
         if self.flags.watch is not None:
             await self.flags.watch.stop()
+        if self.models.watch is not None:
+            await self.models.watch.stop()
         try:
             await self._broker.stop()
         except Exception as exc:  # closing a dead connection must not fail the shutdown

@@ -9,6 +9,8 @@ from typing import Protocol
 from pydantic import BaseModel, ValidationError
 from reelvault_common.contracts.catalog import (
     CatalogErrorCode,
+    DeletedVideo,
+    DeleteVideo,
     GetStats,
     GetUsage,
     GetVideo,
@@ -66,6 +68,10 @@ class CatalogClient(Protocol):
     ) -> VideoPage: ...
 
     async def ping(self, *, timeout_s: float | None = None) -> None: ...
+
+    async def delete(
+        self, org: str, video_id: uuid.UUID, deleted_by: str | None
+    ) -> DeletedVideo | None: ...
 
     async def lookup_key(self, public_id: str) -> KeyAuth | None: ...
 
@@ -131,6 +137,18 @@ class NatsCatalogClient:
         if reply.error is not None and _is(reply, CatalogErrorCode.INVALID_CURSOR):
             raise InvalidCursor(reply.error.message)
         raise _unexpected(reply, "list")
+
+    async def delete(
+        self, org: str, video_id: uuid.UUID, deleted_by: str | None
+    ) -> DeletedVideo | None:
+        """Delete the organization's video: its tombstone (the same on every call), None when
+        the organization has no such video."""
+        reply = await self._call(DeleteVideo(org=org, video_id=video_id, deleted_by=deleted_by))
+        if reply.ok and reply.deleted is not None:
+            return reply.deleted
+        if _is(reply, CatalogErrorCode.NOT_FOUND):
+            return None
+        raise _unexpected(reply, "delete")
 
     async def ping(self, *, timeout_s: float | None = None) -> None:
         """Return if a catalog replica answers and its database works; ``CatalogUnavailable``

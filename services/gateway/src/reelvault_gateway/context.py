@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+from reelvault_common.providers.models import DEFAULT_CATALOG, ModelCatalog
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.layout import Buckets
 
@@ -16,6 +17,18 @@ from reelvault_gateway.flags import FixedFlags, FlagSource
 from reelvault_gateway.idempotency import IdempotencyStore
 from reelvault_gateway.settings import GatewaySettings
 from reelvault_gateway.visibility import RecordedWatch
+
+
+class ModelSource(Protocol):
+    @property
+    def current(self) -> ModelCatalog: ...
+
+
+@dataclass
+class FixedModels:
+    """A catalog that changes only when told (tests, or a gateway without a broker yet)."""
+
+    current: ModelCatalog = DEFAULT_CATALOG
 
 
 class BrokerHealth(Protocol):
@@ -35,6 +48,8 @@ class GatewayContext:
     auth: Authenticator
     # The runtime flags (maintenance, whitelist, coming soon) as currently set.
     flags: FlagSource = field(default_factory=FixedFlags)
+    # What can be generated (the generator's published catalog, else the built-in default).
+    models: ModelSource = field(default_factory=FixedModels)
     # Idempotency-Key records (None: requests with a key are answered 503).
     idempotency: IdempotencyStore | None = None
     # The catalog's announcements of new rows (None: creates poll the catalog instead).

@@ -23,7 +23,7 @@ from reelvault_common.contracts.events import StoredFile
 from reelvault_common.runtime.metrics import bounded
 from reelvault_common.storage import ObjectStorage
 from reelvault_common.storage.filesystem import FilesystemStorage
-from reelvault_common.storage.interface import BucketSpec, ObjectInfo
+from reelvault_common.storage.interface import BucketSpec, ListedObject, ObjectInfo
 from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -160,6 +160,12 @@ class MeteredStorage:
 
     async def public_url(self, bucket: str, key: str) -> str | None:
         return await self._storage.public_url(bucket, key)
+
+    async def delete(self, bucket: str, key: str) -> bool:
+        return await self._storage.delete(bucket, key)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ListedObject]:
+        return self._storage.list_objects(bucket, prefix)
 
     async def aclose(self) -> None:
         counting = list(self._counting)

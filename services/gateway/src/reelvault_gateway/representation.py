@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
 from reelvault_common.contracts.catalog import VideoRecord
 from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.providers.models import ModelCatalog
 
 
 # The catalog's record as clients see it: its fields (descriptions added here), plus
@@ -28,6 +30,12 @@ class Video(VideoRecord):
     )
     openai_url: str | None = Field(description="Where the provider served the video (expires).")
     expires_at: datetime | None = Field(description="When the provider's copy expires.")
+    cost_usd: Decimal | None = Field(
+        default=None, description="What the provider reported charging (OpenRouter reports it); "
+        "null when it does not say.")
+    estimated_cost_usd: Decimal | None = Field(
+        default=None, description="The model's list price times the seconds, at this size "
+        "(see `GET /v1/models`); null for a model without a known price.")
     video_bucket: str | None = Field(default=None, exclude=True)
     video_key: str | None = Field(default=None, exclude=True)
     thumbnail_bucket: str | None = Field(default=None, exclude=True)
@@ -45,7 +53,17 @@ def content_link(public_base_url: str, video_id: uuid.UUID, variant: str = "vide
     return link if variant == "video" else f"{link}?variant={variant}"
 
 
-def video_from_record(record: VideoRecord, public_base_url: str) -> Video:
+def estimate(models: ModelCatalog | None, model: str, size: str, seconds: str) -> Decimal | None:
+    spec = models.get(model) if models is not None else None
+    try:
+        return spec.estimate_usd(size, seconds) if spec is not None else None
+    except ArithmeticError:
+        return None
+
+
+def video_from_record(
+    record: VideoRecord, public_base_url: str, models: ModelCatalog | None = None
+) -> Video:
     stored = record.status == "completed" and record.video_key is not None
     thumbnail = record.thumbnail_url
     if thumbnail is None and stored and record.thumbnail_key is not None:
@@ -53,11 +71,12 @@ def video_from_record(record: VideoRecord, public_base_url: str) -> Video:
     links = {
         "video_url": content_link(public_base_url, record.id) if stored else None,
         "thumbnail_url": thumbnail,
+        "estimated_cost_usd": estimate(models, record.model, record.size, record.seconds),
     }
     return Video.model_validate({**record.model_dump(), **links})
 
 
-def video_from_request(event: VideoRequested) -> Video:
+def video_from_request(event: VideoRequested, models: ModelCatalog | None = None) -> Video:
     """The video as accepted, before the catalog has projected it."""
     urls = [image.url for image in event.reference_images]
     return Video(
@@ -86,4 +105,5 @@ def video_from_request(event: VideoRequested) -> Video:
         stored_at=None,
         created_at=event.occurred_at,
         updated_at=event.occurred_at,
+        estimated_cost_usd=estimate(models, event.model, event.size, event.seconds),
     )

@@ -16,14 +16,12 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from reelvault_common.providers.models import ModelCatalog
 from reelvault_common.providers.video_spec import (
-    DEFAULT_MODEL,
     DEFAULT_SECONDS,
     DEFAULT_SIZE,
     MAX_REFERENCE_IMAGES,
     PROMPT_MAX_CHARS,
-    SECONDS_ALLOWED,
-    check_video_spec,
 )
 
 from reelvault_gateway.errors import ApiError, field_error
@@ -47,8 +45,19 @@ def no_nul(value: str) -> str:
     return value
 
 
+def not_blank(value: str) -> str:
+    """A prompt of whitespace alone describes nothing: refused before a quota or a provider
+    is spent on it (the text itself is kept as given)."""
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
 Prompt = Annotated[
-    str, StringConstraints(min_length=1, max_length=PROMPT_MAX_CHARS), AfterValidator(no_nul)
+    str,
+    StringConstraints(min_length=1, max_length=PROMPT_MAX_CHARS),
+    AfterValidator(no_nul),
+    AfterValidator(not_blank),
 ]
 Seconds = Annotated[
     str,
@@ -56,11 +65,9 @@ Seconds = Annotated[
     # Documented as accepted (string or integer); the canonical form is the string.
     WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "string", "enum": list(SECONDS_ALLOWED)},
-                {"type": "integer", "enum": [int(s) for s in SECONDS_ALLOWED]},
-            ],
-            "description": 'Duration in seconds, as a string or an integer: "4", "8" or "12".',
+            "anyOf": [{"type": "string"}, {"type": "integer"}],
+            "description": 'Duration in seconds, as a string or an integer ("8" or 8): one of '
+            "the model's `seconds` in `GET /v1/models`.",
         }
     ),
 ]
@@ -86,12 +93,14 @@ class CreateVideoBody(BaseModel):
     )
 
     prompt: Prompt = Field(description="What the video shows (1..32000 characters).")
-    model: str = Field(
-        default=DEFAULT_MODEL, max_length=100, description="`sora-2` or `sora-2-pro`."
+    model: str | None = Field(
+        default=None, max_length=100,
+        description="One of `GET /v1/models`; the deployment's default model when omitted.",
     )
     seconds: Seconds = DEFAULT_SECONDS
     size: str = Field(
-        default=DEFAULT_SIZE, max_length=20, description="`WxH`, e.g. `720x1280` or `1280x720`."
+        default=DEFAULT_SIZE, max_length=20,
+        description="`WxH`, e.g. `720x1280` or `1280x720`: one of the model's `sizes`.",
     )
     reference_images: list[UploadKey] = Field(
         default_factory=list,
@@ -112,7 +121,7 @@ class SeedCreateVideoBody(BaseModel):
         description="A URL returned by /api/upload, or an upload key.",
     )
     image2_url: str | None = Field(default=None, max_length=2048)
-    model: str = Field(default=DEFAULT_MODEL, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
     seconds: Seconds = DEFAULT_SECONDS
     size: str = Field(default=DEFAULT_SIZE, max_length=20)
 
@@ -138,18 +147,28 @@ class VideoSpec:
     reference_locs: tuple[tuple[str | int, ...], ...]
 
 
-def check_spec(model: str, seconds: str, size: str) -> None:
-    """Raise a 422 naming the field the Videos API would reject."""
-    problem = check_video_spec(model, seconds, size)
+def check_spec(
+    models: ModelCatalog, model: str | None, seconds: str, size: str, images: int,
+    images_field: str = "reference_images",
+) -> str:
+    """The model to use (the default when none is named); a 422 naming the field and the
+    allowed values when the model would reject the request."""
+    chosen = model if model is not None else models.default_model
+    if chosen is None:
+        raise ApiError(503, "no_models", "no video model is configured in this deployment",
+                       headers={"Retry-After": "30"})
+    problem = models.check(chosen, seconds, size, images)
     if problem is not None:
-        raise field_error(("body", problem.param), problem.message, "invalid_value")
+        param = images_field if problem.param == "reference_images" else problem.param
+        raise field_error(("body", param), problem.message, "invalid_value")
+    return chosen
 
 
-def spec_from_body(body: CreateVideoBody) -> VideoSpec:
-    check_spec(body.model, body.seconds, body.size)
+def spec_from_body(body: CreateVideoBody, models: ModelCatalog) -> VideoSpec:
+    model = check_spec(models, body.model, body.seconds, body.size, len(body.reference_images))
     return VideoSpec(
         prompt=body.prompt,
-        model=body.model,
+        model=model,
         seconds=body.seconds,
         size=body.size,
         reference_keys=tuple(body.reference_images),
@@ -184,8 +203,11 @@ def upload_key_from_ref(ref: str, public_prefix: str) -> str | None:
     return key or None
 
 
-def spec_from_seed(body: SeedCreateVideoBody, public_prefix: str) -> VideoSpec:
-    check_spec(body.model, body.seconds, body.size)
+def spec_from_seed(
+    body: SeedCreateVideoBody, public_prefix: str, models: ModelCatalog
+) -> VideoSpec:
+    images = sum(1 for ref in (body.image1_url, body.image2_url) if ref and ref.strip())
+    model = check_spec(models, body.model, body.seconds, body.size, images, "image2_url")
     keys: list[str] = []
     locs: list[tuple[str | int, ...]] = []
     for name in ("image1_url", "image2_url"):
@@ -197,7 +219,7 @@ def spec_from_seed(body: SeedCreateVideoBody, public_prefix: str) -> VideoSpec:
             raise unknown_upload(("body", name), "is not an image uploaded through /api/upload")
         keys.append(key)
         locs.append(("body", name))
-    return VideoSpec(body.prompt, body.model, body.seconds, body.size, tuple(keys), tuple(locs))
+    return VideoSpec(body.prompt, model, body.seconds, body.size, tuple(keys), tuple(locs))
 
 
 def unknown_upload(loc: tuple[str | int, ...], why: str = "no such upload") -> ApiError:

@@ -8,8 +8,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from reelvault_common.contracts.catalog import VideoRecord, VideoStatus
-from reelvault_common.contracts.events import ReferenceImage, VideoArchiveRequested, VideoRequested
+from reelvault_common.contracts.catalog import DeletedVideo, VideoRecord, VideoStatus
+from reelvault_common.contracts.events import (
+    ReferenceImage,
+    VideoArchiveRequested,
+    VideoCancelRequested,
+    VideoRequested,
+)
 from reelvault_common.contracts.ids import new_video_id
 from reelvault_common.runtime import telemetry
 from reelvault_common.storage import InvalidKey, ObjectNotFound
@@ -202,7 +207,7 @@ async def create_video(
     except BrokerUnavailable:
         await _release_quietly(context, event)
         raise
-    return video_from_request(event)
+    return video_from_request(event, context.models.current)
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ async def create_video_once(
             await reserve_quota(context, event)
             await _publish_requested(context, event)
             await store.complete(scope, record.done(), last=revision)
-            return Created(video_from_request(event), replayed=False)
+            return Created(video_from_request(event, context.models.current), replayed=False)
         found = await store.read(scope)  # another request with this key won the race
         if found is None:
             raise BrokerUnavailable("the idempotency record vanished; retry")
@@ -256,7 +261,7 @@ async def create_video_once(
         await _publish_requested(context, replay.event)
         await store.complete(scope, record.done(), last=revision)
     log.info("video %s: repeat of an idempotent request", replay.event.video_id)
-    return Created(video_from_request(replay.event), replayed=True)
+    return Created(video_from_request(replay.event, context.models.current), replayed=True)
 
 
 async def get_record(context: GatewayContext, org: str, video_id: uuid.UUID) -> VideoRecord:
@@ -271,7 +276,25 @@ async def get_record(context: GatewayContext, org: str, video_id: uuid.UUID) -> 
 
 async def get_video(context: GatewayContext, org: str, video_id: uuid.UUID) -> Video:
     record = await get_record(context, org, video_id)
-    return video_from_record(record, context.settings.public_base_url)
+    return video_from_record(record, context.settings.public_base_url, context.models.current)
+
+
+async def cancel_video(
+    context: GatewayContext, principal: Principal, video_id: uuid.UUID, correlation_id: str
+) -> Video:
+    """Ask the generator to stop an unfinished video (idempotent: asking twice is the same
+    event). A video that already ended is refused with 409."""
+    record = await get_record(context, principal.org, video_id)
+    if record.status in ("completed", "failed"):
+        raise ApiError(409, "video_finished",
+                       f"Video {video_id} has already ended ({record.status}): nothing to cancel.")
+    event = VideoCancelRequested.new(
+        video_id=video_id, org=principal.org, correlation_id=correlation_id or str(video_id),
+        requested_by=principal.key_id,
+    )
+    await context.events.publish(event)
+    log.info("video %s: cancel requested", video_id)
+    return video_from_record(record, context.settings.public_base_url, context.models.current)
 
 
 @dataclass(frozen=True)
@@ -285,7 +308,8 @@ async def list_videos(
 ) -> VideoListPage:
     page = await context.catalog.list(org, status=status, limit=limit, cursor=cursor)
     base = context.settings.public_base_url
-    mine = [video_from_record(r, base) for r in page.items if r.org == org]
+    models = context.models.current
+    mine = [video_from_record(r, base, models) for r in page.items if r.org == org]
     return VideoListPage(mine, page.next_cursor)
 
 
@@ -331,6 +355,19 @@ async def content_url(
         ) from None
 
 
+async def delete_video(
+    context: GatewayContext, principal: Principal, video_id: uuid.UUID
+) -> DeletedVideo:
+    """Delete the organization's video (the catalog cancels it first if unfinished, keeps a
+    tombstone and announces ``video.deleted``); the same answer on every repeat."""
+    telemetry.tag(video_id=video_id)
+    deleted = await context.catalog.delete(principal.org, video_id, principal.key_id)
+    if deleted is None or deleted.org != principal.org:
+        raise not_found()
+    log.info("video %s deleted", video_id)
+    return deleted
+
+
 @dataclass(frozen=True)
 class ArchiveOutcome:
     record: VideoRecord
@@ -366,6 +403,7 @@ async def request_archive(
         provider_job_id=record.provider_job_id,
         expires_at=aware(record.expires_at) if record.expires_at is not None else None,
         requested_at=aware(record.created_at),
+        source_url=record.openai_url,
     )
     await context.events.publish(event)
     log.info("archive of video %s requested (correlation %s)", video_id, event.correlation_id)

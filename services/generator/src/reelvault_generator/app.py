@@ -4,15 +4,20 @@ consumers and the webhook endpoint together. No logic here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import httpx2
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
 from reelvault_common.messaging.consumer import ConsumerRunner
+from reelvault_common.messaging.model_catalog import open_models_bucket, publish_catalog
 from reelvault_common.messaging.publisher import EventPublisher
 from reelvault_common.messaging.setup import wait_for_connection, wait_for_nats
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.providers.gemini_veo import GeminiVeoClient
+from reelvault_common.providers.openrouter_videos import OpenRouterVideosClient
 from reelvault_common.runtime.lifecycle import start_unless_stopped, wait_for_stop_signal
 from reelvault_common.runtime.logs import configure_logging
 from reelvault_common.runtime.metrics import PeriodicCollectors, serve_metrics
@@ -23,20 +28,63 @@ from reelvault_common.storage.factory import open_storage
 
 from reelvault_generator import consumers
 from reelvault_generator.budget import KvRequestBudget
+from reelvault_generator.callbacks import CallbackTargets
+from reelvault_generator.canceling import JobCanceler
 from reelvault_generator.consumers import SERVICE
+from reelvault_generator.job_protocols import GeminiVeoProvider, OpenRouterProvider
 from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.ledger_store import JobLedger, open_bucket
 from reelvault_generator.metrics import MeteredVideosClient, start_collectors
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.provider import OpenAIVideosProvider, RequestBudget, VideoProvider
 from reelvault_generator.reference_loader import ReferenceLoader
+from reelvault_generator.registry import ProviderRegistry
 from reelvault_generator.settings import GeneratorSettings
 from reelvault_generator.starting import JobStarter
 from reelvault_generator.tracking import JobTracker
 from reelvault_generator.webhook_app import WebhookServer, create_webhook_app
+from reelvault_generator.webhook_protocols import (
+    GeminiWebhooks,
+    OpenAIWebhooks,
+    OpenRouterWebhooks,
+    WebhookProtocol,
+)
 from reelvault_generator.webhooks import KvSeenWebhooks, WebhookReceiver
 
 log = logging.getLogger(__name__)
+
+
+def build_providers(
+    settings: GeneratorSettings,
+    *,
+    budgets: Callable[[str], RequestBudget | None] = lambda _: None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> ProviderRegistry:
+    """Every provider some route names, each with its own request budget."""
+    routes = settings.routes()
+    secret = settings.webhook_secret
+    callbacks = (CallbackTargets(settings.webhook_public_url, secret.get_secret_value())
+                 if settings.webhook_public_url and secret is not None else None)
+    providers: dict[str, VideoProvider] = {}
+    for kind in dict.fromkeys(routes.values()):
+        budget = budgets(kind)
+        if kind == "openai":
+            providers[kind] = build_provider(settings, budget=budget, transport=transport)
+        elif kind == "openrouter":
+            providers[kind] = OpenRouterProvider(
+                OpenRouterVideosClient(settings.openrouter_base_url,
+                                       api_key=settings.openrouter_api_key,
+                                       timeout_s=settings.provider_timeout_s,
+                                       transport=transport, app_title="reelvault"),
+                create_timeout_s=settings.create_timeout_s, budget=budget, callbacks=callbacks,
+                content_ttl_s=settings.openrouter_content_ttl_s)
+        else:
+            providers[kind] = GeminiVeoProvider(
+                GeminiVeoClient(settings.gemini_base_url, api_key=settings.gemini_api_key,
+                                timeout_s=settings.provider_timeout_s, transport=transport),
+                create_timeout_s=settings.create_timeout_s, budget=budget,
+                content_ttl_s=settings.gemini_content_ttl_s)
+    return ProviderRegistry(providers, routes, settings.chosen_default_model())
 
 
 def build_provider(
@@ -80,7 +128,7 @@ class GeneratorService:
     ) -> None:
         self.settings = settings
         self.topology = Topology.from_settings(settings)
-        self._provider = provider
+        self._providers = ProviderRegistry.single(provider) if provider is not None else None
         self._owns_provider = provider is None
         self._storage = storage
         self._owns_storage = storage is None
@@ -93,21 +141,26 @@ class GeneratorService:
         self.started = False
 
     @property
-    def provider(self) -> VideoProvider:
-        assert self._provider is not None, "start() first"
-        return self._provider
+    def providers(self) -> ProviderRegistry:
+        assert self._providers is not None, "start() first"
+        return self._providers
 
     def bucket(self, purpose: str) -> str:
         """KV bucket names: ``jobs`` (the ledger), ``budget``, ``webhooks``."""
         return self.topology.kv_bucket(SERVICE, purpose)
 
     @property
-    def webhook_url(self) -> str | None:
-        """Where providers deliver webhooks (None without the endpoint)."""
+    def webhook_base(self) -> str | None:
+        """The webhook endpoint's own address (None without it)."""
         if self._webhooks is None:
             return None
-        return (f"http://{self._webhooks.host}:{self._webhooks.port}"
-                f"/webhooks/{self.settings.provider_name}")
+        return f"http://{self._webhooks.host}:{self._webhooks.port}"
+
+    @property
+    def webhook_url(self) -> str | None:
+        """Where the OpenAI protocol's webhooks go (None without the endpoint)."""
+        base = self.webhook_base
+        return None if base is None else f"{base}/webhooks/{self.settings.provider_name}"
 
     async def start(self) -> None:
         settings = self.settings
@@ -120,45 +173,65 @@ class GeneratorService:
         js = self._nc.jetstream()
         self.ledger = await JobLedger.open(js, self.bucket("jobs"),
                                            replicas=settings.stream_replicas)
-        provider = await self._open_provider(js)
+        providers = await self._open_providers(js)
+        await self._publish_models(providers)
         storage = self._open_storage()
         publisher = EventPublisher(self._nc, self.topology)
-        tracker = self._tracker(provider, publisher)
-        starter = self._starter(self.ledger, provider, storage, publisher, tracker)
+        canceler = JobCanceler(ledger=self.ledger, events=publisher, owner=settings.instance_id)
+        tracker = self._tracker(providers, publisher, canceler)
+        starter = self._starter(self.ledger, providers, storage, publisher, tracker)
         self._runner = ConsumerRunner(
             self._nc, self.topology,
             consumers.consumers(settings, self.topology, starter=starter, tracker=tracker,
-                               publisher=publisher),
+                               canceler=canceler, publisher=publisher),
             grace_s=settings.shutdown_grace_s,
         )
         await self._runner.start()
         self._metrics = start_collectors(settings, js, self.topology)
-        await self._start_webhooks(js, self.ledger, provider, starter, tracker)
+        await self._start_webhooks(js, self.ledger, providers, starter, tracker)
         self.started = True
-        log.info("generator consuming %s (provider %s at %s)", self.topology.stream,
-                 provider.name, settings.openai_base_url)
+        log.info("generator consuming %s (providers %s)", self.topology.stream,
+                 ", ".join(p.name for p in providers.providers))
 
     # --- wiring steps -----------------------------------------------------------------------
     async def _connect(self, startup: Startup) -> NatsClient:
         """The one NATS connection: consumers, events, KV buckets (reconnects forever)."""
         return await wait_for_connection(startup, self.settings, f"reelvault-{SERVICE}")
 
-    async def _open_provider(self, js: JetStreamContext) -> VideoProvider:
-        """The given provider, or the real one (with the shared request budget if set)."""
-        if self._provider is None:
-            self._provider = build_provider(self.settings, budget=await self._budget(js),
-                                            transport=self._transport)
-        return self._provider
+    async def _open_providers(self, js: JetStreamContext) -> ProviderRegistry:
+        """The given provider, or every configured one (each with its request budget)."""
+        if self._providers is None:
+            budget_kv = await self._budget_bucket(js)
+            settings = self.settings
 
-    async def _budget(self, js: JetStreamContext) -> RequestBudget | None:
+            def budget(provider: str) -> RequestBudget | None:
+                limit = settings.provider_budget_limit
+                if budget_kv is None or limit is None:
+                    return None
+                return KvRequestBudget(budget_kv, provider=provider, limit=limit,
+                                       window_s=settings.provider_budget_window_s)
+
+            self._providers = build_providers(settings, budgets=budget,
+                                              transport=self._transport)
+        return self._providers
+
+    async def _budget_bucket(self, js: JetStreamContext) -> KeyValue | None:
         settings = self.settings
-        if (limit := settings.provider_budget_limit) is None:
+        if settings.provider_budget_limit is None:
             return None
-        kv = await open_bucket(js, self.bucket("budget"), config=KeyValueConfig(
+        return await open_bucket(js, self.bucket("budget"), config=KeyValueConfig(
             bucket=self.bucket("budget"), history=1, storage=StorageType.MEMORY,
             replicas=settings.stream_replicas, ttl=3 * settings.provider_budget_window_s))
-        return KvRequestBudget(kv, provider=settings.provider_name, limit=limit,
-                               window_s=settings.provider_budget_window_s)
+
+    async def _publish_models(self, providers: ProviderRegistry) -> None:
+        """What this deployment can generate, for every gateway (only a generator built from
+        the settings has routes to publish)."""
+        if not self._owns_provider:
+            return
+        assert self._nc is not None
+        catalog = await providers.refresh_catalog()
+        await publish_catalog(await open_models_bucket(self._nc, self.topology), catalog)
+        log.info("models offered: %s", ", ".join(spec.id for spec in catalog.specs))
 
     def _open_storage(self) -> ObjectStorage:
         """The given storage, or the configured backend (reference images are read there)."""
@@ -166,10 +239,12 @@ class GeneratorService:
             self._storage = open_storage(self.settings)
         return self._storage
 
-    def _tracker(self, provider: VideoProvider, publisher: EventPublisher) -> JobTracker:
+    def _tracker(self, providers: ProviderRegistry, publisher: EventPublisher,
+                 canceler: JobCanceler) -> JobTracker:
         settings = self.settings
         return JobTracker(
-            provider=provider,
+            provider=providers,
+            canceled=canceler.canceled,
             events=publisher,
             schedule=PollSchedule(
                 interval_s=settings.poll_interval_s,
@@ -184,12 +259,13 @@ class GeneratorService:
             first_look_after_s=settings.first_poll_delay_s,
         )
 
-    def _starter(self, ledger: JobLedger, provider: VideoProvider, storage: ObjectStorage,
+    def _starter(self, ledger: JobLedger, providers: ProviderRegistry, storage: ObjectStorage,
                  publisher: EventPublisher, tracker: JobTracker) -> JobStarter:
         settings = self.settings
         return JobStarter(
             ledger=ledger,
-            provider=provider,
+            provider=providers,
+            adoption_window_s=settings.adoption_window_s,
             references=ReferenceLoader(storage, max_bytes=settings.reference_max_bytes),
             events=publisher,
             owner=settings.instance_id,
@@ -205,28 +281,41 @@ class GeneratorService:
         )
 
     async def _start_webhooks(self, js: JetStreamContext, ledger: JobLedger,
-                              provider: VideoProvider, starter: JobStarter,
+                              providers: ProviderRegistry, starter: JobStarter,
                               tracker: JobTracker) -> None:
         settings = self.settings
-        secret, port = settings.webhook_secret, settings.webhook_port
-        if secret is None or port is None:
+        port = settings.webhook_port
+        if settings.webhook_secret is None or port is None:
             return  # no endpoint configured: polling alone follows the jobs
-        seen = await open_bucket(js, self.bucket("webhooks"), config=KeyValueConfig(
+        seen = KvSeenWebhooks(await open_bucket(js, self.bucket("webhooks"), config=KeyValueConfig(
             bucket=self.bucket("webhooks"), history=1, storage=StorageType.FILE,
-            replicas=settings.stream_replicas, ttl=settings.webhook_dedupe_ttl_s))
-        receiver = WebhookReceiver(
-            secret=secret.get_secret_value(),
-            seen=KvSeenWebhooks(seen),
-            ledger=ledger,
-            provider=provider,
-            tracker=tracker,
-            tolerance_s=settings.webhook_tolerance_s,
-            creating=lambda: starter.creating,
-        )
-        app = create_webhook_app(receiver, provider=settings.provider_name)
-        self._webhooks = WebhookServer(app, settings.webhook_host, port)
+            replicas=settings.stream_replicas, ttl=settings.webhook_dedupe_ttl_s)))
+        receivers = {
+            provider.name: WebhookReceiver(
+                seen=seen, ledger=ledger, provider=provider, tracker=tracker,
+                protocol=self._webhook_protocol(provider.name), adopt=starter.adopt,
+                creating=lambda: starter.creating,
+            )
+            for provider in providers.providers
+        }
+        self._webhooks = WebhookServer(create_webhook_app(receivers), settings.webhook_host, port)
         await self._webhooks.start()
-        log.info("webhook endpoint at %s", self.webhook_url)
+        log.info("webhook endpoints at %s", ", ".join(
+            f"{self.webhook_base}/webhooks/{name}" for name in receivers))
+
+    def _webhook_protocol(self, provider: str) -> WebhookProtocol:
+        settings = self.settings
+        secret = settings.webhook_secret_for(provider)
+        assert secret is not None
+        tolerance = settings.webhook_tolerance_s
+        if provider == "openrouter":
+            public = settings.webhook_public_url
+            return OpenRouterWebhooks(secret, tolerance_s=tolerance,
+                                      callbacks=CallbackTargets(public, secret) if public
+                                      else None)
+        if provider == "gemini":
+            return GeminiWebhooks(secret, tolerance_s=tolerance)
+        return OpenAIWebhooks(secret, tolerance_s=tolerance)
 
     async def stop(self) -> None:
         # No new messages: in-flight handlers get shutdown_grace_s to finish, the rest hand
@@ -241,8 +330,9 @@ class GeneratorService:
         if self._webhooks is not None:
             await self._webhooks.stop()
             self._webhooks = None
-        if self._provider is not None and self._owns_provider:
-            await self._provider.aclose()
+        if self._providers is not None and self._owns_provider:
+            await self._providers.aclose()
+            self._providers = None
         if self._storage is not None and self._owns_storage:
             await self._storage.aclose()
         if self._nc is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import nats.errors
 from reelvault_common.contracts.events import (
+    VideoCancelRequested,
     VideoFailed,
     VideoGenerationStarted,
     VideoRequested,
@@ -22,6 +23,7 @@ from reelvault_common.messaging.topology import ConsumerPolicy, Topology
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.storage import TransientStorageError
 
+from reelvault_generator.canceling import JobCanceler
 from reelvault_generator.polling import deadline_of
 from reelvault_generator.settings import GeneratorSettings
 from reelvault_generator.starting import JobStarter
@@ -118,10 +120,34 @@ def poll_consumer(
     )
 
 
-# --- both ------------------------------------------------------------------------------------
+# --- video.cancel.requested: stop following a video's job ------------------------------------
+def cancel_names(topology: Topology) -> tuple[str, tuple[str, ...]]:
+    return topology.durable(SERVICE, "cancel"), (topology.subject_for(VideoCancelRequested),)
+
+
+def cancel_policy(settings: GeneratorSettings, topology: Topology) -> ConsumerPolicy:
+    """``video.cancel.requested``: one ledger write and one event per request."""
+    return ConsumerPolicy.of(*cancel_names(topology), settings.cancel)
+
+
+def cancel_consumer(
+    settings: GeneratorSettings, topology: Topology, canceler: JobCanceler
+) -> Consumer[VideoCancelRequested]:
+    async def cancel(request: VideoCancelRequested, delivery: Delivery) -> None:
+        await canceler.handle(request)
+
+    durable, subjects = cancel_names(topology)
+    return Consumer.configured(
+        settings.cancel, durable=durable, subjects=subjects,
+        decode=VideoCancelRequested.model_validate_json, handle=cancel, transient=TRANSIENT,
+    )
+
+
+# --- all -------------------------------------------------------------------------------------
 def policies(settings: GeneratorSettings, topology: Topology) -> list[ConsumerPolicy]:
     """The durable consumers to create or reconcile at start-up."""
-    return [requests_policy(settings, topology), poll_policy(settings, topology)]
+    return [requests_policy(settings, topology), poll_policy(settings, topology),
+            cancel_policy(settings, topology)]
 
 
 def fail_video(
@@ -146,10 +172,12 @@ def consumers(
     *,
     starter: JobStarter,
     tracker: JobTracker,
+    canceler: JobCanceler,
     publisher: EventPublisher,
 ) -> list[Consumer[Any]]:
     on_dead_letter = fail_video(publisher)
     return [
         requests_consumer(settings, topology, starter, on_dead_letter),
         poll_consumer(settings, topology, tracker, on_dead_letter),
+        cancel_consumer(settings, topology, canceler),
     ]

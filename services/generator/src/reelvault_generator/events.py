@@ -15,6 +15,7 @@ from reelvault_common.contracts.events import (
     VideoRequested,
 )
 
+from reelvault_generator.ledger import LedgerEntry
 from reelvault_generator.provider import ProviderJob
 
 
@@ -41,6 +42,21 @@ def started_event(
     )
 
 
+def started_from_entry(video_id: uuid.UUID, entry: LedgerEntry) -> VideoGenerationStarted:
+    """The Started event of a job adopted without its request (the ledger entry has what
+    the request said)."""
+    if (entry.provider is None or entry.provider_job_id is None or entry.job_created_at is None
+            or entry.org is None or entry.correlation_id is None or entry.requested_at is None
+            or entry.model is None or entry.seconds is None or entry.size is None):
+        raise ValueError("the ledger entry does not say what the request was")
+    return VideoGenerationStarted.new(
+        video_id=video_id, org=entry.org, correlation_id=entry.correlation_id,
+        provider_job_id=entry.provider_job_id, provider=entry.provider, model=entry.model,
+        seconds=entry.seconds, size=entry.size, requested_at=entry.requested_at,
+        job_created_at=entry.job_created_at,
+    )
+
+
 def completed_event(
     *,
     video_id: uuid.UUID,
@@ -60,6 +76,7 @@ def completed_event(
         source_url=source_url,
         expires_at=job.expires_at,
         requested_at=requested_at,
+        cost_usd=job.cost_usd,
     )
 
 

@@ -48,6 +48,10 @@ class LedgerEntry(BaseModel):
     correlation_id: str | None = None
     org: str | None = None
     requested_at: AwareDatetime | None = None
+    # What was asked (a webhook that adopts the job announces it without the request).
+    model: str | None = None
+    seconds: str | None = None
+    size: str | None = None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
@@ -191,12 +195,18 @@ def decide(
 
 
 def new_claim(
-    *, owner: str, now: datetime, correlation_id: str, org: str, requested_at: datetime
+    *, owner: str, now: datetime, correlation_id: str, org: str, requested_at: datetime,
+    provider: str | None = None, model: str | None = None, seconds: str | None = None,
+    size: str | None = None,
 ) -> LedgerEntry:
     return LedgerEntry(
         state="creating",
         owner=owner,
         claimed_at=now,
+        provider=provider,
+        model=model,
+        seconds=seconds,
+        size=size,
         correlation_id=correlation_id,
         org=org,
         requested_at=requested_at,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal, Protocol
 
 import httpx2
@@ -28,6 +29,23 @@ FAILED_STATUSES = frozenset({"failed", "expired", "canceled", "cancelled"})
 
 
 @dataclass(frozen=True)
+class PreparedImages:
+    """A request's images as its model takes them (PNGs of the requested size): a first frame
+    (for a one-frame model, two images composed into it), a last frame, or references."""
+
+    first_frame: bytes | None = None
+    last_frame: bytes | None = None
+    references: tuple[bytes, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.first_frame is None and self.last_frame is None and not self.references
+
+
+NO_IMAGES = PreparedImages()
+
+
+@dataclass(frozen=True)
 class ProviderJob:
     """A provider's job, reduced to what the generator decides on."""
 
@@ -43,6 +61,10 @@ class ProviderJob:
     expires_at: datetime | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # What the provider charged, when it says (OpenRouter does).
+    cost_usd: Decimal | None = None
+    # Where the finished video is served, when the job names it (else ``content_url``).
+    content_ref: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -54,8 +76,20 @@ class VideoProvider(Protocol):
 
     name: str
 
-    async def create(self, request: VideoRequested, reference: bytes | None) -> ProviderJob:
-        """Start one paid generation; ``reference`` is a PNG of exactly the requested size."""
+    @property
+    def lists_jobs(self) -> bool:
+        """Can ``find_recent`` look for the job of a create whose answer was lost? Without a
+        list endpoint such a create is never repeated (see ``starting.py``)."""
+        ...
+
+    @property
+    def adopts_by_webhook(self) -> bool:
+        """Does each job tell the provider's webhook our video id (so a webhook can adopt the
+        job of a create whose answer was lost)?"""
+        ...
+
+    async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
+        """Start one paid generation (exactly one request: never retried inside)."""
         ...
 
     async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
@@ -156,6 +190,9 @@ def create_outcome_unknown(error: ProviderError) -> bool:
 class OpenAIVideosProvider:
     """``VideoProvider`` over the OpenAI Videos API protocol (Sora 2 or a compatible gateway)."""
 
+    lists_jobs = True
+    adopts_by_webhook = False
+
     def __init__(
         self,
         client: VideosClient,
@@ -177,8 +214,9 @@ class OpenAIVideosProvider:
         if self._budget is not None:
             await self._budget.acquire()
 
-    async def create(self, request: VideoRequested, reference: bytes | None) -> ProviderJob:
+    async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
         await self._spend()
+        reference = images.first_frame
         upload = (
             ReferenceUpload(filename="reference.png", content=reference, content_type="image/png")
             if reference is not None

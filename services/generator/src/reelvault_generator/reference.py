@@ -92,3 +92,17 @@ def build_reference_frame(images: Sequence[bytes], width: int, height: int) -> b
     out = io.BytesIO()
     frame.save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def build_frames(images: Sequence[bytes], width: int, height: int) -> tuple[bytes, ...]:
+    """Each image on its own as a PNG of exactly ``width`` x ``height`` (first and last frames,
+    or references, for models that take them natively)."""
+    if width < 2 or height < 2:
+        raise ValueError(f"unusable video size {width}x{height}")
+    frames = []
+    for i, data in enumerate(images):
+        out = io.BytesIO()
+        cover_fit(decode_image(data, label=f"reference image {i + 1}"), width, height).save(
+            out, format="PNG", optimize=False)
+        frames.append(out.getvalue())
+    return tuple(frames)

@@ -6,10 +6,16 @@ import asyncio
 from typing import Protocol
 
 from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.providers.models import ModelSpec, image_plan
 from reelvault_common.providers.video_spec import parse_size
 from reelvault_common.storage import BucketNotFound, InvalidKey, ObjectNotFound, ObjectStorage
 
-from reelvault_generator.reference import InvalidReferenceImage, build_reference_frame
+from reelvault_generator.provider import NO_IMAGES, PreparedImages
+from reelvault_generator.reference import (
+    InvalidReferenceImage,
+    build_frames,
+    build_reference_frame,
+)
 
 
 class ReferenceProblem(Exception):
@@ -22,7 +28,9 @@ class ReferenceProblem(Exception):
 
 
 class ReferenceSource(Protocol):
-    async def frame_for(self, request: VideoRequested) -> bytes | None: ...
+    async def images_for(
+        self, request: VideoRequested, spec: ModelSpec | None = None
+    ) -> PreparedImages: ...
 
 
 class ReferenceLoader:
@@ -48,15 +56,28 @@ class ReferenceLoader:
             ) from exc
         return b"".join(parts)
 
-    async def frame_for(self, request: VideoRequested) -> bytes | None:
-        """The PNG to send, None without images; ``ReferenceProblem`` if unusable.
-        Storage outages (``TransientStorageError``) propagate: retry later."""
+    async def images_for(
+        self, request: VideoRequested, spec: ModelSpec | None = None
+    ) -> PreparedImages:
+        """The images as ``spec``'s model takes them (without a spec: composed into one first
+        frame); ``ReferenceProblem`` if unusable. Storage outages (``TransientStorageError``)
+        propagate: retry later."""
         if not request.reference_images:
-            return None
+            return NO_IMAGES
+        try:
+            plan = image_plan(spec, len(request.reference_images)) if spec else None
+        except ValueError as exc:
+            raise ReferenceProblem("invalid_reference_image", str(exc)) from exc
         images = [await self._read(ref.bucket, ref.key) for ref in request.reference_images]
         width, height = parse_size(request.size)
         try:
             # Decoding and resampling are CPU work: off the event loop.
-            return await asyncio.to_thread(build_reference_frame, images, width, height)
+            if plan is None or plan.mode in ("first_frame", "composed"):
+                frame = await asyncio.to_thread(build_reference_frame, images, width, height)
+                return PreparedImages(first_frame=frame)
+            frames = await asyncio.to_thread(build_frames, images, width, height)
         except InvalidReferenceImage as exc:
             raise ReferenceProblem("invalid_reference_image", str(exc)) from exc
+        if plan.mode == "frames":
+            return PreparedImages(first_frame=frames[0], last_frame=frames[1])
+        return PreparedImages(references=frames)

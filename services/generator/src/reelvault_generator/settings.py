@@ -41,6 +41,9 @@ CONSUMER_DEFAULTS: dict[str, dict[str, Any]] = {
     # unless set (see ``_derive_poll``): from job_deadline_s and from poll_max_interval_s.
     "poll": {"ack_wait_s": 120.0, "max_ack_pending": 10000, "workers": 16,
              "retry_base_s": 1.0},
+    # A cancel is one ledger write and one event.
+    "cancel": {"ack_wait_s": 30.0, "max_deliver": 50, "max_ack_pending": 1000, "workers": 2,
+               "retry_base_s": 1.0, "retry_max_s": 30.0},
 }
 
 
@@ -111,9 +114,17 @@ class GeneratorSettings(
         default_factory=lambda: ConsumerSettings(**CONSUMER_DEFAULTS["poll"]),
         validate_default=True,
     )
+    # ``video.cancel.requested`` (``REELVAULT_CANCEL__*``).
+    cancel: ConsumerSettings = Field(
+        default_factory=lambda: ConsumerSettings(**CONSUMER_DEFAULTS["cancel"]),
+        validate_default=True,
+    )
 
     # --- provider webhooks ----------------------------------------------------------------
     webhook_secret: SecretStr | None = None
+    # Each provider's own signing secret where it differs (JSON, provider -> secret): OpenAI's
+    # endpoint secret, OpenRouter's workspace secret, a Gemini webhook's signing secret.
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     webhook_host: str = "127.0.0.1"
     # 0: an ephemeral port (tests); None: no webhook endpoint.
     webhook_port: int | None = Field(default=None, ge=0, le=65535)
@@ -124,13 +135,24 @@ class GeneratorSettings(
     # one (0: poll at once, as without webhooks).
     webhook_first_poll_delay_s: float = Field(default=30.0, ge=0)
 
+    # Where providers reach the webhook endpoint from outside (e.g. https://hooks.example.com);
+    # jobs then carry a callback URL naming their video, so a webhook can adopt the job of a
+    # create whose answer was lost (OpenRouter, Gemini). None: no per-job callback.
+    webhook_public_url: str | None = None
+    # How long finished videos stay downloadable where the protocol does not say: OpenRouter
+    # does not document it; Gemini keeps them two days (an hour's margin here).
+    openrouter_content_ttl_s: float = Field(default=3600.0, gt=0)
+    gemini_content_ttl_s: float = Field(default=47 * 3600.0, gt=0)
+    # How long a stale claim at a provider that cannot list jobs waits for such a webhook.
+    adoption_window_s: float = Field(default=900.0, gt=0)
+
     # --- shared request budget ------------------------------------------------------------
     # Requests per minute to the provider, shared by every replica; None: unlimited.
     provider_rpm: int | None = Field(default=None, ge=1)
     # The budget's sliding window (tests shorten it); the allowance scales with it.
     provider_budget_window_s: float = Field(default=60.0, gt=0)
 
-    @field_validator("requests", "poll", mode="before")
+    @field_validator("requests", "poll", "cancel", mode="before")
     @classmethod
     def _over_consumer_defaults(cls, value: object, info: ValidationInfo) -> object:
         """The fields given (env, dict or ConsumerSettings) over this consumer's defaults.
@@ -171,6 +193,10 @@ class GeneratorSettings(
             raise ValueError("a webhook endpoint needs REELVAULT_WEBHOOK_SECRET (unsigned "
                              "deliveries would let anyone finish videos)")
         return self
+
+    def webhook_secret_for(self, provider: str) -> str | None:
+        secret = self.webhook_secrets.get(provider) or self.webhook_secret
+        return secret.get_secret_value() if secret is not None else None
 
     @property
     def min_poll_gap_s(self) -> float:

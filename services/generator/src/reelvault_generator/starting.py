@@ -8,6 +8,7 @@ anything is paid for, and events have deterministic ids.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -16,7 +17,12 @@ from reelvault_common.messaging.outcomes import RetryLater, nak_delay
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.runtime import telemetry
 
-from reelvault_generator.events import EventSink, generation_failed, started_event
+from reelvault_generator.events import (
+    EventSink,
+    generation_failed,
+    started_event,
+    started_from_entry,
+)
 from reelvault_generator.ledger import (
     ClaimAndCreate,
     ClaimTiming,
@@ -30,13 +36,23 @@ from reelvault_generator.ledger import (
     new_claim,
 )
 from reelvault_generator.ledger_store import LedgerStore
-from reelvault_generator.provider import ProviderJob, VideoProvider, create_outcome_unknown
+from reelvault_generator.provider import (
+    PreparedImages,
+    ProviderJob,
+    VideoProvider,
+    create_outcome_unknown,
+)
 from reelvault_generator.reference_loader import ReferenceProblem, ReferenceSource
+from reelvault_generator.registry import ProviderRegistry
 from reelvault_generator.tracking import FollowedJob
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# Failure codes of the starter's own decisions.
+MODEL_UNAVAILABLE = "model_unavailable"
+CREATE_OUTCOME_UNKNOWN = "create_outcome_unknown"
 
 
 def _utcnow() -> datetime:
@@ -76,7 +92,7 @@ class JobStarter:
         self,
         *,
         ledger: LedgerStore,
-        provider: VideoProvider,
+        provider: VideoProvider | ProviderRegistry,
         references: ReferenceSource,
         events: EventSink,
         owner: str,
@@ -86,9 +102,14 @@ class JobStarter:
         unauthorized_retry_s: float = 60.0,
         clock: Clock = _utcnow,
         on_recorded: Callable[[FollowedJob], None] | None = None,
+        adoption_window_s: float = 900.0,
     ) -> None:
         self._ledger = ledger
-        self._provider = provider
+        self._providers = (provider if isinstance(provider, ProviderRegistry)
+                           else ProviderRegistry.single(provider))
+        # How long a lost create's job may still be adopted by its webhook (providers that
+        # cannot list jobs): a generation's usual length plus the webhook's delivery.
+        self._adoption_window_s = adoption_window_s
         self._references = references
         self._events = events
         self._owner = owner
@@ -137,14 +158,23 @@ class JobStarter:
         )
 
     # --- the decisions ------------------------------------------------------------------
+    async def _images(self, request: VideoRequested) -> PreparedImages | ReferenceProblem:
+        try:
+            return await self._references.images_for(
+                request, self._providers.spec(request.model))
+        except ReferenceProblem as exc:
+            return exc
+
     async def _claim_and_create(self, request: VideoRequested, attempt: int) -> bool:
         """False when another delivery claimed the video first (look again)."""
-        # The reference first: a storage hiccup must not leave a claim behind.
-        problem: ReferenceProblem | None = None
-        try:
-            reference = await self._references.frame_for(request)
-        except ReferenceProblem as exc:
-            problem, reference = exc, None
+        provider = self._providers.for_model(request.model)
+        # The images first: a storage hiccup must not leave a claim behind.
+        images: PreparedImages | ReferenceProblem
+        if provider is None:
+            images = ReferenceProblem(
+                MODEL_UNAVAILABLE, f"no provider of this deployment makes {request.model!r}")
+        else:
+            images = await self._images(request)
         # Claimed just before the create: the claim's age bounds the create's duration.
         claim = new_claim(
             owner=self._owner,
@@ -152,8 +182,13 @@ class JobStarter:
             correlation_id=request.correlation_id,
             org=request.org,
             requested_at=request.occurred_at,
+            provider=provider.name if provider is not None else None,
+            model=request.model,
+            seconds=request.seconds,
+            size=request.size,
         )
-        if problem is not None:
+        if isinstance(images, ReferenceProblem):
+            problem = images
             failed = claim.failed(code=problem.code, message=problem.message)
             if await self._ledger.claim(request.video_id, failed) is None:
                 return False
@@ -162,25 +197,34 @@ class JobStarter:
         revision = await self._ledger.claim(request.video_id, claim)
         if revision is None:
             return False
-        return await self._create(request, reference, claim, revision, attempt)
+        assert provider is not None
+        return await self._create(provider, request, images, claim, revision, attempt)
 
     async def _recover(self, request: VideoRequested, decision: Recover, attempt: int) -> bool:
         entry = decision.entry
+        provider = (self._providers.named(entry.provider) if entry.provider
+                    else self._providers.for_model(request.model))
+        if provider is None:
+            return await self._fail_claim(request, decision, MODEL_UNAVAILABLE,
+                                          f"the provider {entry.provider!r} of this claim is "
+                                          "no longer configured")
+        if not provider.lists_jobs:
+            return await self._settle_unlisted(request, decision, provider)
         log.warning(
             "claim on %s by %s (attempt %d) is stale: looking for a job it may have created",
             request.video_id, entry.owner, entry.attempts,
         )
-        candidates = await self._provider.find_recent(request, decision.since, decision.until)
+        candidates = await provider.find_recent(request, decision.since, decision.until)
         # Oldest first: the job the first attempt created is the likeliest to be ours.
         for job in sorted(candidates, key=lambda j: j.created_at):
-            owner = await self._ledger.job_owner(self._provider.name, job.id)
+            owner = await self._ledger.job_owner(provider.name, job.id)
             if owner is not None and owner != request.video_id:
                 continue
-            if not await self._ledger.bind_job(self._provider.name, job.id, request.video_id,
+            if not await self._ledger.bind_job(provider.name, job.id, request.video_id,
                                                binding=_binding(request, job.created_at)):
                 continue
             adopted = entry.created(
-                provider=self._provider.name,
+                provider=provider.name,
                 provider_job_id=job.id,
                 job_created_at=job.created_at,
                 adopted=True,
@@ -191,17 +235,13 @@ class JobStarter:
             if revision is None:
                 return False  # someone else recovered it meanwhile; re-read
             log.info("adopted provider job %s for %s", job.id, request.video_id)
-            self._recorded(request, job.id, job.created_at)
+            self._recorded(request, job.id, job.created_at, provider.name)
             await self._publish_started(request, adopted)
             return True
-        problem: ReferenceProblem | None = None
-        try:
-            reference = await self._references.frame_for(request)
-        except ReferenceProblem as exc:
-            problem, reference = exc, None
+        images = await self._images(request)
         claim = entry.reclaimed(owner=self._owner, now=self._clock())
-        if problem is not None:
-            failed = claim.failed(code=problem.code, message=problem.message)
+        if isinstance(images, ReferenceProblem):
+            failed = claim.failed(code=images.code, message=images.message)
             if await self._ledger.replace(request.video_id, failed, last=decision.revision) is None:
                 return False
             await self._publish_failure(request, failed)
@@ -211,12 +251,70 @@ class JobStarter:
             return False
         log.warning("no job found for %s: creating it again (attempt %d)",
                     request.video_id, claim.attempts)
-        return await self._create(request, reference, claim, revision, attempt)
+        return await self._create(provider, request, images, claim, revision, attempt)
+
+    async def adopt(self, video_id: uuid.UUID, provider: str, job_id: str) -> FollowedJob | None:
+        """A webhook names ``video_id`` for a job the ledger does not know: if the video's
+        claim at that provider is still open (its create's answer was lost), the job becomes
+        the video's and is announced. None when the video has no such open claim."""
+        current = await self._ledger.read(video_id)
+        if current is None:
+            return None
+        entry, revision = current
+        if entry.state != "creating" or entry.provider != provider:
+            return None
+        if (entry.correlation_id is None or entry.org is None or entry.requested_at is None
+                or None in (entry.model, entry.seconds, entry.size)):
+            return None  # a claim written before claims recorded the request
+        now = self._clock()
+        binding = JobBinding(video_id=video_id, correlation_id=entry.correlation_id,
+                             org=entry.org, requested_at=entry.requested_at, job_created_at=now)
+        if not await self._ledger.bind_job(provider, job_id, video_id, binding=binding):
+            return None
+        adopted = entry.created(provider=provider, provider_job_id=job_id, job_created_at=now,
+                                adopted=True)
+        if await self._ledger.replace(video_id, adopted, last=revision) is None:
+            return None  # its creator recorded it a moment ago, or a cancel: re-read later
+        await self._events.publish(started_from_entry(video_id, adopted))
+        return FollowedJob(video_id=video_id, correlation_id=entry.correlation_id,
+                           provider_job_id=job_id, org=entry.org,
+                           requested_at=entry.requested_at, job_created_at=now,
+                           provider=provider)
+
+    async def _settle_unlisted(
+        self, request: VideoRequested, decision: Recover, provider: VideoProvider
+    ) -> bool:
+        """A stale claim at a provider that cannot list its jobs: the create may have made a
+        job nobody can find, so it is never sent again. Its webhook (which names our video)
+        may still adopt it within the adoption window; after that the video fails with
+        ``create_outcome_unknown``."""
+        age = (self._clock() - decision.entry.claimed_at).total_seconds()
+        if provider.adopts_by_webhook and age < self._adoption_window_s:
+            raise RetryLater(max(self._adoption_window_s - age, 1.0),
+                             f"waiting for {provider.name}'s webhook to adopt the job of "
+                             f"{request.video_id}")
+        log.error("video %s: the outcome of its create at %s is unknown and cannot be looked "
+                  "up: failing it rather than paying twice", request.video_id, provider.name)
+        return await self._fail_claim(
+            request, decision, CREATE_OUTCOME_UNKNOWN,
+            f"the create request to {provider.name} got no answer and {provider.name} cannot "
+            "list jobs: a job may exist (and be charged) but cannot be found; not created "
+            "again to avoid paying twice")
+
+    async def _fail_claim(
+        self, request: VideoRequested, decision: Recover, code: str, message: str
+    ) -> bool:
+        failed = decision.entry.failed(code=code, message=message)
+        if await self._ledger.replace(request.video_id, failed, last=decision.revision) is None:
+            return False
+        await self._publish_failure(request, failed)
+        return True
 
     async def _create(
         self,
+        provider: VideoProvider,
         request: VideoRequested,
-        reference: bytes | None,
+        images: PreparedImages,
         claim: LedgerEntry,
         revision: int,
         attempt: int,
@@ -224,11 +322,11 @@ class JobStarter:
         self._creating += 1
         try:
             try:
-                job = await self._provider.create(request, reference)
+                job = await provider.create(request, images)
             except ProviderError as error:
                 await self._create_failed(request, claim, revision, attempt, error)
                 return True
-            return await self._record(request, claim, revision, job)
+            return await self._record(provider, request, claim, revision, job)
         finally:
             self._creating -= 1
 
@@ -260,25 +358,30 @@ class JobStarter:
                     nak_delay(attempt, base=self._retry_base_s, cap=self._retry_max_s),
                 )
             raise RetryLater(delay, f"create refused for now: {error}")
-        failed = claim.failed(code=refusal_code(error), message=refusal_message(error))
+        if error.status == 404:
+            # Create names no job: a 404 means the model itself is gone (retired).
+            failed = claim.failed(code=MODEL_UNAVAILABLE,
+                                  message=f"the provider no longer offers {request.model!r}: "
+                                  f"{error.message}")
+        else:
+            failed = claim.failed(code=refusal_code(error), message=refusal_message(error))
         await self._ledger.replace(video_id, failed, last=revision)
         log.info("provider refused %s: %s", video_id, error)
         await self._publish_failure(request, failed)
 
     async def _record(
-        self, request: VideoRequested, claim: LedgerEntry, revision: int, job: ProviderJob
+        self, provider: VideoProvider, request: VideoRequested, claim: LedgerEntry,
+        revision: int, job: ProviderJob,
     ) -> bool:
         video_id = request.video_id
         now = self._clock()
-        if not await self._ledger.bind_job(self._provider.name, job.id, video_id,
+        if not await self._ledger.bind_job(provider.name, job.id, video_id,
                                            binding=_binding(request, now)):
             # Another video's recovery adopted our job (we took longer than the claim's
             # lifetime). Keep our claim: it goes stale and recovery finds or creates another.
             log.error("job %s of %s was adopted by another video", job.id, video_id)
             raise RetryLater(self._timing.stale_after_s, "our job was adopted elsewhere")
-        created = claim.created(
-            provider=self._provider.name, provider_job_id=job.id, job_created_at=now
-        )
+        created = claim.created(provider=provider.name, provider_job_id=job.id, job_created_at=now)
         if await self._ledger.replace(video_id, created, last=revision) is None:
             current = await self._ledger.read(video_id)
             if current is not None and current[0].provider_job_id not in (None, job.id):
@@ -286,14 +389,16 @@ class JobStarter:
                 log.error("video %s now has two provider jobs: %s (ours, unused) and %s",
                           video_id, job.id, current[0].provider_job_id)
             return False  # re-read and follow whatever the ledger says now
-        log.info("created provider job %s for %s", job.id, video_id)
-        self._recorded(request, job.id, now)
+        log.info("created %s job %s for %s", provider.name, job.id, video_id)
+        self._recorded(request, job.id, now, provider.name)
         await self._publish_started(request, created)
         return True
 
-    def _recorded(self, request: VideoRequested, job_id: str, job_created_at: datetime) -> None:
+    def _recorded(self, request: VideoRequested, job_id: str, job_created_at: datetime,
+                  provider: str) -> None:
         if self._on_recorded is not None:
             self._on_recorded(FollowedJob(
+                provider=provider,
                 video_id=request.video_id,
                 correlation_id=request.correlation_id,
                 provider_job_id=job_id,
@@ -303,6 +408,11 @@ class JobStarter:
                 trace_context=telemetry.trace_headers(),
             ))
 
+    def _default_provider_name(self, request: VideoRequested) -> str:
+        """Entries written before the ledger named the provider: the model's provider now."""
+        provider = self._providers.for_model(request.model)
+        return provider.name if provider is not None else "openai"
+
     # --- publishing ---------------------------------------------------------------------
     async def _publish_started(self, request: VideoRequested, entry: LedgerEntry) -> None:
         assert entry.provider_job_id is not None
@@ -310,7 +420,7 @@ class JobStarter:
         await self._events.publish(
             started_event(
                 request,
-                provider=entry.provider or self._provider.name,
+                provider=entry.provider or self._default_provider_name(request),
                 provider_job_id=entry.provider_job_id,
                 job_created_at=entry.job_created_at,
             )

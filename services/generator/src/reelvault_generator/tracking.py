@@ -14,7 +14,7 @@ import logging
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +37,7 @@ from reelvault_generator.polling import (
     seconds_left,
 )
 from reelvault_generator.provider import ProviderJob, VideoProvider
+from reelvault_generator.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class FollowedJob:
     org: str
     requested_at: datetime
     job_created_at: datetime
+    # The provider that runs the job (empty: the only one configured).
+    provider: str = ""
     # The trace of the request that created the job (message headers; empty when not
     # tracing): a webhook's work continues it.
     trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -135,6 +138,7 @@ class FollowedJob:
             org=started.org,
             requested_at=started.requested_at,
             job_created_at=started.job_created_at,
+            provider=started.provider,
         )
 
 
@@ -142,7 +146,7 @@ class JobTracker:
     def __init__(
         self,
         *,
-        provider: VideoProvider,
+        provider: VideoProvider | ProviderRegistry,
         events: EventSink,
         schedule: PollSchedule,
         deadline_s: float,
@@ -151,8 +155,12 @@ class JobTracker:
         first_look_after_s: float = 0.0,
         clock: Clock = _utcnow,
         rng: random.Random | None = None,
+        canceled: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
     ) -> None:
-        self._provider = provider
+        self._providers = (provider if isinstance(provider, ProviderRegistry)
+                           else ProviderRegistry.single(provider))
+        # Asked before each look: a canceled video's job is no longer followed.
+        self._canceled = canceled
         self._events = events
         self._schedule = schedule
         self._deadline_s = deadline_s
@@ -178,6 +186,17 @@ class JobTracker:
         """The job, if this process recorded it lately (else ask the ledger)."""
         return self._recorded.get(job_id)
 
+    async def stop_if_canceled(self, job: FollowedJob) -> bool:
+        """Was the job's video canceled? Then its job is no longer followed (by a poll or a
+        webhook) and nothing is published for it here: the cancel itself failed the video."""
+        if self._canceled is None or not await self._canceled(job.video_id):
+            return False
+        log.info("job %s of %s: the video was canceled, no longer followed",
+                 job.provider_job_id, job.video_id)
+        self._finished.add(job.provider_job_id)
+        self._recorded.forget(job.provider_job_id)
+        return True
+
     async def poll(self, started: VideoGenerationStarted | FollowedJob, attempt: int = 1) -> None:
         """One look at the job: returns once a terminal outcome is published, else raises
         ``RetryLater`` with the delay until the next look."""
@@ -186,6 +205,9 @@ class JobTracker:
         job_id = started.provider_job_id
         if job_id in self._finished:
             return  # a webhook ended it a moment ago: no need to ask the provider
+        if await self.stop_if_canceled(started):
+            return
+        provider = self._provider_of(started)
         if attempt == 1 and self._first_look_after_s > 0:
             # Webhooks are on: the first look is the safety net, not the news.
             first_look = started.job_created_at + timedelta(seconds=self._first_look_after_s)
@@ -195,7 +217,7 @@ class JobTracker:
                 raise RetryLater(bounded_by_deadline(wait, left),
                                  f"job {job_id}: waiting for the provider's webhook")
         try:
-            job, poll_after = await self._provider.retrieve(job_id)
+            job, poll_after = await provider.retrieve(job_id)
         except ProviderError as error:
             if error.status == 404:
                 await self._fail(started, JOB_NOT_FOUND,
@@ -225,13 +247,14 @@ class JobTracker:
     ) -> None:
         """Publish what ``job`` (just retrieved) means for the video."""
         if job.phase == "completed":
+            provider = self._provider_of(started)
             await self._events.publish(
                 completed_event(
                     video_id=started.video_id,
                     correlation_id=started.correlation_id,
-                    provider=self._provider.name,
+                    provider=provider.name,
                     job=job,
-                    source_url=self._provider.content_url(job.id),
+                    source_url=job.content_ref or provider.content_url(job.id),
                     org=started.org,
                     requested_at=started.requested_at,
                 )
@@ -266,6 +289,13 @@ class JobTracker:
         raise RetryLater(
             bounded_by_deadline(delay, left), f"job {job.id} {job.status} {job.progress}%"
         )
+
+    def _provider_of(self, started: FollowedJob) -> VideoProvider:
+        provider = self._providers.named(started.provider)
+        if provider is None:
+            raise ProviderError(f"provider {started.provider!r} is not configured here",
+                                status=None)
+        return provider
 
     async def _fail(self, started: FollowedJob, code: str, message: str) -> None:
         log.info("job %s of %s failed: %s %s", started.provider_job_id, started.video_id,

@@ -10,7 +10,9 @@ import contextlib
 import json
 import logging
 import socket
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -51,12 +53,13 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 class WebhookApp:
-    """``POST /webhooks/<provider>`` (the raw body: the signature covers it exactly as sent)
-    and ``GET /healthz``; JSON answers, 404/405 for anything else."""
+    """``POST /webhooks/<provider>`` for each provider (the raw body: the signature covers it
+    exactly as sent; the query string is the provider's, e.g. our callback's video) and
+    ``GET /healthz``; JSON answers, 404/405 for anything else."""
 
-    def __init__(self, receiver: WebhookReceiver, *, provider: str) -> None:
-        self._receiver = receiver
-        self._path = WEBHOOK_PATH.format(provider=provider)
+    def __init__(self, receivers: Mapping[str, WebhookReceiver]) -> None:
+        self._receivers = {WEBHOOK_PATH.format(provider=name): receiver
+                           for name, receiver in receivers.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +71,8 @@ class WebhookApp:
             else:
                 await _reply(send, 405, {"detail": "Method Not Allowed"}, ((b"allow", b"GET"),))
             return
-        if path != self._path:
+        receiver = self._receivers.get(path)
+        if receiver is None:
             await _reply(send, 404, {"detail": "Not Found"})
             return
         if method != "POST":
@@ -80,16 +84,19 @@ class WebhookApp:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope["headers"]}
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         try:
-            status, payload = await self._receiver.handle(headers, body)
+            status, payload = await receiver.handle(headers, body, query)
         except Exception:
             log.exception("webhook delivery failed unexpectedly")
             status, payload = 500, {"error": "internal error"}
         await _reply(send, status, payload)
 
 
-def create_webhook_app(receiver: WebhookReceiver, *, provider: str) -> ASGIApp:
-    return WebhookApp(receiver, provider=provider)
+def create_webhook_app(receiver: WebhookReceiver | Mapping[str, WebhookReceiver], *,
+                       provider: str = "openai") -> ASGIApp:
+    receivers = receiver if isinstance(receiver, Mapping) else {provider: receiver}
+    return WebhookApp(receivers)
 
 
 class WebhookServer:

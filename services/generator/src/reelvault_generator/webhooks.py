@@ -12,18 +12,18 @@ still recording (a fast provider's webhook can overtake the create's own bookkee
 Cost per delivery: the ``webhook-id`` is claimed with one atomic KV create (a duplicate is
 refused by it; a delivery that then fails un-claims it so the sender's retry is processed),
 the job's video comes from memory (this process created it) or from the job binding (one KV
-read), then the provider's job is retrieved and the outcome published.
+read), the video's ledger entry is read when cancels are followed (a canceled video is not
+finished by its webhook), then the provider's job is retrieved and the outcome published.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import nats.errors
@@ -31,67 +31,51 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
+from reelvault_common.providers.webhook_signatures import (
+    StandardWebhookVerifier,
+    WebhookSignatureError,
+)
 from reelvault_common.runtime import telemetry
-from standardwebhooks import Webhook
 
 from reelvault_generator.ledger import JobBinding
 from reelvault_generator.ledger_store import LedgerStore
 from reelvault_generator.provider import VideoProvider
 from reelvault_generator.tracking import FollowedJob, JobTracker
-from reelvault_generator.webhook_events import WebhookRejected, parse_event
+from reelvault_generator.webhook_events import WebhookRejected
+from reelvault_generator.webhook_protocols import (
+    OpenAIWebhooks,
+    ProviderDelivery,
+    WebhookProtocol,
+)
 
 log = logging.getLogger(__name__)
 
-VIDEO_EVENTS = frozenset({"video.completed", "video.failed"})
 NOT_RECORDED_YET = "not_recorded_yet"
 _KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
-SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE_S = 300.0
+
+# A webhook naming the video its job was created for (our callback URL) whose job the ledger
+# does not know yet: the job of a create whose answer was lost. Adopting it records the job
+# for the video (if the video's claim is still open) and says how to finish it.
+Adopter = Callable[[uuid.UUID, str, str], Awaitable[FollowedJob | None]]
 
 
 class DeliveryVerifier:
-    """Standard Webhooks checks of a delivery's headers, timestamp and signature.
-
-    The HMAC and the secret's decoding are the ``standardwebhooks`` package's. Its ``verify``
-    is not used as a whole because it reads the wall clock with a fixed five-minute window,
-    while the tolerance here is configured and the clock injected (tests, skewed hosts); so
-    the timestamp is checked here and the signature compared with the package's ``sign``.
-    A ``whsec_<base64>`` secret is Standard Webhooks' format; any other string is used as its
-    UTF-8 bytes, as OpenAI's SDK does.
-    """
+    """Standard Webhooks checks of a delivery (``StandardWebhookVerifier``, with OpenAI's
+    reading of the secret: ``whsec_<base64>``, else its UTF-8 bytes), refusals as
+    ``WebhookRejected``."""
 
     def __init__(self, secret: str, *, tolerance_s: float = DEFAULT_TOLERANCE_S) -> None:
-        key: str | bytes = secret if secret.startswith(SECRET_PREFIX) else secret.encode()
-        self._webhook = Webhook(key)
-        self._tolerance_s = tolerance_s
+        self._verifier = StandardWebhookVerifier.utf8_unless_prefixed(
+            secret, tolerance_s=tolerance_s)
 
     def verify(self, headers: Mapping[str, str], body: bytes, *, now: float) -> str:
-        """The delivery's ``webhook-id``, or ``WebhookRejected`` (400 malformed, 401 unverified).
-
-        ``headers`` have lower-case names. ``webhook-signature`` may hold several
-        space-separated ``v1,<base64>`` values (key rotation): any match passes."""
-        webhook_id = headers.get("webhook-id")
-        timestamp = headers.get("webhook-timestamp")
-        signatures = headers.get("webhook-signature")
-        if not webhook_id or not timestamp or not signatures:
-            raise WebhookRejected(
-                400, "missing webhook-id, webhook-timestamp or webhook-signature")
+        """The delivery's ``webhook-id``, or ``WebhookRejected`` (400 malformed, 401
+        unverified). Several space-separated signatures (key rotation): any match passes."""
         try:
-            sent_at = int(timestamp)
-        except ValueError:
-            raise WebhookRejected(400, "webhook-timestamp is not an integer") from None
-        if abs(now - sent_at) > self._tolerance_s:
-            raise WebhookRejected(401, f"webhook-timestamp {sent_at} is outside the tolerance")
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            raise WebhookRejected(400, "webhook body is not UTF-8") from None
-        expected = self._webhook.sign(
-            webhook_id, datetime.fromtimestamp(sent_at, tz=UTC), text).encode()
-        if any(hmac.compare_digest(candidate.encode(), expected)
-               for candidate in signatures.split()):
-            return webhook_id
-        raise WebhookRejected(401, "no matching webhook signature")
+            return self._verifier.verify(headers, body, now=now)
+        except WebhookSignatureError as error:
+            raise WebhookRejected(error.status, error.reason) from None
 
 
 class SeenWebhooks(Protocol):
@@ -129,7 +113,7 @@ class KvSeenWebhooks:
         await self._kv.delete(self._key(webhook_id))
 
 
-def _followed_job(binding: JobBinding, job_id: str) -> FollowedJob | None:
+def _followed_job(binding: JobBinding, job_id: str, provider: str) -> FollowedJob | None:
     """None while the ledger does not say ``created`` yet (no job creation time)."""
     if (binding.correlation_id is None or binding.org is None or binding.requested_at is None
             or binding.job_created_at is None):
@@ -141,6 +125,7 @@ def _followed_job(binding: JobBinding, job_id: str) -> FollowedJob | None:
         org=binding.org,
         requested_at=binding.requested_at,
         job_created_at=binding.job_created_at,
+        provider=provider,
         trace_context=binding.trace or {},
     )
 
@@ -149,7 +134,7 @@ class WebhookReceiver:
     def __init__(
         self,
         *,
-        secret: str,
+        secret: str | None = None,
         seen: SeenWebhooks,
         ledger: LedgerStore,
         provider: VideoProvider,
@@ -157,8 +142,14 @@ class WebhookReceiver:
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         clock: Callable[[], float] = time.time,
         creating: Callable[[], bool] = lambda: False,
+        protocol: WebhookProtocol | None = None,
+        adopt: Adopter | None = None,
     ) -> None:
-        self._verifier = DeliveryVerifier(secret, tolerance_s=tolerance_s)
+        if protocol is None:
+            assert secret is not None, "a secret or a protocol"
+            protocol = OpenAIWebhooks(secret, tolerance_s=tolerance_s)
+        self._protocol = protocol
+        self._adopt = adopt
         self._seen = seen
         self._ledger = ledger
         self._provider = provider
@@ -166,13 +157,14 @@ class WebhookReceiver:
         self._clock = clock
         self._creating = creating
 
-    async def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+    async def handle(self, headers: Mapping[str, str], body: bytes,
+                     query: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         try:
-            webhook_id = self._verifier.verify(headers, body, now=self._clock())
-            event = parse_event(webhook_id, body)
+            event = self._protocol.read(headers, query or {}, body, now=self._clock())
         except WebhookRejected as rejected:
             log.warning("webhook rejected (%s): %s", rejected.status, rejected.reason)
             return rejected.status, {"error": rejected.reason}
+        webhook_id = f"{self._provider.name}.{event.delivery_id}"
         try:
             if not await self._seen.claim(webhook_id):
                 return 200, {"status": "duplicate"}
@@ -183,7 +175,7 @@ class WebhookReceiver:
             if self._tracker.finished(event.job_id):
                 # This process already published the job's end (its poll got there first).
                 return 200, {"status": "already_finished"}
-            status = await self._process(event.type, event.job_id)
+            status = await self._process(event)
         except (ProviderError, nats.errors.Error, TimeoutError) as exc:
             # Not processed: let the sender retry (and polling carries on regardless).
             log.warning("webhook %s for %s not processed now: %r", webhook_id, event.job_id, exc)
@@ -220,15 +212,23 @@ class WebhookReceiver:
             binding = binding.model_copy(update={
                 "correlation_id": entry.correlation_id, "org": entry.org,
                 "requested_at": entry.requested_at, "job_created_at": entry.job_created_at})
-        return _followed_job(binding, job_id)
+        return _followed_job(binding, job_id, self._provider.name)
 
-    async def _process(self, event_type: str, job_id: str) -> str:
-        if event_type not in VIDEO_EVENTS:
+    async def _process(self, event: ProviderDelivery) -> str:
+        if not event.terminal:
             return "ignored"
+        job_id, event_type = event.job_id, "terminal"
         followed = await self._followed(job_id)
+        if followed is None and event.video_id is not None and self._adopt is not None:
+            followed = await self._adopt(event.video_id, self._provider.name, job_id)
+            if followed is not None:
+                log.warning("webhook adopted %s job %s for %s (its create answer was lost)",
+                            self._provider.name, job_id, event.video_id)
         if followed is None:
             # Ours but still being recorded (look again in a moment), or not ours at all.
             return NOT_RECORDED_YET if self._creating() else "unknown_job"
+        if await self._tracker.stop_if_canceled(followed):
+            return "canceled"  # the cancel already failed the video: not completed after all
         video_id = followed.video_id
         telemetry.tag(video_id=video_id, org=followed.org)
         # Part of the video's trace (the request that created the job), not a trace of its own.

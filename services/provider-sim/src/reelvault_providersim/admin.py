@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from reelvault_providersim.engine import VARIANTS, Simulator
 from reelvault_providersim.errors import bad_request, invalid_value, video_not_found
 from reelvault_providersim.faults import FaultRule, FaultSettings
-from reelvault_providersim.jobs import Job
+from reelvault_providersim.jobs import PROTOCOLS, Job, Protocol
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -24,6 +24,11 @@ _Model = TypeVar("_Model", bound=BaseModel)
 class FaultRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: list[FaultRule]
+
+
+class RetiredModels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[str]
 
 
 class WebhookConfig(BaseModel):
@@ -37,6 +42,7 @@ def router(sim: Simulator) -> APIRouter:
     _add_job_routes(r, sim)
     _add_fault_routes(r, sim)
     _add_webhook_routes(r, sim)
+    _add_model_routes(r, sim)
     return r
 
 
@@ -44,14 +50,30 @@ def _add_job_routes(r: APIRouter, sim: Simulator) -> None:
     """What the simulator was asked for and what it served."""
 
     @r.get("/jobs")
-    async def jobs() -> Response:
+    async def jobs(request: Request) -> Response:
+        """Every job (``?protocol=`` one protocol's), with create calls and jobs created per
+        protocol: a test asserts one provider job per video with these."""
+        wanted = _protocol_param(request.query_params.get("protocol"))
         now = sim.clock()
-        listing = [_job_summary(job, now) for job in sim.store.all_jobs()]
+        everything = list(sim.store.all_jobs())
+        listing = [
+            _job_summary(job, now) for job in everything if wanted in (None, job.protocol)
+        ]
+        by_protocol = {
+            protocol: {
+                "create_calls": _calls(sim, protocol).get("create", 0),
+                "jobs_created": sum(1 for job in everything if job.protocol == protocol),
+                "calls": _calls(sim, protocol),
+            }
+            for protocol in PROTOCOLS
+        }
+        calls = _calls(sim, wanted or "openai")
         return JSONResponse(
             {
-                "create_calls": sim.calls.get("create", 0),
+                "create_calls": calls.get("create", 0),
                 "jobs_created": len(listing),
-                "calls": sim.calls,
+                "calls": calls,
+                "by_protocol": by_protocol,
                 "jobs": listing,
             }
         )
@@ -69,10 +91,24 @@ def _add_job_routes(r: APIRouter, sim: Simulator) -> None:
         return JSONResponse({"id": job.id, "variant": variant, "sha256": digest, "size": size})
 
 
+def _calls(sim: Simulator, protocol: Protocol) -> dict[str, int]:
+    return sim.calls if protocol == "openai" else sim.protocol_calls.get(protocol, {})
+
+
+def _protocol_param(raw: str | None) -> Protocol | None:
+    if raw is None:
+        return None
+    for protocol in PROTOCOLS:
+        if raw == protocol:
+            return protocol
+    raise invalid_value("protocol", raw, PROTOCOLS)
+
+
 def _job_summary(job: Job, now: float) -> dict[str, Any]:
     state = job.state(now)
     return {
         "id": job.id,
+        "protocol": job.protocol,
         "status": "deleted" if job.deleted else state.status,
         "prompt": job.prompt,
         "model": job.model,
@@ -85,6 +121,8 @@ def _job_summary(job: Job, now: float) -> dict[str, Any]:
         "generation_s": job.generation_s,
         "render_finished": job.render_finished_at is not None,
         "client_request_id": job.notes.get("client_request_id"),
+        "callback_urls": job.notes.get("callback_urls", []),
+        "user_metadata": job.notes.get("user_metadata"),
     }
 
 
@@ -133,6 +171,15 @@ def _add_webhook_routes(r: APIRouter, sim: Simulator) -> None:
         if config.secret is not None:
             sim.webhooks.secret = config.secret.get_secret_value()
         return JSONResponse({"urls": sim.webhooks.urls, "enabled": sim.webhooks.enabled})
+
+
+def _add_model_routes(r: APIRouter, sim: Simulator) -> None:
+    @r.put("/models/retired")
+    async def retire_models(request: Request) -> Response:
+        """Models that answer 404 from now on (a provider retiring a model mid-run)."""
+        retired = _parse(RetiredModels, await request.body())
+        sim.retired_models = set(retired.models)
+        return JSONResponse({"models": sorted(sim.retired_models)})
 
 
 def _parse(model: type[_Model], body: bytes) -> _Model:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reelvault_providersim import admin
+from reelvault_providersim import admin, gemini, openrouter
 from reelvault_providersim.content import ContentTokens, CutFileResponse, file_response
 from reelvault_providersim.create_params import (
     CreateParams,
@@ -67,6 +67,8 @@ def create_app(settings: SimSettings, *, clock: Clock | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(_v1_router(sim, tokens))
     app.include_router(_cdn_router(sim, tokens))
+    app.include_router(openrouter.router(sim))
+    app.include_router(gemini.router(sim))
     if settings.admin_enabled:
         app.include_router(admin.router(sim))
 

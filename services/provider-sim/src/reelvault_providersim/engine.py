@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from reelvault_providersim.create_params import (
 )
 from reelvault_providersim.errors import bad_request, invalid_value, not_found, video_not_found
 from reelvault_providersim.faults import FaultPolicy
-from reelvault_providersim.jobs import Clock, Job, JobStore
+from reelvault_providersim.jobs import Clock, Job, JobStore, Protocol
 from reelvault_providersim.settings import SimSettings
 from reelvault_providersim.spec import SIZES_BY_MODEL, frame_size
 from reelvault_providersim.webhooks import WebhookDispatcher
@@ -107,6 +107,13 @@ class Simulator:
         self._renders: dict[tuple[object, ...], asyncio.Future[Path]] = {}
         # Authenticated /v1 calls per route, faulted ones included (admin listing).
         self.calls: dict[str, int] = {}
+        # The same for the other protocols' routes, per protocol.
+        self.protocol_calls: dict[Protocol, dict[str, int]] = {}
+        # Called once when a job of that protocol reaches its terminal state (its webhooks);
+        # OpenAI jobs without a listener send the Standard Webhooks events below.
+        self.terminal_listeners: dict[Protocol, Callable[[Job], None]] = {}
+        # Model ids every protocol answers 404 for, beyond its built-in retired ones.
+        self.retired_models: set[str] = set(settings.retired_models)
 
     # -- lifecycle --
 
@@ -147,8 +154,17 @@ class Simulator:
 
     # -- jobs --
 
+    def count_call(self, protocol: Protocol, route: str) -> None:
+        calls = self.protocol_calls.setdefault(protocol, {})
+        calls[route] = calls.get(route, 0) + 1
+
+    def find_job(self, job_id: str, protocol: Protocol) -> Job | None:
+        """A live job of this protocol (another protocol's jobs do not exist for it)."""
+        job = self.store.get(job_id)
+        return job if job is not None and job.protocol == protocol else None
+
     def get_job(self, video_id: str) -> Job:
-        job = self.store.get(video_id)
+        job = self.find_job(video_id, "openai")
         if job is None:
             raise video_not_found(video_id)
         return job
@@ -159,18 +175,23 @@ class Simulator:
         *,
         remixed_from: Job | None = None,
         reference: bytes | None = None,
+        protocol: Protocol = "openai",
+        ttl_s: float | None = None,
+        job_id: str | None = None,
     ) -> Job:
-        plan = self.faults.plan_job(self.settings.effective_generation_s)
+        plan = self.faults.plan_job(self.settings.effective_generation_s, protocol)
         job = self.store.new_job(
             model=params.model,
             prompt=params.prompt,
             size=params.size,
             seconds=params.seconds,
             generation_s=plan.generation_s,
-            ttl_s=self.settings.content_ttl_s,
+            ttl_s=self.settings.content_ttl_s if ttl_s is None else ttl_s,
             remixed_from_video_id=remixed_from.id if remixed_from else None,
             outcome=plan.outcome,
             planned_error=plan.error,
+            protocol=protocol,
+            job_id=job_id,
         )
         if reference is None and params.reference is not None:
             reference = params.reference.data
@@ -193,11 +214,15 @@ class Simulator:
         if job.deleted:
             return
         state = job.state(self.clock())
-        if state.status == "completed":
-            self.webhooks.emit("video.completed", job.id)
-        else:
+        if state.status != "completed":
             # Failed and expired jobs have no content: drop whatever was written.
             self._remove_files(job)
+        listener = self.terminal_listeners.get(job.protocol)
+        if listener is not None:
+            listener(job)
+        elif state.status == "completed":
+            self.webhooks.emit("video.completed", job.id)
+        else:
             self.webhooks.emit("video.failed", job.id)
 
     async def _render(self, job: Job, reference: bytes | None) -> None:
@@ -353,8 +378,9 @@ class Simulator:
 
     # -- reference images given by URL --
 
-    async def fetch_image(self, url: str) -> tuple[bytes, str | None]:
-        param = "input_reference.image_url"
+    async def fetch_image(
+        self, url: str, *, param: str = "input_reference.image_url"
+    ) -> tuple[bytes, str | None]:
         if not (self.settings.fetch_loopback_image_urls and is_loopback_url(url)):
             raise bad_request(
                 "The simulator only fetches image_url from loopback hosts (127.0.0.1, ::1, "

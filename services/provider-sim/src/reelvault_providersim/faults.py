@@ -22,9 +22,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelvault_providersim.errors import ApiError
-from reelvault_providersim.jobs import JobError, Outcome
+from reelvault_providersim.jobs import JobError, Outcome, Protocol
 
-Route = Literal["create", "retrieve", "list", "delete", "content", "remix", "edit", "extend"]
+# "models": OpenRouter's model listing and Gemini's model health check.
+Route = Literal[
+    "create", "retrieve", "list", "delete", "content", "remix", "edit", "extend", "models"
+]
 ALL_ROUTES: tuple[Route, ...] = (
     "create",
     "retrieve",
@@ -34,6 +37,7 @@ ALL_ROUTES: tuple[Route, ...] = (
     "remix",
     "edit",
     "extend",
+    "models",
 )
 RuleKind = Literal[
     "rate_limit",
@@ -41,6 +45,7 @@ RuleKind = Literal[
     "server_error",
     "job_failed",
     "job_expired",
+    "job_cancelled",
     "slow_job",
     "content_error",
     "content_cut",
@@ -87,8 +92,10 @@ class FaultRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: RuleKind
-    # Request faults: which route (None: any /v1 route). Job faults apply to create/remix.
+    # Request faults: which route (None: any API route). Job faults apply to create/remix.
     route: Route | None = None
+    # Which protocol's requests or jobs it hits (None: any).
+    protocol: Protocol | None = None
     times: int = Field(default=1, ge=1)
     status: int | None = Field(default=None, ge=400, le=599)
     retry_after_s: float | None = Field(default=None, ge=0)
@@ -102,7 +109,7 @@ class FaultRule(BaseModel):
 
 
 _REQUEST_KINDS = {"rate_limit", "quota", "server_error"}
-_JOB_KINDS = {"job_failed", "job_expired", "slow_job"}
+_JOB_KINDS = {"job_failed", "job_expired", "job_cancelled", "slow_job"}
 _CONTENT_KINDS = {"content_error", "content_cut"}
 _DELAY_KINDS = {"slow_response"}
 DEFAULT_SLOW_RESPONSE_S = 5.0
@@ -157,15 +164,18 @@ class FaultPolicy:
 
     # -- decisions --
 
-    def on_request(self, route: Route, *, model: str | None = None) -> ApiError | None:
-        """A fault answer for this /v1 request, or None to serve it normally."""
+    def on_request(
+        self, route: Route, *, model: str | None = None, protocol: Protocol = "openai"
+    ) -> ApiError | None:
+        """A fault answer for this API request, or None to serve it normally (in OpenAI's
+        envelope: the other protocols translate it into theirs)."""
         now = self._clock()
         self._recent.append(now)
         while self._recent and self._recent[0] <= now - RPM_WINDOW_S:
             self._recent.popleft()
         draw_limit, draw_error = self._requests.random(), self._requests.random()
 
-        rule = self._take(route, _REQUEST_KINDS)
+        rule = self._take(route, _REQUEST_KINDS, protocol)
         if rule is not None:
             return self._request_error(rule, model)
         s = self.settings
@@ -180,7 +190,7 @@ class FaultPolicy:
             return self._fail("server_error", server_error(s.server_error_status))
         return None
 
-    def plan_job(self, generation_s: float) -> JobPlan:
+    def plan_job(self, generation_s: float, protocol: Protocol = "openai") -> JobPlan:
         """Decide at create time how long a job takes and how it ends."""
         s = self.settings
         draws = [self._jobs.random() for _ in range(4)]
@@ -188,7 +198,7 @@ class FaultPolicy:
         duration = _spread(
             generation_s, s.generation_distribution, s.generation_spread, draws[0], gauss
         )
-        rule = self._take("create", _JOB_KINDS)
+        rule = self._take("create", _JOB_KINDS, protocol)
         if rule is not None:
             if rule.kind == "slow_job":
                 self._hit("slow_job")
@@ -204,6 +214,10 @@ class FaultPolicy:
                     rule.code or s.job_failed_code, rule.message or s.job_failed_message
                 )
                 return JobPlan(duration, "failed", error)
+            if rule.kind == "job_cancelled":
+                self._hit("job_cancelled")
+                error = JobError(rule.code or "cancelled", rule.message or "Job was cancelled")
+                return JobPlan(duration, "cancelled", error)
             self._hit("job_expired")
             return JobPlan(duration, "expired", _expired_error(rule.code, rule.message))
         if draws[1] < s.job_failed_rate:
@@ -217,20 +231,20 @@ class FaultPolicy:
             return JobPlan(duration * s.slow_job_factor, "completed", None)
         return JobPlan(duration, "completed", None)
 
-    def response_delay(self, route: Route) -> float:
+    def response_delay(self, route: Route, protocol: Protocol = "openai") -> float:
         """Seconds to hold this request before serving it (a ``slow_response`` rule; only
         rules, no standing rate: it draws nothing, so seeded decisions stay the same)."""
-        rule = self._take(route, _DELAY_KINDS)
+        rule = self._take(route, _DELAY_KINDS, protocol)
         if rule is None:
             return 0.0
         self._hit("slow_response")
         return rule.delay_s if rule.delay_s is not None else DEFAULT_SLOW_RESPONSE_S
 
-    def on_content(self) -> ApiError | ContentCut | None:
+    def on_content(self, protocol: Protocol = "openai") -> ApiError | ContentCut | None:
         """A failed or cut download for this content request, or None."""
         s = self.settings
         draw_error, draw_cut = self._content.random(), self._content.random()
-        rule = self._take("content", _CONTENT_KINDS)
+        rule = self._take("content", _CONTENT_KINDS, protocol)
         if rule is not None:
             if rule.kind == "content_error":
                 return self._fail(
@@ -248,9 +262,11 @@ class FaultPolicy:
             return ContentCut(None, s.content_cut_fraction)
         return None
 
-    def _take(self, route: Route, kinds: set[str]) -> FaultRule | None:
+    def _take(self, route: Route, kinds: set[str], protocol: Protocol) -> FaultRule | None:
         for rule in self._rules:
             if rule.kind not in kinds:
+                continue
+            if rule.protocol is not None and rule.protocol != protocol:
                 continue
             if rule.kind in _JOB_KINDS:
                 if route not in ("create", "remix", "edit", "extend"):

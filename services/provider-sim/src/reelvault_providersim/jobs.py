@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Clock = Callable[[], float]
-Status = Literal["queued", "in_progress", "completed", "failed", "expired"]
-Outcome = Literal["completed", "failed", "expired"]
+Status = Literal["queued", "in_progress", "completed", "failed", "expired", "cancelled"]
+Outcome = Literal["completed", "failed", "expired", "cancelled"]
+# Which API created a job: each protocol sees only its own jobs.
+Protocol = Literal["openai", "openrouter", "gemini"]
+PROTOCOLS: tuple[Protocol, ...] = ("openai", "openrouter", "gemini")
 Order = Literal["asc", "desc"]
 
 QUEUED_FRACTION = 0.1
@@ -46,7 +49,7 @@ class JobState:
 
     @property
     def terminal(self) -> bool:
-        return self.status in ("completed", "failed", "expired")
+        return self.status in ("completed", "failed", "expired", "cancelled")
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Job:
     render_finished_at: float | None = None
     render_error: str | None = None
     deleted_at: float | None = None
+    protocol: Protocol = "openai"
     # Free-form facts for the admin listing (e.g. the client's request id); never in the API.
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -103,6 +107,9 @@ class Job:
             # Finished, but its assets were gone before anyone fetched them.
             error = self.planned_error or JobError("video_expired", "The video has expired.")
             return JobState("expired", 100, done_at, done_at, error)
+        if self.outcome == "cancelled":
+            error = self.planned_error or JobError("cancelled", "Job was cancelled")
+            return JobState("cancelled", 0, None, None, error)
         return JobState("completed", 100, done_at, done_at + self.ttl_s, None)
 
     def content_available(self, now: float) -> bool:
@@ -114,11 +121,13 @@ class Job:
     def to_video(self, now: float) -> dict[str, Any]:
         """The Video object: every documented field present, null where empty."""
         state = self.state(now)
+        # The OpenAI protocol has no cancelled status: a job cancelled provider-side failed.
+        status = "failed" if state.status == "cancelled" else state.status
         return {
             "id": self.id,
             "object": "video",
             "model": self.model,
-            "status": state.status,
+            "status": status,
             "progress": state.progress,
             "created_at": int(self.created_at),
             "completed_at": _unix(state.completed_at),
@@ -161,6 +170,10 @@ class JobStore:
             if candidate not in self._jobs:
                 return candidate
 
+    def token(self, length: int, alphabet: str) -> str:
+        """A random string from the id stream (other protocols' job and file ids)."""
+        return "".join(alphabet[self._ids.randrange(len(alphabet))] for _ in range(length))
+
     def new_job(
         self,
         *,
@@ -173,9 +186,13 @@ class JobStore:
         remixed_from_video_id: str | None = None,
         outcome: Outcome = "completed",
         planned_error: JobError | None = None,
+        protocol: Protocol = "openai",
+        job_id: str | None = None,
     ) -> Job:
+        if job_id is not None and job_id in self._jobs:
+            raise ValueError(f"duplicate job id {job_id}")
         job = Job(
-            id=self.new_id(),
+            id=job_id or self.new_id(),
             seq=len(self._jobs),
             model=model,
             prompt=prompt,
@@ -187,6 +204,7 @@ class JobStore:
             remixed_from_video_id=remixed_from_video_id,
             outcome=outcome,
             planned_error=planned_error,
+            protocol=protocol,
         )
         self._jobs[job.id] = job
         return job
@@ -206,14 +224,19 @@ class JobStore:
         """Every job ever created, tombstones included, oldest first."""
         return iter(list(self._jobs.values()))
 
-    def page(self, *, limit: int, order: Order, after: str | None) -> Page:
-        ordered = list(self._jobs.values())
+    def contains(self, job_id: str) -> bool:
+        return job_id in self._jobs
+
+    def page(
+        self, *, limit: int, order: Order, after: str | None, protocol: Protocol = "openai"
+    ) -> Page:
+        ordered = [job for job in self._jobs.values() if job.protocol == protocol]
         if order == "desc":
             ordered.reverse()
         start = 0
         if after is not None:
             cursor = self._jobs.get(after)
-            if cursor is None:
+            if cursor is None or cursor.protocol != protocol:
                 raise UnknownCursorError(after)
             start = ordered.index(cursor) + 1
         live = [job for job in ordered[start:] if not job.deleted]

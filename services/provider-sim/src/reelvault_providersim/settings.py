@@ -59,6 +59,32 @@ class SimSettings(BaseSettings):
 
     faults: FaultSettings = Field(default_factory=FaultSettings)
 
+    # OpenRouter (/api/v1) and Gemini (/v1beta): their own keys if set, else ``api_key``.
+    openrouter_api_key: SecretStr | None = None
+    gemini_api_key: SecretStr | None = None
+    # OpenRouter does not document how long outputs stay; Gemini keeps them 2 days.
+    openrouter_content_ttl_s: float = Field(default=3600, gt=0)
+    gemini_content_ttl_s: float = Field(default=2 * 24 * 3600, gt=0)
+    # OpenRouter's workspace settings: default callback URL and the signing secret.
+    openrouter_callback_url: str | None = None
+    openrouter_webhook_secret: SecretStr | None = None
+    # Signs deliveries to a Gemini request's webhookConfig.uris (see the README).
+    gemini_webhook_secret: SecretStr | None = None
+    # Per-request callback URLs must be https; plain http is accepted for loopback hosts
+    # only, and only while this is on (local runs serve http).
+    allow_http_loopback_callbacks: bool = True
+    # Callbacks to hosts other than loopback are accepted but not sent (recorded as
+    # skipped), so the simulator never reaches out to the network unless told to.
+    deliver_non_loopback_callbacks: bool = False
+    # Models that answer 404 as retired, on top of each protocol's built-in list.
+    retired_models: list[str] = Field(default_factory=list)
+
+    def protocol_api_key(self, protocol: str) -> str:
+        override = {"openrouter": self.openrouter_api_key, "gemini": self.gemini_api_key}.get(
+            protocol
+        )
+        return (override or self.api_key).get_secret_value()
+
     @field_validator("api_key")
     @classmethod
     def _api_key_present(cls, value: SecretStr) -> SecretStr:

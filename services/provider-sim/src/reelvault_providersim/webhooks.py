@@ -3,6 +3,10 @@
 Each event keeps one ``webhook-id`` across retries (receivers dedupe on it); every attempt is
 signed afresh with its own ``webhook-timestamp``. Non-2xx replies and transport errors are
 retried (tenacity) with exponential backoff up to ``max_attempts``.
+
+The other protocols send their own events through the same dispatcher (``send``): they build
+the body and a function giving each attempt's headers, and share the retries, the connection
+pool and the admin listing.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ class _Refused(Exception):
         self.status_code = status_code
 
 
+# The sending time (unix seconds) -> the protocol's headers for that attempt (signature...).
+HeaderBuilder = Callable[[int], dict[str, str]]
+
+
 class _SecretCleared(Exception):
     """The secret was cleared while the event waited: nothing to sign with, so it ends."""
 
@@ -71,9 +79,13 @@ class Delivery:
     attempts: list[int | str] = field(default_factory=list)  # status codes or error names
     delivered: bool = False
     gave_up: bool = False
+    protocol: str = "openai"
+    # None: OpenAI's Standard Webhooks headers with the dispatcher's secret.
+    headers: HeaderBuilder | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "protocol": self.protocol,
             "webhook_id": self.webhook_id,
             "type": self.event_type,
             "video_id": self.video_id,
@@ -142,11 +154,20 @@ class WebhookDispatcher:
         }
         body = json.dumps(payload, separators=(", ", ": ")).encode()
         for url in self.urls:
-            delivery = Delivery(webhook_id, event_type, video_id, url, body)
-            self.deliveries.append(delivery)
-            task = asyncio.create_task(self._deliver(delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.send(Delivery(webhook_id, event_type, video_id, url, body))
+
+    def send(self, delivery: Delivery) -> None:
+        """Queue one delivery (returns at once); retried like every other."""
+        self.deliveries.append(delivery)
+        task = asyncio.create_task(self._deliver(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def skip(self, delivery: Delivery, reason: str) -> None:
+        """Record a delivery that is never attempted (e.g. a host the simulator won't call)."""
+        delivery.attempts.append(reason)
+        delivery.gave_up = True
+        self.deliveries.append(delivery)
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:
@@ -172,7 +193,7 @@ class WebhookDispatcher:
     async def _post(self, delivery: Delivery) -> None:
         """One attempt, recorded in ``delivery.attempts``; raises unless the reply is 2xx."""
         signer = self._signer
-        if signer is None:  # the secret was cleared while this event waited
+        if delivery.headers is None and signer is None:  # secret cleared while it waited
             raise _SecretCleared
         try:
             async with self._posting:
@@ -180,11 +201,17 @@ class WebhookDispatcher:
                 timestamp = int(self._clock())
                 headers = {
                     "content-type": "application/json",
-                    "webhook-id": delivery.webhook_id,
-                    "webhook-timestamp": str(timestamp),
-                    "webhook-signature": signer.sign(delivery.webhook_id, timestamp, delivery.body),
                     "user-agent": "reelvault-provider-sim/webhooks",
                 }
+                if delivery.headers is not None:
+                    headers.update(delivery.headers(timestamp))
+                else:
+                    assert signer is not None
+                    headers["webhook-id"] = delivery.webhook_id
+                    headers["webhook-timestamp"] = str(timestamp)
+                    headers["webhook-signature"] = signer.sign(
+                        delivery.webhook_id, timestamp, delivery.body
+                    )
                 reply = await self._http.post(delivery.url, content=delivery.body, headers=headers)
         except httpx2.HTTPError as exc:
             delivery.attempts.append(type(exc).__name__)

@@ -56,6 +56,8 @@ class VideoRecord(_Message):
     stored_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # What the provider reported charging, when it says.
+    cost_usd: Decimal | None = None
 
 
 class GetVideo(_Message):
@@ -76,6 +78,25 @@ class GetStats(_Message):
     pass
 
 
+class DeleteVideo(_Message):
+    """Delete ``org``'s video: tombstone its row, announce ``video.deleted`` (its objects are
+    then removed), cancel it first if it is still being generated. Idempotent."""
+
+    org: OrgSlug
+    video_id: uuid.UUID
+    deleted_by: str | None = Field(default=None, max_length=200)
+
+
+class DeletedVideo(_Message):
+    """A video's tombstone: what a delete answers, the first time and every time after."""
+
+    id: uuid.UUID
+    org: OrgSlug
+    status: Literal["deleted"] = "deleted"
+    deleted_at: datetime
+    deleted_by: str | None
+
+
 class VideoPage(_Message):
     items: list[VideoRecord]
     next_cursor: str | None
@@ -93,6 +114,8 @@ class OrgInfo(_Message):
     slug: OrgSlug
     name: str
     created_at: datetime
+    # Videos older than this many days are deleted; None or 0: kept forever.
+    delete_after_days: int | None = None
 
 
 class CreateOrg(_Message):
@@ -102,6 +125,13 @@ class CreateOrg(_Message):
 
 class ListOrgs(_Message):
     pass
+
+
+class SetRetention(_Message):
+    """``delete_after_days``: videos older than this are deleted; 0 keeps them forever."""
+
+    org: OrgSlug
+    delete_after_days: int = Field(ge=0, le=36500)
 
 
 class ApiKeyInfo(_Message):
@@ -225,6 +255,139 @@ class QuotaExceededInfo(_Message):
     resets_at: datetime | None
 
 
+# --- outbound webhooks --------------------------------------------------------------------
+WebhookEventType = Literal["video.completed", "video.failed", "video.deleted", "quota.warning"]
+WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = (
+    "video.completed", "video.failed", "video.deleted", "quota.warning",
+)
+WebhookDeliveryStatus = Literal["pending", "succeeded", "failed"]
+
+
+class WebhookEndpointInfo(_Message):
+    """An endpoint as lists show it: never its secret."""
+
+    id: uuid.UUID
+    org: OrgSlug
+    url: str
+    description: str
+    event_types: list[WebhookEventType]
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    consecutive_failures: int
+    failing_since: datetime | None
+    created_at: datetime
+
+
+class CreatedWebhookEndpoint(_Message):
+    endpoint: WebhookEndpointInfo
+    secret: str = Field(description="The signing secret (`whsec_...`): shown once.")
+
+
+class CreateWebhookEndpoint(_Message):
+    org: OrgSlug
+    url: str = Field(min_length=1, max_length=2000)
+    event_types: list[WebhookEventType] = Field(min_length=1)
+    description: str = Field(default="", max_length=500)
+
+
+class ListWebhookEndpoints(_Message):
+    org: OrgSlug
+
+
+class GetWebhookEndpoint(_Message):
+    """One endpoint of ``org`` (another organization's is ``not_found``)."""
+
+    org: OrgSlug
+    endpoint_id: uuid.UUID
+
+
+class DeleteWebhookEndpoint(_Message):
+    """Delete the endpoint and its delivery log (``not_found`` when it is not ``org``'s)."""
+
+    org: OrgSlug
+    endpoint_id: uuid.UUID
+
+
+class WebhookDeliveryInfo(_Message):
+    """One event sent (or to be sent) to one endpoint; ``id`` is its ``webhook-id``."""
+
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: WebhookEventType
+    status: WebhookDeliveryStatus
+    attempts: int
+    last_attempt_at: datetime | None
+    last_response_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class ListWebhookDeliveries(_Message):
+    """An endpoint's deliveries, newest first."""
+
+    org: OrgSlug
+    endpoint_id: uuid.UUID
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class ReplayWebhookDelivery(_Message):
+    """Send one delivery again now, with the same ``webhook-id`` (one attempt; an endpoint
+    disabled for failing is enabled again)."""
+
+    org: OrgSlug
+    endpoint_id: uuid.UUID
+    delivery_id: uuid.UUID
+
+
+# --- storage hygiene: orphaned uploads and the audit --------------------------------------
+class FindReferencedUploads(_Message):
+    """Which of ``keys`` (uploads in the images bucket) some video of ``org`` references, a
+    deleted video's included; the answer is ``referenced_keys``."""
+
+    org: OrgSlug
+    keys: list[str] = Field(min_length=1, max_length=1000)
+
+
+class ListStoredRows(_Message):
+    """Every row that names a stored object (tombstones too), ``org``'s or every
+    organization's, in id order after ``after``: the audit's view of the catalog."""
+
+    org: OrgSlug | None = None
+    after: uuid.UUID | None = None
+    limit: int = Field(default=500, ge=1, le=2000)
+
+
+class StoredRow(_Message):
+    id: uuid.UUID
+    org: OrgSlug
+    status: str
+    video_bucket: str | None
+    video_key: str | None
+    thumbnail_bucket: str | None
+    thumbnail_key: str | None
+    sha256: str | None
+    bytes: int | None
+    storage_missing_at: datetime | None
+
+
+class StoredRowPage(_Message):
+    items: list[StoredRow]
+    # Pass as ``after`` for the next page; None: this was the last.
+    next_after: uuid.UUID | None
+
+
+class MarkStorageMissing(_Message):
+    """Record that the audit found a live video's stored object missing (``storage_missing_at``,
+    set once); ``not_found`` for an unknown video or a tombstone."""
+
+    org: OrgSlug
+    video_id: uuid.UUID
+
+
 class CatalogErrorCode(StrEnum):
     """Every code a catalog reply can carry; callers branch on these, never on the message.
 
@@ -261,8 +424,16 @@ class RpcReply(_Message):
     created_key: CreatedKey | None = None
     key_auth: KeyAuth | None = None
     usage: UsageReport | None = None
+    deleted: DeletedVideo | None = None
     error: RpcErrorBody | None = None
     quota: QuotaExceededInfo | None = None
+    webhook_endpoint: WebhookEndpointInfo | None = None
+    webhook_endpoints: list[WebhookEndpointInfo] | None = None
+    created_webhook_endpoint: CreatedWebhookEndpoint | None = None
+    webhook_delivery: WebhookDeliveryInfo | None = None
+    webhook_deliveries: list[WebhookDeliveryInfo] | None = None
+    referenced_keys: list[str] | None = None
+    stored_rows: StoredRowPage | None = None
 
 
 class CatalogRpc(StrEnum):
@@ -272,6 +443,8 @@ class CatalogRpc(StrEnum):
     LIST = "list"
     STATS = "stats"
     PING = "ping"
+    DELETE = "delete"
+    ORGS_RETENTION = "orgs.retention"
     ORGS_CREATE = "orgs.create"
     ORGS_LIST = "orgs.list"
     KEYS_CREATE = "keys.create"
@@ -282,6 +455,15 @@ class CatalogRpc(StrEnum):
     USAGE_GET = "usage.get"
     USAGE_RESERVE = "usage.reserve"
     USAGE_RELEASE = "usage.release"
+    WEBHOOKS_CREATE = "webhooks.create"
+    WEBHOOKS_LIST = "webhooks.list"
+    WEBHOOKS_GET = "webhooks.get"
+    WEBHOOKS_DELETE = "webhooks.delete"
+    WEBHOOKS_DELIVERIES = "webhooks.deliveries"
+    WEBHOOKS_REPLAY = "webhooks.replay"
+    UPLOADS_REFERENCED = "uploads.referenced"
+    AUDIT_ROWS = "audit.rows"
+    AUDIT_MARK_MISSING = "audit.mark_missing"
 
 
 # Which subject each request goes to (``GetStats`` serves both stats and ping).
@@ -289,6 +471,8 @@ RPC_OF: dict[type[BaseModel], CatalogRpc] = {
     GetVideo: CatalogRpc.GET,
     ListVideos: CatalogRpc.LIST,
     GetStats: CatalogRpc.STATS,
+    DeleteVideo: CatalogRpc.DELETE,
+    SetRetention: CatalogRpc.ORGS_RETENTION,
     CreateOrg: CatalogRpc.ORGS_CREATE,
     ListOrgs: CatalogRpc.ORGS_LIST,
     CreateKey: CatalogRpc.KEYS_CREATE,
@@ -299,4 +483,13 @@ RPC_OF: dict[type[BaseModel], CatalogRpc] = {
     GetUsage: CatalogRpc.USAGE_GET,
     Reserve: CatalogRpc.USAGE_RESERVE,
     Release: CatalogRpc.USAGE_RELEASE,
+    CreateWebhookEndpoint: CatalogRpc.WEBHOOKS_CREATE,
+    ListWebhookEndpoints: CatalogRpc.WEBHOOKS_LIST,
+    GetWebhookEndpoint: CatalogRpc.WEBHOOKS_GET,
+    DeleteWebhookEndpoint: CatalogRpc.WEBHOOKS_DELETE,
+    ListWebhookDeliveries: CatalogRpc.WEBHOOKS_DELIVERIES,
+    ReplayWebhookDelivery: CatalogRpc.WEBHOOKS_REPLAY,
+    FindReferencedUploads: CatalogRpc.UPLOADS_REFERENCED,
+    ListStoredRows: CatalogRpc.AUDIT_ROWS,
+    MarkStorageMissing: CatalogRpc.AUDIT_MARK_MISSING,
 }

@@ -155,6 +155,8 @@ class VideoArchiveRequested(_FinishedJob):
     type: Literal["video.archive.requested"] = "video.archive.requested"
     # Each explicit re-archive request is its own command.
     _identity_fields: ClassVar[tuple[str, ...] | None] = None
+    # The completed job's ``source_url``, when known (a Gemini video is a file it names).
+    source_url: str | None = None
 
 
 class VideoStored(_Event):
@@ -177,6 +179,30 @@ class VideoCancelRequested(_Event):
     # Asking twice is the same request.
     _identity_fields: ClassVar[tuple[str, ...] | None] = ()
     requested_by: str | None = Field(default=None, description="The key's public id, if any.")
+
+
+class ObjectRef(_Contract):
+    """A stored object by its place (bucket and key)."""
+
+    bucket: str
+    key: str
+
+
+class VideoDeleted(_Event):
+    """The video was deleted (by a client, or by its organization's retention): its row is a
+    tombstone and its stored objects are to be removed. Reads of it answer 404 from now on."""
+
+    type: Literal["video.deleted"] = "video.deleted"
+    _identity_kind: ClassVar[str] = "deleted"
+    # A video is deleted once: every announcement of it is the same fact.
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ()
+    deleted_by: str | None = Field(
+        default=None, description="The key's public id, or `retention` for an expired video."
+    )
+    objects: tuple[ObjectRef, ...] = Field(
+        default=(), description="The stored video and thumbnail to remove (may be empty)."
+    )
+    bytes: int = Field(default=0, ge=0, description="What the objects took in storage.")
 
 
 FailureStage = Literal["request", "generation", "archive"]
@@ -225,6 +251,7 @@ VideoEvent = Annotated[
     | VideoArchiveRequested
     | VideoStored
     | VideoCancelRequested
+    | VideoDeleted
     | VideoFailed,
     Field(discriminator="type"),
 ]
@@ -237,6 +264,7 @@ EVENT_TYPES: tuple[type[_Event], ...] = (
     VideoArchiveRequested,
     VideoStored,
     VideoCancelRequested,
+    VideoDeleted,
     VideoFailed,
 )
 
@@ -292,8 +320,39 @@ class OrgQuotaExceeded(_QuotaCrossing):
     type: Literal["org.quota.exceeded"] = "org.quota.exceeded"
 
 
-OrgEvent = Annotated[OrgQuotaWarning | OrgQuotaExceeded, Field(discriminator="type")]
-ORG_EVENT_TYPES: tuple[type[_OrgEvent], ...] = (OrgQuotaWarning, OrgQuotaExceeded)
+class OrgWebhookEndpointDisabled(_OrgEvent):
+    """One of the organization's webhook endpoints kept failing and is no longer sent to."""
+
+    type: Literal["org.webhook_endpoint.disabled"] = "org.webhook_endpoint.disabled"
+    endpoint_id: uuid.UUID
+    reason: str = Field(description="Why: `failing` (every attempt failed for too long).")
+    consecutive_failures: int = Field(ge=0)
+    failing_since: AwareDatetime | None
+    disabled_at: AwareDatetime
+
+    @classmethod
+    def of(cls, *, org: str, endpoint_id: uuid.UUID, reason: str, consecutive_failures: int,
+           failing_since: datetime | None, disabled_at: datetime) -> Self:
+        """One event per disabling: an endpoint enabled again and disabled later is news."""
+        kind = str(cls.model_fields["type"].default)
+        return cls(
+            event_id=org_event_id_for(org, kind, endpoint_id, disabled_at.isoformat()),
+            org=org,
+            correlation_id=f"{org}:webhook:{endpoint_id}",
+            endpoint_id=endpoint_id,
+            reason=reason,
+            consecutive_failures=consecutive_failures,
+            failing_since=failing_since,
+            disabled_at=disabled_at,
+        )
+
+
+OrgEvent = Annotated[
+    OrgQuotaWarning | OrgQuotaExceeded | OrgWebhookEndpointDisabled, Field(discriminator="type")
+]
+ORG_EVENT_TYPES: tuple[type[_OrgEvent], ...] = (
+    OrgQuotaWarning, OrgQuotaExceeded, OrgWebhookEndpointDisabled,
+)
 _org_event_adapter: TypeAdapter[OrgEvent] = TypeAdapter(OrgEvent)
 
 

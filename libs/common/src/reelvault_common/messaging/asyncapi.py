@@ -57,9 +57,13 @@ _DESCRIPTIONS = {
     "video.failed": "The video failed at a stage; code and message say why.",
     "video.cancel.requested": "A client asked to stop an unfinished video; it fails with code "
     "`canceled`.",
+    "video.deleted": "The video was deleted (by a client or by retention): its row is a "
+    "tombstone, its stored objects are removed, and reads of it answer 404.",
     "org.quota.warning": "The organization used 80 % of one of its limits in this period.",
     "org.quota.exceeded": "The organization reached one of its limits: further requests are "
     "refused until the period resets or the limit is raised.",
+    "org.webhook_endpoint.disabled": "One of the organization's webhook endpoints failed every "
+    "attempt for too long and is no longer sent to (replaying a delivery enables it again).",
 }
 
 

@@ -20,22 +20,30 @@ from reelvault_common.messaging.topology import Topology
 log = logging.getLogger(__name__)
 
 
-async def open_flags_bucket(
-    connection: Client, topology: Topology, timeout_s: float = 5.0
+async def open_shared_bucket(
+    connection: Client, topology: Topology, bucket: str, timeout_s: float = 5.0
 ) -> KeyValue:
-    """The flags bucket, created on first use (one value per flag, file storage)."""
+    """A settings-like bucket every replica reads, created on first use (latest value per key,
+    file storage)."""
     js = connection.jetstream(timeout=timeout_s)
     try:
-        return await js.key_value(topology.flags_bucket)
+        return await js.key_value(bucket)
     except (BucketNotFoundError, NotFoundError):
         return await js.create_key_value(
             KeyValueConfig(
-                bucket=topology.flags_bucket,
+                bucket=bucket,
                 history=1,
                 storage=StorageType.FILE,
                 replicas=topology.stream_replicas,
             )
         )
+
+
+async def open_flags_bucket(
+    connection: Client, topology: Topology, timeout_s: float = 5.0
+) -> KeyValue:
+    """The flags bucket (one value per flag)."""
+    return await open_shared_bucket(connection, topology, topology.flags_bucket, timeout_s)
 
 
 async def read_flags(bucket: KeyValue) -> Flags:

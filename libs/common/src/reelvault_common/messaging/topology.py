@@ -213,6 +213,11 @@ class Topology:
         return f"{self.namespace}_flags".replace("-", "_")
 
     @property
+    def models_bucket(self) -> str:
+        """The deployment's model catalog (written by the generator, read by every gateway)."""
+        return f"{self.namespace}_models".replace("-", "_")
+
+    @property
     def ops_bucket(self) -> str:
         """Operations state (e.g. ``backup.last_success``: the unix time of the last
         successful backup), written by operator commands, read by the catalog's metrics."""

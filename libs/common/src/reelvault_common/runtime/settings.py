@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reelvault_common.providers.models import BUILT_IN_MODELS, PROVIDER_KINDS, ProviderKind
 from reelvault_common.runtime.nats_servers import NatsServer, parse_nats_servers, servers_for_logs
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -151,9 +152,12 @@ class StorageSettings(BaseSettings):
 
 
 # USD per generated second of each model: what a video is estimated to cost.
+# The built-in models' list prices (their smallest size); an operator's table replaces it.
 DEFAULT_PRICES_USD_PER_SECOND: dict[str, Decimal] = {
-    "sora-2": Decimal("0.10"),
-    "sora-2-pro": Decimal("0.30"),
+    spec.id: spec.usd_per_second
+    for specs in BUILT_IN_MODELS.values()
+    for spec in specs
+    if spec.usd_per_second is not None
 }
 
 
@@ -178,7 +182,13 @@ class PriceSettings(BaseSettings):
 
 
 class ProviderSettings(BaseSettings):
-    """How to reach the OpenAI-compatible Videos API (the simulator by default)."""
+    """How to reach each video provider, and which provider makes which model.
+
+    Each provider has a base URL and a key under its usual names (``OPENAI_*``,
+    ``OPENROUTER_*``, ``GEMINI_*``). ``REELVAULT_MODEL_ROUTES`` (JSON, model -> provider) says
+    which models this deployment offers; unset, every built-in model of each provider that has
+    a key is offered (the OpenAI protocol's alone when no key is set: the local simulator).
+    """
 
     model_config = REELVAULT_SETTINGS
 
@@ -186,4 +196,47 @@ class ProviderSettings(BaseSettings):
         default="http://127.0.0.1:8100/v1", validation_alias="OPENAI_BASE_URL"
     )
     openai_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="OPENAI_API_KEY")
+    openrouter_base_url: str = Field(
+        default="https://openrouter.ai/api/v1", validation_alias="OPENROUTER_BASE_URL"
+    )
+    openrouter_api_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias="OPENROUTER_API_KEY"
+    )
+    gemini_base_url: str = Field(
+        default="https://generativelanguage.googleapis.com", validation_alias="GEMINI_BASE_URL"
+    )
+    gemini_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="GEMINI_API_KEY")
+    model_routes: dict[str, ProviderKind] = Field(default_factory=dict)
+    # The model of a request that names none (else sora-2 when offered, else the first).
+    default_model: str | None = None
     provider_timeout_s: float = Field(default=30.0, gt=0)
+
+    def provider_key(self, provider: str) -> SecretStr:
+        keys = {"openai": self.openai_api_key, "openrouter": self.openrouter_api_key,
+                "gemini": self.gemini_api_key}
+        return keys.get(provider, SecretStr(""))
+
+    def routes(self) -> dict[str, ProviderKind]:
+        """Model -> provider of this deployment."""
+        if self.model_routes:
+            return dict(self.model_routes)
+        keyed = [p for p in PROVIDER_KINDS if self.provider_key(p).get_secret_value()]
+        routes: dict[str, ProviderKind] = {}
+        for provider in keyed or ["openai"]:
+            routes |= {spec.id: provider for spec in BUILT_IN_MODELS[provider]}
+        return routes
+
+    def chosen_default_model(self) -> str | None:
+        routes = self.routes()
+        if self.default_model is not None:
+            return self.default_model
+        return "sora-2" if "sora-2" in routes else next(iter(routes), None)
+
+    @model_validator(mode="after")
+    def _default_model_is_offered(self) -> ProviderSettings:
+        if self.default_model is not None and self.default_model not in self.routes():
+            raise ValueError(
+                f"REELVAULT_DEFAULT_MODEL={self.default_model!r} is not among the models "
+                f"offered: {', '.join(self.routes())}"
+            )
+        return self

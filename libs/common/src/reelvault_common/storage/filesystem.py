@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urlencode
@@ -28,6 +29,7 @@ from reelvault_common.storage.interface import (
     BucketNotFound,
     BucketRulesMismatch,
     BucketSpec,
+    ListedObject,
     ObjectConflict,
     ObjectInfo,
     ObjectNotFound,
@@ -396,6 +398,45 @@ class FilesystemStorage:
                 yield chunk
         finally:
             handle.close()
+
+    async def delete(self, bucket: str, key: str) -> bool:
+        self.bucket_spec(bucket)
+        return await anyio.to_thread.run_sync(self._delete, bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> bool:
+        """Under the key's commit lock, so a put of the same key either sees the object
+        whole or finds the key free; the object goes before its metadata."""
+        path = self._object_path(bucket, key)
+        with self._commit_lock(bucket, key):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            _fsync_dir(path.parent)
+            self._meta_path(bucket, key).unlink(missing_ok=True)
+        return True
+
+    async def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ListedObject]:
+        self.bucket_spec(bucket)
+        root = self._root / bucket
+        folder = root / prefix.strip("/") if prefix.strip("/") else root
+        found = await anyio.to_thread.run_sync(self._walk, root, folder)
+        for item in found:
+            yield item
+
+    @staticmethod
+    def _walk(root: Path, folder: Path) -> list[ListedObject]:
+        listed = []
+        for directory, _, files in os.walk(folder):
+            for name in files:
+                path = Path(directory) / name
+                with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                    info = path.stat()
+                    listed.append(ListedObject(
+                        key=path.relative_to(root).as_posix(), size=info.st_size,
+                        created_at=datetime.fromtimestamp(info.st_mtime, UTC),
+                    ))
+        return listed
 
     # --- links ----------------------------------------------------------------------------
     def _file_url(self, bucket: str, key: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from reelvault_common.contracts.events import StoredFile
@@ -113,12 +114,22 @@ def check_key(key: str) -> None:
 
 
 @dataclass(frozen=True)
+class ListedObject:
+    """An object as a listing names it (``created_at``: None where the backend cannot say)."""
+
+    key: str
+    size: int
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     bucket: str
     key: str
     size: int
     content_type: str
     sha256: str | None
+    version: str | None = None  # the backend's version of the object, where it has one
 
 
 class ObjectStorage(Protocol):
@@ -154,6 +165,12 @@ class ObjectStorage(Protocol):
 
     async def signed_url(self, bucket: str, key: str, expires_in_s: int) -> str:
         """A download URL that stops working after ``expires_in_s`` seconds."""
+
+    async def delete(self, bucket: str, key: str) -> bool:
+        """Remove the object; False when it was not there (removing twice is harmless)."""
+
+    def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ListedObject]:
+        """Every object under the folder ``prefix`` (recursively), in no promised order."""
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -6,10 +6,13 @@ URL) plus plain httpx where storage3 falls short.
   ``Authorization: Bearer <key>`` and ``apikey: <key>`` (``supabase_connection.py``).
 - Buckets are created when missing and never changed (``supabase_buckets.py``).
 - Writes never overwrite (no upsert). A ``put`` whose size is known and above the TUS threshold
-  (default 6 MB) streams through a staging object (``supabase_streamed_put.py``; leftovers of a
-  crash are swept at start, ``supabase_staging.py``); any other ``put`` spools to a temp file
-  first (``supabase_spooled_put.py``). On 409 Duplicate the existing object's sha256 decides:
-  same bytes -> no-op, different -> conflict (``supabase_verify.py``).
+  (default 6 MB) streams by TUS straight to its key (``supabase_streamed_put.py``); any other
+  ``put`` spools to a temp file first (``supabase_spooled_put.py``). On 409 Duplicate the
+  existing object's sha256 decides: same bytes -> no-op, different -> conflict
+  (``supabase_verify.py``). The server upserts at the end of every write without checking
+  again, so concurrent writers of one key must take turns: ``claims.ClaimedStorage``.
+- Staging objects left by earlier releases (which copied streamed uploads into place) are swept
+  at start (``supabase_staging.py``); a failed sweep is returned, not only logged.
 - Reads stream in chunks and resume with a Range request (``supabase_reads.py``).
 - Errors become the typed errors of ``interface.py`` (``supabase_errors.py``); transient ones
   (5xx, timeouts, connection loss) are retried with backoff, a bounded number of times.
@@ -26,7 +29,7 @@ from storage3 import AsyncStorageClient
 
 from reelvault_common.contracts.events import StoredFile
 from reelvault_common.runtime.settings import StorageSettings
-from reelvault_common.storage.interface import BucketSpec, ObjectInfo, check_key
+from reelvault_common.storage.interface import BucketSpec, ListedObject, ObjectInfo, check_key
 from reelvault_common.storage.supabase_buckets import SupabaseBuckets
 from reelvault_common.storage.supabase_connection import (
     SupabaseConnection,
@@ -35,9 +38,10 @@ from reelvault_common.storage.supabase_connection import (
     http_client,
     service_role_secret,
 )
+from reelvault_common.storage.supabase_listing import delete_object, list_objects
 from reelvault_common.storage.supabase_reads import SupabaseReads
 from reelvault_common.storage.supabase_spooled_put import SpooledPut
-from reelvault_common.storage.supabase_staging import StagingArea
+from reelvault_common.storage.supabase_staging import StagingArea, SweepResult
 from reelvault_common.storage.supabase_streamed_put import StreamedPut
 from reelvault_common.storage.supabase_verify import UploadVerifier
 
@@ -61,7 +65,7 @@ class SupabaseStorage:
         self._reads = SupabaseReads(self._connection, self._buckets)
         verifier = UploadVerifier(self._reads)
         self._spooled_put = SpooledPut(self._connection, verifier)
-        self._streamed_put = StreamedPut(self._connection, self._staging, verifier)
+        self._streamed_put = StreamedPut(self._connection, verifier)
 
     def __repr__(self) -> str:  # never show headers: storage3's reprs include the apikey
         return f"SupabaseStorage({self._connection.url!r})"
@@ -131,9 +135,15 @@ class SupabaseStorage:
 
     # --- buckets --------------------------------------------------------------------------
     async def ensure_buckets(self, specs: Sequence[BucketSpec]) -> None:
+        results = []
         for spec in specs:
             await self._buckets.ensure(spec)
-            await self._staging.sweep_quietly(spec.name)
+            results.append(await self._staging.sweep_quietly(spec.name))
+        self.sweeps = tuple(results)
+
+    sweeps: tuple[SweepResult, ...] = ()
+    """The start-up sweeps of ``ensure_buckets``, failed ones with their error (also counted in
+    ``reelvault_storage_cleanup_failures_total``)."""
 
     async def sweep_staging(self, bucket: str, *, now: datetime | None = None) -> int:
         """Remove staging objects older than ``staging_max_age_s``; returns how many."""
@@ -171,6 +181,12 @@ class SupabaseStorage:
 
     async def signed_url(self, bucket: str, key: str, expires_in_s: int) -> str:
         return await self._reads.signed_url(bucket, key, expires_in_s)
+
+    async def delete(self, bucket: str, key: str) -> bool:
+        return await delete_object(self._connection, bucket, key)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[ListedObject]:
+        return list_objects(self._connection, bucket, prefix)
 
     async def aclose(self) -> None:
         await self._connection.http.aclose()

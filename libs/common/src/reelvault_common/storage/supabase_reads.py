@@ -42,6 +42,7 @@ def object_info_from_json(bucket: str, key: str, body: dict[str, Any]) -> Object
         size=int(size or 0),
         content_type=str(content_type or "application/octet-stream"),
         sha256=str(sha) if sha else None,
+        version=str(body["version"]) if body.get("version") else None,
     )
 
 

@@ -1,13 +1,18 @@
-"""The staging area of the Supabase backend: where a streamed upload lands before its copy into
-place (under ``staging_prefix``), its removal afterwards, and the sweep of what a crash left."""
+"""The staging area of the Supabase backend (under ``staging_prefix``): where earlier releases
+landed streamed uploads before copying them into place, and the sweep of what a crash left there.
+
+Cleanup that fails does not stop a start, but it is never only logged: it counts in
+``reelvault_storage_cleanup_failures_total{operation}`` and the sweep returns it as its result."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
+from prometheus_client import Counter
 
 from reelvault_common.storage.interface import StorageError
 from reelvault_common.storage.supabase_connection import SupabaseConnection
@@ -16,6 +21,26 @@ log = logging.getLogger(__name__)
 
 # The storage server lists and deletes at most this many names per request.
 PAGE_SIZE = 1000
+
+CLEANUP_FAILURES = Counter(
+    "reelvault_storage_cleanup_failures",
+    "Storage housekeeping that failed (a staging object not removed, a sweep that did not run "
+    "through); what was left is retried by the next sweep.",
+    ["operation"],
+)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One bucket's sweep: how many staging objects went, or why it failed."""
+
+    bucket: str
+    removed: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 def parse_timestamp(value: object) -> float | None:
@@ -42,10 +67,11 @@ class StagingArea:
 
     async def remove_quietly(self, bucket: str, key: str, what: str) -> None:
         """Delete a staging object (it may not exist: the upload failed before completing).
-        Failures are logged only: the start-up sweep removes what is left."""
+        A failure is counted and logged; the start-up sweep removes what is left."""
         try:
             await self._delete(bucket, [key], f"{what}: remove staging object {key}")
         except StorageError as exc:
+            CLEANUP_FAILURES.labels("staging_remove").inc()
             log.warning("%s", exc.message)
 
     async def sweep(self, bucket: str, *, now: datetime | None = None) -> int:
@@ -61,12 +87,16 @@ class StagingArea:
             log.info("removed %d stale staging objects from bucket %s", len(stale), bucket)
         return len(stale)
 
-    async def sweep_quietly(self, bucket: str) -> None:
-        """``sweep`` at start-up: housekeeping must not stop a start, so failures are logged."""
+    async def sweep_quietly(self, bucket: str) -> SweepResult:
+        """``sweep`` at start-up: housekeeping must not stop a start, so a failure is returned
+        (and counted, and logged) instead of raised."""
         try:
-            await self.sweep(bucket)
+            return SweepResult(bucket, await self.sweep(bucket))
         except (StorageError, httpx.HTTPError) as exc:
-            log.warning("could not sweep staging objects of bucket %s: %r", bucket, exc)
+            CLEANUP_FAILURES.labels("staging_sweep").inc()
+            message = exc.message if isinstance(exc, StorageError) else repr(exc)
+            log.warning("could not sweep staging objects of bucket %s: %s", bucket, message)
+            return SweepResult(bucket, 0, message)
 
     async def _stale_keys(self, bucket: str, cutoff: float) -> list[str]:
         """Keys of the staging objects created before ``cutoff``, page by page."""

@@ -1,30 +1,36 @@
 """A Supabase put whose length is known up front and above the TUS threshold: upload while
-downloading, through a staging object.
+downloading, by TUS straight to the key.
 
-The sha256 belongs in the object's user metadata, which TUS fixes when the upload is created,
-before the first byte (and is known only after the last). So the bytes go by TUS to a staging key
-as they arrive, hashed on the way, and a server-side copy (``POST /object/copy`` with
-``x-metadata``, never upserting) puts them at the key with the sha256; the staging object is
-removed after. A 409 on the copy is the usual duplicate: same sha256 -> no-op, different ->
-``ObjectConflict``. Nothing is ever visible at the key before it is complete and labelled.
+The server creates the object only when the last byte of a TUS upload has arrived (until then
+the bytes are an upload, not an object), so nothing appears at the key before it is complete,
+and no byte is copied after the upload (a server-side copy is a real byte copy on the server,
+which cost as much as the upload itself). The price: the sha256, known only after the last byte,
+cannot ride in the object's user metadata (TUS fixes it at creation). The sha256 returned is
+ours, computed on the way; the catalog keeps it, and ``ClaimedStorage`` records it beside the
+key's claim.
+
+The key is checked free first (an existing object settles the put: same bytes -> no-op, other
+bytes -> ``ObjectConflict``, its bytes hashed when it has no sha256 of ours). The server checks
+again at every PATCH but upserts at the end without checking, so after the upload the stored
+object must be the version this upload created; writers of one key must still take turns
+(``ClaimedStorage``) for the loser of a race never to report success.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 
 import anyio
 
 from reelvault_common.contracts.events import StoredFile
+from reelvault_common.storage.interface import StreamLengthMismatch, TransientStorageError
 from reelvault_common.storage.streams import prefetch
-from reelvault_common.storage.supabase_connection import SupabaseConnection, user_metadata
+from reelvault_common.storage.supabase_connection import SupabaseConnection
 from reelvault_common.storage.supabase_errors import ObjectExists
-from reelvault_common.storage.supabase_staging import StagingArea
 from reelvault_common.storage.supabase_verify import Content, UploadVerifier, refusals_explained
+from reelvault_common.storage.tus import upload_version
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +45,12 @@ class ThreadedSha256:
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
+        self.size = 0
 
     async def hashing(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
             await anyio.to_thread.run_sync(self._digest.update, chunk)
+            self.size += len(chunk)
             yield chunk
 
     def hexdigest(self) -> str:
@@ -50,14 +58,10 @@ class ThreadedSha256:
 
 
 class StreamedPut:
-    """TUS to a staging key while the source streams, copy into place, remove the staging
-    object (a crash leaves it to the start-up sweep)."""
+    """TUS to the key while the source streams; verify the object is this upload's."""
 
-    def __init__(
-        self, connection: SupabaseConnection, staging: StagingArea, verifier: UploadVerifier
-    ) -> None:
+    def __init__(self, connection: SupabaseConnection, verifier: UploadVerifier) -> None:
         self._connection = connection
-        self._staging = staging
         self._verifier = verifier
 
     async def put(
@@ -69,64 +73,45 @@ class StreamedPut:
         size: int,
         what: str,
     ) -> StoredFile:
-        staging = self._staging.new_key(key)
-        try:
-            with refusals_explained(bucket, key, size, content_type):
-                content = await self._upload_to_staging(
-                    bucket, staging, chunks, content_type, size, what
-                )
-            try:
-                await self._connection.retry(
-                    what, lambda: self._copy_into_place(bucket, staging, key, content, what)
-                )
-            except ObjectExists:
-                return await self._verifier.settle_duplicate(bucket, key, content, content_type)
-        finally:
-            await self._staging.remove_quietly(bucket, staging, what)
-        stored = await self._verifier.verified(bucket, key, content, content_type)
-        log.info("stored %s/%s: %d bytes, sha256 %s (streamed)", bucket, key, size, content.sha256)
-        return stored
-
-    async def _upload_to_staging(
-        self,
-        bucket: str,
-        staging: str,
-        chunks: AsyncIterable[bytes],
-        content_type: str,
-        size: int,
-        what: str,
-    ) -> Content:
-        """TUS the stream to ``staging`` as it arrives; what was sent, hashed on the way."""
+        if await self._verifier.existing(bucket, key) is not None:
+            content = await _hashed(chunks, size, what)
+            return await self._verifier.settle_duplicate(bucket, key, content, content_type)
         digest = ThreadedSha256()
         metadata = {
             "bucketName": bucket,
-            "objectName": staging,
+            "objectName": key,
             "contentType": content_type,
             "cacheControl": str(self._connection.options.cache_control_s),
         }
-        await self._connection.tus.upload_stream(
-            digest.hashing(prefetch(chunks, STREAM_PREFETCH_DEPTH)),
-            size,
-            metadata,
-            what,
-            {"x-upsert": "false"},
+        try:
+            with refusals_explained(bucket, key, size, content_type):
+                stats = await self._connection.tus.upload_stream(
+                    digest.hashing(prefetch(chunks, STREAM_PREFETCH_DEPTH)),
+                    size,
+                    metadata,
+                    what,
+                    {"x-upsert": "false"},
+                )
+        except ObjectExists:
+            # Another writer's object appeared since the check: the retry settles against it.
+            raise TransientStorageError(
+                f"{what}: another upload to the key finished first; retry to compare"
+            ) from None
+        content = Content(size, digest.hexdigest())
+        stored = await self._verifier.verified(
+            bucket, key, content, content_type, version=upload_version(stats.url)
         )
-        return Content(size, digest.hexdigest())
+        log.info("stored %s/%s: %d bytes, sha256 %s (streamed)", bucket, key, size, content.sha256)
+        return stored
 
-    async def _copy_into_place(
-        self, bucket: str, source: str, key: str, content: Content, what: str
-    ) -> None:
-        """``POST /object/copy``: server-side, so no byte crosses the network again. The user
-        metadata comes from the ``x-metadata`` header (base64 JSON) because ``copyMetadata`` is
-        false; content type and cache control are the staging object's."""
-        metadata = json.dumps(user_metadata(content.sha256)).encode()
-        headers = {"x-upsert": "false", "x-metadata": base64.b64encode(metadata).decode()}
-        body = {"bucketId": bucket, "sourceKey": source, "destinationKey": key,
-                "copyMetadata": False}
-        await self._connection.request(
-            "POST",
-            self._connection.url_for("object/copy"),
-            f"{what}: copy into place",
-            json=body,
-            headers=headers,
+
+async def _hashed(chunks: AsyncIterable[bytes], size: int, what: str) -> Content:
+    """Size and sha256 of a stream that is not uploaded (the key is taken already)."""
+    digest = ThreadedSha256()
+    async for _ in digest.hashing(prefetch(chunks, STREAM_PREFETCH_DEPTH)):
+        pass
+    if digest.size != size:
+        raise StreamLengthMismatch(
+            f"{what}: the stream had {digest.size} bytes, not the announced {size}"
         )
+    return Content(size, digest.hexdigest())

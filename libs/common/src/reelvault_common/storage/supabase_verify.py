@@ -54,12 +54,25 @@ class UploadVerifier:
         self._reads = reads
 
     async def verified(
-        self, bucket: str, key: str, content: Content, content_type: str
+        self,
+        bucket: str,
+        key: str,
+        content: Content,
+        content_type: str,
+        *,
+        version: str | None = None,
     ) -> StoredFile:
-        """The stored object after an acknowledged upload, which must hold ``content``."""
+        """The stored object after an acknowledged upload, which must hold ``content`` (and be
+        the object ``version`` our upload created, when known: the server upserts at the end of
+        an upload, so a concurrent writer's object may have replaced ours)."""
         info = await self._reads.stat(bucket, key)
         if info is None:
             raise TransientStorageError(f"put {bucket}/{key}: upload acknowledged but not found")
+        if version is not None and info.version is not None and info.version != version:
+            raise ObjectConflict(
+                f"{bucket}/{key} holds another writer's upload (version {info.version}, "
+                f"{info.size} bytes) after ours (version {version}, sha256 {content.sha256})"
+            )
         if info.size != content.size or info.sha256 not in (None, content.sha256):
             # Someone else's bytes won a race at the key (or the server stored something else).
             raise ObjectConflict(
@@ -97,6 +110,9 @@ class UploadVerifier:
             sha256=content.sha256,
             url=await self._reads.public_url(bucket, key),
         )
+
+    async def existing(self, bucket: str, key: str) -> ObjectInfo | None:
+        return await self._reads.stat(bucket, key)
 
     async def _same_bytes(self, info: ObjectInfo, content: Content) -> bool:
         if info.size != content.size:

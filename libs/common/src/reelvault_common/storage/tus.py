@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,23 @@ def decode_metadata(header: str) -> dict[str, str]:
     return result
 
 
+_VERSION = re.compile(
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.IGNORECASE
+)
+
+
+def upload_version(url: str) -> str | None:
+    """The object version a Supabase TUS upload creates: its id (the URL's last segment) is
+    base64url of ``[tenant/]bucket/name<separator>version``, the version a UUID."""
+    segment = url.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    found = _VERSION.search(decoded)
+    return found.group(1).lower() if found else None
+
+
 class UploadGone(StorageError):
     """The server no longer knows the upload (404/410): it expired or was terminated."""
 
@@ -102,6 +120,7 @@ class TusStats:
     heads: int = 0
     bytes_sent: int = 0
     resumes: int = 0
+    url: str = ""  # the upload's URL (its id names the object version it creates)
 
 
 class TusUploader:
@@ -253,6 +272,7 @@ class TusUploader:
             return await self.create(length, metadata, what, extra)
 
         url = await retrying(f"TUS create {what}", create, self._retry)
+        stats.url = url
         pieces: asyncio.Queue[_Piece | None] = asyncio.Queue(maxsize=1)
 
         async def feed() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
 from reelvault_common.contracts.catalog import VideoStatus
 
 from reelvault_gateway.deps import (
@@ -21,9 +23,11 @@ from reelvault_gateway.idempotency import REPLAYED_HEADER
 from reelvault_gateway.representation import Video, VideoList
 from reelvault_gateway.video_requests import CreateVideoBody, spec_from_body
 from reelvault_gateway.videos import (
+    cancel_video,
     content_url,
     create_video,
     create_video_once,
+    delete_video,
     get_video,
     list_videos,
 )
@@ -69,7 +73,7 @@ async def request_video(
     `idempotency_key_reused` when the key was used for a different request. 429
     `quota_exceeded` when the organization's quota is used up; 403 `not_whitelisted` while
     creating is open to selected organizations only; 503 `maintenance` during maintenance."""
-    spec = spec_from_body(body)
+    spec = spec_from_body(body, context.models.current)
     if idempotency is None:
         video = await create_video(context, principal, spec, correlation_id)
     else:
@@ -108,6 +112,49 @@ async def list_all(
 )
 async def get_one(video_id: uuid.UUID, principal: ReadPrincipal, context: ContextDep) -> Video:
     return await get_video(context, principal.org, video_id)
+
+
+class VideoDeletion(BaseModel):
+    id: uuid.UUID
+    status: Literal["deleted"] = "deleted"
+    deleted_at: datetime
+
+
+@router.delete(
+    "/{video_id}",
+    response_model=VideoDeletion,
+    summary="Delete a video",
+    responses=error_responses(401, 403, 404, 422, 502, 503),
+)
+async def delete_one(
+    video_id: uuid.UUID, principal: WritePrincipal, context: ContextDep
+) -> VideoDeletion:
+    """Removes the stored video and its thumbnail (in the background, shortly after the
+    answer) and keeps a tombstone; a video still being generated is canceled first. Deleting
+    again answers the same. Afterwards the video's reads (`GET /v1/videos/{id}`, its content,
+    lists) answer as if it never existed: 404, and absent from lists."""
+    deleted = await delete_video(context, principal, video_id)
+    return VideoDeletion(id=deleted.id, deleted_at=deleted.deleted_at)
+
+
+@router.post(
+    "/{video_id}/cancel",
+    status_code=202,
+    response_model=Video,
+    summary="Cancel a video that is not finished",
+    responses=error_responses(401, 403, 404, 409, 422, 502, 503),
+)
+async def cancel(
+    video_id: uuid.UUID,
+    principal: WritePrincipal,
+    context: ContextDep,
+    correlation_id: CorrelationIdDep,
+) -> Video:
+    """Stops following the provider's job (and cancels it where the provider can): the video
+    soon fails with code `canceled`. Asking again is harmless. 409 `video_finished` once the
+    video has ended (completed or failed). A create already sent to the provider may still be
+    charged by it."""
+    return await cancel_video(context, principal, video_id, correlation_id)
 
 
 @router.get(
