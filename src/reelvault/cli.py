@@ -63,6 +63,36 @@ class SystemPlan:
     simulator: bool = False
 
 
+def add_simulator(plan: SystemPlan, env: Mapping[str, str], data_dir: Path, sim_port: int) -> None:
+    """The provider simulator, and every provider protocol pointed at it (each unless a real
+    account's key is given for it)."""
+    shared = plan.shared_env
+    sim_key = secrets.token_urlsafe(24)  # lives only in this run's process environments
+    shared["OPENAI_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
+    shared["OPENAI_API_KEY"] = sim_key
+    # The simulator speaks OpenRouter's and Gemini's protocols too: every model of all
+    # three is offered, unless a real account's key is given for one of them.
+    if "OPENROUTER_API_KEY" not in env:
+        shared["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{sim_port}/api/v1"
+        shared["OPENROUTER_API_KEY"] = sim_key
+    if "GEMINI_API_KEY" not in env:
+        shared["GEMINI_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
+        shared["GEMINI_API_KEY"] = sim_key
+    plan.specs.append(
+        ProcessSpec(
+            name="provider-sim",
+            module="reelvault_providersim",
+            env={
+                "PROVIDER_SIM_PORT": str(sim_port),
+                "PROVIDER_SIM_API_KEY": sim_key,
+                "PROVIDER_SIM_DATA_DIR": str(data_dir / "provider-sim"),
+            },
+            ready_url=f"http://127.0.0.1:{sim_port}/healthz",
+            public_url=f"http://127.0.0.1:{sim_port}/v1",
+        )
+    )
+
+
 def plan_system(
     env: Mapping[str, str], data_dir: Path, gateway_port: int, sim_port: int, replicas: int
 ) -> SystemPlan:
@@ -84,30 +114,7 @@ def plan_system(
     plan.embedded_postgres = "DATABASE_URL" not in env
     plan.simulator = "OPENAI_BASE_URL" not in env
     if plan.simulator:
-        sim_key = secrets.token_urlsafe(24)  # lives only in this run's process environments
-        shared["OPENAI_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
-        shared["OPENAI_API_KEY"] = sim_key
-        # The simulator speaks OpenRouter's and Gemini's protocols too: every model of all
-        # three is offered, unless a real account's key is given for one of them.
-        if "OPENROUTER_API_KEY" not in env:
-            shared["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{sim_port}/api/v1"
-            shared["OPENROUTER_API_KEY"] = sim_key
-        if "GEMINI_API_KEY" not in env:
-            shared["GEMINI_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
-            shared["GEMINI_API_KEY"] = sim_key
-        plan.specs.append(
-            ProcessSpec(
-                name="provider-sim",
-                module="reelvault_providersim",
-                env={
-                    "PROVIDER_SIM_PORT": str(sim_port),
-                    "PROVIDER_SIM_API_KEY": sim_key,
-                    "PROVIDER_SIM_DATA_DIR": str(data_dir / "provider-sim"),
-                },
-                ready_url=f"http://127.0.0.1:{sim_port}/healthz",
-                public_url=f"http://127.0.0.1:{sim_port}/v1",
-            )
-        )
+        add_simulator(plan, env, data_dir, sim_port)
     # The simulator tells the generators at once when a job ends (signed webhooks), so
     # archiving starts within a second; polling stays as the safety net. Only the simulator
     # and the generators see the webhook secret.

@@ -70,6 +70,7 @@ from tests.support.chaos_audit import (
     Submission,
     audit,
     format_counter,
+    job_key,
 )
 from tests.support.chaos_infra import CrashablePostgres, NatsNodes, wait_for_jetstream
 from tests.support.media import png_bytes
@@ -103,7 +104,11 @@ DEFAULT_FAULTS: dict[str, str] = {
 # One-shot rules queued at start: gateway-style 502s on create, whose outcome the generator
 # cannot know (it must keep its claim and recover instead of creating blindly again).
 ONE_SHOT_RULES: list[dict[str, Any]] = [
-    {"kind": "server_error", "route": "create", "status": 502, "times": 2},
+    {"kind": "server_error", "route": "create", "status": 502, "times": 2, "protocol": "openai"},
+    # At OpenRouter (no job list) such a create is never repeated: the video fails
+    # ``create_outcome_unknown`` once no webhook adopted a job for it.
+    {"kind": "server_error", "route": "create", "status": 502, "times": 1,
+     "protocol": "openrouter"},
     {"kind": "content_cut", "route": "content", "cut_after_bytes": 0, "times": 1},
 ]
 
@@ -125,7 +130,16 @@ FAST_RECOVERY_ENV: dict[str, str] = {
     "REELVAULT_REARCHIVE__ACK_WAIT_S": "20",
     "REELVAULT_REARCHIVE__RETRY_MAX_S": "5",
     "REELVAULT_PROVIDER_TIMEOUT_S": "15",
+    # A lost create at a provider without a job list waits this long for its webhook.
+    "REELVAULT_ADOPTION_WINDOW_S": "20",
 }
+
+# Requests rotate over one model of each provider protocol the simulator speaks.
+CHAOS_MODELS: tuple[tuple[str, str], ...] = (
+    ("openai", "sora-2"),
+    ("openrouter", "google/veo-3.1-fast"),
+    ("gemini", "veo-3.1-fast-generate-preview"),
+)
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -220,7 +234,9 @@ class PhaseReport:
             f"({format_counter(a.explained)})",
             f"unexplained failures: {len(a.unexplained)}",
             f"lost: {len(a.lost)}",
-            f"duplicate provider jobs: {a.duplicate_job_count}",
+            f"duplicate provider jobs: {a.duplicate_job_count} (per protocol: "
+            f"{format_counter(a.duplicates_by_protocol)}; jobs per protocol: "
+            f"{format_counter(a.jobs_by_protocol)})",
             f"duplicate catalog rows: {a.duplicate_row_count}",
             f"sha256 mismatches: {len(a.mismatches)} (of {a.objects_checked} stored objects "
             "re-hashed)",
@@ -316,6 +332,8 @@ class ChaosPhase:
         config = self.config
         sim_port = free_port()
         sim_key = secrets.token_urlsafe(24)
+        # OpenRouter jobs name their generator's webhook endpoint (a lost create is adopted).
+        webhook_secret = secrets.token_urlsafe(24)
         self.sim_url = f"http://127.0.0.1:{sim_port}"
         gateway_ports = [free_port() for _ in range(config.replicas)]
         self.gateways = [f"http://127.0.0.1:{port}" for port in gateway_ports]
@@ -329,6 +347,10 @@ class ChaosPhase:
             "REELVAULT_STORAGE_SIGNING_KEY": secrets.token_urlsafe(32),
             "OPENAI_BASE_URL": f"{self.sim_url}/v1",
             "OPENAI_API_KEY": sim_key,
+            "OPENROUTER_BASE_URL": f"{self.sim_url}/api/v1",
+            "OPENROUTER_API_KEY": sim_key,
+            "GEMINI_BASE_URL": self.sim_url,
+            "GEMINI_API_KEY": sim_key,
             **FAST_RECOVERY_ENV,
             **source_env(config.source),
         }
@@ -339,6 +361,7 @@ class ChaosPhase:
             "PROVIDER_SIM_SEED": str(config.seed),
             "PROVIDER_SIM_GENERATION_S": str(config.generation_s),
             "PROVIDER_SIM_FPS": str(config.fps),
+            "PROVIDER_SIM_OPENROUTER_WEBHOOK_SECRET": webhook_secret,
             **source_env(config.source),
             **{f"PROVIDER_SIM_FAULTS__{name}": value for name, value in config.faults},
         }
@@ -353,6 +376,11 @@ class ChaosPhase:
                 env = {**shared, "NATS_URL": ",".join(urls[first:] + urls[:first])}
                 node += 1
                 ready = None
+                if service == "generator":
+                    port = free_port()
+                    env["REELVAULT_WEBHOOK_PORT"] = str(port)
+                    env["REELVAULT_WEBHOOK_SECRET"] = webhook_secret
+                    env["REELVAULT_WEBHOOK_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
                 if service == "gateway":
                     env["REELVAULT_GATEWAY_HOST"] = "127.0.0.1"
                     env["REELVAULT_GATEWAY_PORT"] = str(gateway_ports[index])
@@ -485,7 +513,7 @@ class ChaosPhase:
     def _body(self, index: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "prompt": f"{self.prefix}{index:04d} a lighthouse keeper waves at a passing ship",
-            "model": "sora-2",
+            "model": CHAOS_MODELS[index % len(CHAOS_MODELS)][1],
             "seconds": "4",
             "size": "1280x720" if index % 2 else "720x1280",
         }
@@ -636,7 +664,8 @@ class ChaosPhase:
     async def _sim_jobs(self, client: httpx.AsyncClient) -> list[SimJob]:
         response = await client.get(f"{self.sim_url}/_sim/jobs", timeout=60)
         response.raise_for_status()
-        return [SimJob(job["id"], job["prompt"], job["status"], job["planned_outcome"])
+        return [SimJob(job["id"], job["prompt"], job["status"], job["planned_outcome"],
+                       job["protocol"])
                 for job in response.json()["jobs"]]
 
     async def _check_stored(self, client: httpx.AsyncClient,
@@ -648,7 +677,7 @@ class ChaosPhase:
             if row["status"] != "completed" or not row["prompt"].startswith(self.prefix):
                 continue
             video_id = str(row["id"])
-            job_id = row["video_id"]
+            job_id = job_key(row["video_id"])
             variants = [("video", row["video_bucket"], row["video_key"], row["sha256"])]
             if row["thumbnail_key"]:
                 variants.append(("thumbnail", row["thumbnail_bucket"], row["thumbnail_key"], None))

@@ -16,9 +16,25 @@ TERMINAL = frozenset({"completed", "failed"})
 # Which failures an injected fault explains: (stage, code) -> (fault kind, the planned outcome
 # of the video's provider job that must be behind it).
 EXPLAINED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
+    # The OpenAI protocol.
     ("generation", "moderation_blocked"): ("job_failed", "failed"),
     ("generation", "video_expired"): ("job_expired", "expired"),
+    # OpenRouter: the job's own status is the code.
+    ("generation", "failed"): ("job_failed", "failed"),
+    ("generation", "expired"): ("job_expired", "expired"),
+    # Gemini: a failed job is a safety block; an expired one completed but its file is gone.
+    ("generation", "content_blocked"): ("job_failed", "failed"),
+    ("archive", "source_not_found"): ("job_expired", "expired"),
 }
+# A create whose answer was lost at a provider that cannot list jobs fails rather than paying
+# twice: explained when no job was made for the prompt (nothing paid, nothing to adopt).
+OUTCOME_UNKNOWN = ("generation", "create_outcome_unknown")
+
+
+def job_key(provider_job_id: str | None) -> str:
+    """The simulator's id of a job: Gemini's jobs are operations, named
+    ``models/<model>/operations/<id>``."""
+    return (provider_job_id or "").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,7 @@ class SimJob:
     prompt: str
     status: str
     planned_outcome: str
+    protocol: str = "openai"
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,9 @@ class Audit:
     unexplained: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     duplicate_jobs: dict[str, int] = field(default_factory=dict)
+    # Provider jobs of this run per protocol, and the duplicates among them.
+    jobs_by_protocol: Counter[str] = field(default_factory=Counter)
+    duplicates_by_protocol: Counter[str] = field(default_factory=Counter)
     duplicate_rows: dict[str, int] = field(default_factory=dict)
     # Rows for a request whose client never got a 202 (created although the client gave up).
     orphan_rows: list[str] = field(default_factory=list)
@@ -169,11 +189,16 @@ def audit(
 
     result.duplicate_rows = {p: len(ids) for p, ids in rows_by_prompt.items() if len(ids) > 1}
     result.duplicate_jobs = {p: len(ids) for p, ids in jobs_by_prompt.items() if len(ids) > 1}
+    protocol_of = {job.prompt: job.protocol for job in jobs}
+    result.jobs_by_protocol = Counter(job.protocol for job in jobs)
+    result.duplicates_by_protocol = Counter({protocol: 0 for protocol in result.jobs_by_protocol})
+    for prompt, count in result.duplicate_jobs.items():
+        result.duplicates_by_protocol[protocol_of[prompt]] += count - 1
 
     for row in rows:
         if row.status == "completed":
             result.completed += 1
-            job = jobs_by_id.get(row.provider_job_id or "")
+            job = jobs_by_id.get(job_key(row.provider_job_id))
             if job is None or job.prompt != row.prompt:
                 # The stored bytes must come from this request's own generation.
                 whose = "never created for this run" if job is None else f"made for {job.prompt!r}"
@@ -204,11 +229,14 @@ def explain_failure(
 ) -> str | None:
     """The injected fault behind a failed row, or None when no fault explains it: the code must
     be one a fault produces AND the video's own provider job must have been planned to end so."""
+    if (row.error_stage, row.error_code) == OUTCOME_UNKNOWN:
+        return None if jobs_by_prompt.get(row.prompt) else "create_outcome_unknown"
     expected = EXPLAINED_FAILURES.get((row.error_stage or "", row.error_code or ""))
     if expected is None:
         return None
     fault, outcome = expected
-    job_ids = [row.provider_job_id] if row.provider_job_id else jobs_by_prompt.get(row.prompt, [])
+    job_ids = ([job_key(row.provider_job_id)] if row.provider_job_id
+               else jobs_by_prompt.get(row.prompt, []))
     for job_id in job_ids:
         job = jobs_by_id.get(job_id or "")
         if job is not None and job.prompt == row.prompt and job.planned_outcome == outcome:

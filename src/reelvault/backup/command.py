@@ -367,7 +367,8 @@ def add_backup_commands(commands: Any) -> None:
     backup = commands.add_parser("backup", help="back up, verify and restore the catalog")
     actions = backup.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[common],
-                                help="back up the database and describe every stored object")
+                                help="back up the database and describe every stored object "
+                                "(it holds webhook signing secrets: a private folder)")
     create.add_argument("--keep", type=_keep, default=None, metavar="N",
                         help="then delete all but the newest N backups")
     create.set_defaults(handler=backup_create)

@@ -3,6 +3,11 @@
 Files are fsynced before ``backup.json`` is renamed into place and the folder is fsynced
 after, so after a crash a folder either has a complete ``backup.json`` describing fsynced
 files, or none at all (and is then an unfinished backup that nothing uses).
+
+A backup holds secrets: the webhook endpoints' signing secrets (a restored endpoint must sign
+as its receiver expects, so they cannot be left out) besides every organization's data. Each
+backup's folder is therefore created readable by its owner only (0700); copies of it must be
+kept as carefully (encrypted, access-controlled) as any other secret.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 
 from reelvault.backup.manifest import MANIFEST_FILE, FileRecord, Manifest, ManifestError
 from reelvault.backup.rules import FolderEntry, backup_name, name_time, order_key
+
+# A backup's folder (and the folder of backups, when the command creates it): owner only.
+PRIVATE_FOLDER = 0o700
 
 
 def sha256_and_size(path: Path) -> tuple[str, int]:
@@ -50,15 +58,17 @@ class BackupDirectory:
         return sorted(found, key=lambda entry: order_key(entry.name))
 
     def start(self, moment: datetime) -> Path:
-        """A new, empty folder for a backup started at ``moment``."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """A new, empty folder for a backup started at ``moment``, private to its owner."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
         while True:
             taken = {path.name for path in self.root.iterdir()}
             folder = self.root / backup_name(moment, taken)
             try:
-                folder.mkdir()
+                folder.mkdir(mode=PRIVATE_FOLDER)
             except FileExistsError:  # another backup took the name this very moment
                 continue
+            # mkdir's mode is narrowed by the umask, never widened; set it exactly.
+            folder.chmod(PRIVATE_FOLDER)
             return folder
 
     def folder(self, name: str) -> Path:

@@ -1,7 +1,8 @@
 """A catalog worth backing up, for the backup tests: its own databases on the test server,
 owned by a role that is no superuser (as the catalog's user in production: it owns the tables
 and so is not subject to their row-level security, but nothing else lets it through), real
-rows in every table for several organizations, and real objects in filesystem storage."""
+rows in every table for several organizations (tombstones, retention, webhook endpoints with
+their secrets and deliveries included), and real objects in filesystem storage."""
 
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from reelvault_catalog.migrate import migrate
 from reelvault_catalog.repository import CatalogRepository
 from reelvault_catalog.tenancy_repository import TenancyRepository
 from reelvault_catalog.usage_repository import UsageRepository
+from reelvault_catalog.webhooks.payloads import webhook_message
+from reelvault_catalog.webhooks.repository import Attempt, WebhookRepository
+from reelvault_catalog.webhooks.settings import WebhookDeliverySettings
+from reelvault_catalog.webhooks.signing import new_secret
 from reelvault_common.contracts.catalog import QuotaLimits
 from reelvault_common.contracts.events import ReferenceImage
 from reelvault_common.contracts.tenancy import Scope
@@ -26,8 +31,9 @@ from reelvault_common.messaging.topology import Topology
 from reelvault_common.runtime.settings import StorageSettings
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_common.storage.layout import Buckets
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.support.byte_streams import chunks
 from tests.support.catalog_events import VideoStory
@@ -118,6 +124,7 @@ class Catalog:
     storage: FilesystemStorage
     objects: list[tuple[str, str]]  # (bucket, key) of every object the rows refer to
     videos: dict[str, list[uuid.UUID]]
+    webhook_secrets: list[str]  # every webhook endpoint's signing secret
 
 
 async def _put(storage: FilesystemStorage, bucket: str, key: str, data: bytes,
@@ -152,6 +159,35 @@ async def _org_videos(repository: CatalogRepository, storage: FilesystemStorage,
     return [story.video_id for story in stories]
 
 
+async def _org_webhooks(engine: AsyncEngine, repository: CatalogRepository, org: str
+                        ) -> str:
+    """An endpoint of ``org`` and a delivery to it (of the stored video's event, as the
+    catalog records it); the endpoint's secret."""
+    webhooks = WebhookRepository(engine, WebhookDeliverySettings())
+    created = await webhooks.create_endpoint(
+        org, url=f"https://hooks.example.com/{org}", event_types=["video.completed"],
+        description=f"{org}'s hook", secret=new_secret())
+    message = webhook_message(VideoStory(org=org).stored(), "http://gateway.test")
+    assert message is not None and await webhooks.record(message) == 1
+    # One attempt failed: the delivery has its answer, its error and its next attempt.
+    [claimed] = [c for c in await webhooks.claim(total=10, per_endpoint=1, busy=[])
+                 if c.org == org]
+    await webhooks.finish(claimed, Attempt(succeeded=False, response_code=500,
+                                           error="HTTP 500: try later"))
+    return created.secret
+
+
+async def _deletion_columns(engine: AsyncEngine, org: str, failed: uuid.UUID) -> None:
+    """A tombstone (the failed video deleted) and a retention rule, as ``0005_deletion``
+    keeps them."""
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "UPDATE videos SET status = 'deleted', deleted_at = now(), deleted_by = 'k1', "
+            "deletion_announced_at = now() WHERE id = :id"), {"id": failed})
+        await conn.execute(text(
+            "UPDATE organizations SET delete_after_days = 30 WHERE slug = :org"), {"org": org})
+
+
 async def make_catalog(cluster: Cluster, storage_dir: Path) -> Catalog:
     """Rows in every table of the catalog, for three organizations, and their objects."""
     url = await cluster.database()
@@ -161,6 +197,7 @@ async def make_catalog(cluster: Cluster, storage_dir: Path) -> Catalog:
     await storage.ensure_buckets(Buckets.from_settings(settings).all())
     objects: list[tuple[str, str]] = []
     videos: dict[str, list[uuid.UUID]] = {}
+    secrets: list[str] = []
     try:
         await migrate(engine)
         tenancy = TenancyRepository(engine)
@@ -177,9 +214,11 @@ async def make_catalog(cluster: Cluster, storage_dir: Path) -> Catalog:
             # 100 % of the one-video limit: a reservation and both notices.
             assert (await usage.reserve(org, videos[org][0], model="sora-2", seconds=4)).admitted
             await usage.release(org, videos[org][1])
+            await _deletion_columns(engine, org, videos[org][1])
+            secrets.append(await _org_webhooks(engine, repository, org))
     finally:
         await engine.dispose()
-    return Catalog(url, storage_dir, storage, objects, videos)
+    return Catalog(url, storage_dir, storage, objects, videos, secrets)
 
 
 async def table_rows(url: str) -> dict[str, list[str]]:

@@ -1,10 +1,12 @@
 """``reelvault backup create`` then ``restore`` into a fresh database gives back every row of
 every table (and the revision, policies, row security and grants); a database that holds
-anything is refused; ``--keep`` keeps the newest backups; the last success is in NATS KV."""
+anything is refused; ``--keep`` keeps the newest backups; the last success is in NATS KV. A
+backup holds the webhook endpoints' signing secrets, so only its owner may read it."""
 
 from __future__ import annotations
 
 import json
+import stat
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 pytestmark = pytest.mark.integration
 
 CATALOG_TABLES = ("organizations", "api_keys", "org_quotas", "usage_reservations",
-                  "quota_notices", "videos")
+                  "quota_notices", "videos", "webhook_endpoints", "webhook_deliveries")
 
 
 async def test_a_restore_brings_back_every_row_of_every_table(
@@ -29,6 +31,9 @@ async def test_a_restore_brings_back_every_row_of_every_table(
     for table in CATALOG_TABLES:
         assert len(before[table]) >= len(ORGS), table  # every table has rows of every org
     assert before["(policies)"] and before["(row security)"]
+    # The deletion columns hold something: a tombstone and a retention rule per organization.
+    assert sum('"status":"deleted"' in row for row in before["videos"]) == len(ORGS)
+    assert sum('"delete_after_days":30' in row for row in before["organizations"]) == len(ORGS)
 
     started = time.time()
     code, out, said = await cli("backup", "create", "--data-dir", str(beside_system))
@@ -36,6 +41,11 @@ async def test_a_restore_brings_back_every_row_of_every_table(
     [name] = backup_folders(beside_system)
     assert out.startswith(f"backup {name}: schema {head_revision()}")
     folder = beside_system / "backups" / name
+    # Restored endpoints must keep signing as their receivers expect: the secrets are in the
+    # backup, which is therefore readable by its owner only.
+    endpoints = (folder / "tables" / "webhook_endpoints.copy").read_text()
+    assert catalog.webhook_secrets and all(s in endpoints for s in catalog.webhook_secrets)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     manifest = json.loads((folder / "backup.json").read_text())
     assert manifest["schema_revision"] == head_revision()
     assert {t["name"]: t["rows"] for t in manifest["tables"]} == {

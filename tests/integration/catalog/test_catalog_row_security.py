@@ -15,6 +15,10 @@ from reelvault_catalog.repository import CatalogRepository
 from reelvault_catalog.tenancy_repository import TenancyRepository
 from reelvault_catalog.tenant import AS_TENANT, TENANT_ROLE, tenant_transaction
 from reelvault_catalog.usage_repository import UsageRepository
+from reelvault_catalog.webhooks.payloads import webhook_message
+from reelvault_catalog.webhooks.repository import WebhookRepository
+from reelvault_catalog.webhooks.settings import WebhookDeliverySettings
+from reelvault_catalog.webhooks.signing import new_secret
 from reelvault_common.contracts.catalog import QuotaLimits
 from reelvault_common.contracts.tenancy import Scope
 from sqlalchemy import text
@@ -27,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 ORGS = ("acme", "globex")
 TENANT_TABLES = ("organizations", "videos", "api_keys", "org_quotas", "usage_reservations",
-                 "quota_notices")
+                 "quota_notices", "webhook_endpoints", "webhook_deliveries")
 
 
 @pytest.fixture
@@ -41,10 +45,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def videos(engine: AsyncEngine) -> dict[str, list[uuid.UUID]]:
-    """Two videos, a key, limits, a reservation and a notice in each of two organizations."""
+    """Two videos, a key, limits, a reservation, a notice and two webhook endpoints with a
+    delivery each in each of two organizations."""
     tenancy = TenancyRepository(engine)
     usage = UsageRepository(engine, {"sora-2": Decimal("1")})
     repository = CatalogRepository(engine, "http://gateway.test")
+    webhooks = WebhookRepository(engine, WebhookDeliverySettings())
     made: dict[str, list[uuid.UUID]] = {}
     for org in ORGS:
         await tenancy.create_org(org)
@@ -55,6 +61,12 @@ async def videos(engine: AsyncEngine) -> dict[str, list[uuid.UUID]]:
             await repository.apply(story.requested())
         # One reservation of one video: 100 % of the limit, so the notices are recorded too.
         assert (await usage.reserve(org, stories[0].video_id, model="sora-2", seconds=4)).admitted
+        for name in ("a", "b"):
+            await webhooks.create_endpoint(org, url=f"https://hooks.example.com/{org}/{name}",
+                                           event_types=["video.completed"], description=name,
+                                           secret=new_secret())
+        message = webhook_message(stories[0].stored(), "http://gateway.test")
+        assert message is not None and await webhooks.record(message) == 2
         made[org] = [story.video_id for story in stories]
     return made
 
@@ -118,6 +130,10 @@ async def test_a_tenant_writes_nothing(
                 "INSERT INTO usage_reservations (video_id, org, period_start, seconds, cost_usd)"
                 " VALUES (:id, 'acme', :day, 1, 0)"), {"id": uuid.uuid4(),
                                                       "day": datetime.now(UTC).date()})
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with tenant_transaction(engine, "acme") as conn:
+            await conn.execute(text("UPDATE webhook_endpoints SET url = 'https://evil.example'"
+                                    " WHERE org = 'acme'"))
 
 
 async def test_the_role_and_the_organization_end_with_the_transaction(

@@ -61,6 +61,16 @@ class Setup:
         assert ran.code == 0 and ran.err == [], ran
         return ran.out
 
+    async def settled_log(self, org: str, endpoint_id: str) -> list[list[str]]:
+        """The endpoint's delivery log once its newest is no longer pending (the answer is
+        recorded just after the receiver got the request), or after 10 s."""
+        deadline = time.monotonic() + 10
+        while True:
+            log = rows(await self.ok("deliveries", "--org", org, endpoint_id))
+            if not log or log[0][2] != "pending" or time.monotonic() > deadline:
+                return log
+            await asyncio.sleep(0.05)
+
     async def refused(self, *argv: str) -> str:
         """What the catalog refuses: exit 1, nothing on stdout, one line on stderr."""
         ran = await self.cli(*argv)
@@ -132,11 +142,7 @@ async def test_add_list_deliver_replay_and_remove(setup: Setup) -> None:
     await until(lambda: len(receiver.of("cli")) == 1)
     [got] = receiver.of("cli")
     assert Webhook(secret).verify(got.body, got.headers)["data"]["id"] == str(story.video_id)
-    deadline = time.monotonic() + 10
-    # The answer is recorded just after the receiver got the request.
-    while (log := rows(await setup.ok("deliveries", "--org", "acme", endpoint_id))) and (
-            log[0][2] == "pending" and time.monotonic() < deadline):
-        await asyncio.sleep(0.05)
+    log = await setup.settled_log("acme", endpoint_id)
     [[delivery_id, event_type, status, attempts, code, *_]] = log
     assert delivery_id == got.headers["webhook-id"]
     assert (event_type, status, attempts, code) == ("video.completed", "succeeded", "1", "204")

@@ -23,7 +23,6 @@ from reelvault_common.providers.models import (
 from reelvault_common.providers.video_spec import SIZES_BY_MODEL, SpecProblem, check_video_spec
 
 
-
 def known(model_id: str) -> ModelSpec:
     found = built_in(model_id)
     assert found is not None

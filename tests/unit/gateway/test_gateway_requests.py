@@ -117,3 +117,15 @@ def test_a_prompt_with_a_nul_character_is_refused() -> None:
         body(prompt="a cat\x00 on a skateboard")
     assert error_locs(refused.value) == [("prompt",)]
     assert "NUL" in str(refused.value)
+
+
+def test_a_model_unknown_before_the_catalog_is_published_is_a_503_not_a_422() -> None:
+    # A gateway (re)started before it has read the generator's catalog knows only the
+    # stand-in: a model outside it may well be offered, so the client is told to retry.
+    with pytest.raises(ApiError) as info:
+        spec_from_body(body(model="google/veo-3.1"), MODELS, published=False)
+    assert (info.value.status_code, info.value.code) == (503, "models_not_known_yet")
+    assert spec_from_body(body(), MODELS, published=False).model == "sora-2"
+    with pytest.raises(ApiError) as refused:
+        spec_from_body(body(model="google/veo-3.1"), MODELS, published=True)
+    assert refused.value.status_code == 422

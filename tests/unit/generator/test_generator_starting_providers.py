@@ -122,7 +122,9 @@ async def test_without_webhook_adoption_a_stale_claim_fails_at_once(clock: Clock
 
 
 @pytest.mark.parametrize("error", [ProviderError("bad gateway", status=502),
-                                   ProviderError("gateway timeout", status=504), LOST])
+                                   ProviderError("gateway timeout", status=504), LOST,
+                                   # Nobody can look the job up later: a 500 may have made one.
+                                   ProviderError("internal", status=500)])
 async def test_every_unknown_outcome_keeps_the_claim_and_never_creates_again(
     clock: Clock, error: ProviderError
 ) -> None:

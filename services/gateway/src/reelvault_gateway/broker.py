@@ -85,6 +85,10 @@ class LiveModels:
     def current(self) -> ModelCatalog:
         return self.watch.current if self.watch is not None else self.fallback
 
+    @property
+    def published(self) -> bool:
+        return self.watch is not None and self.watch.published
+
 
 class BrokerLink:
     """Owns the FastStream broker; ``start`` returns once connected or after ``wait_s``.

@@ -23,12 +23,18 @@ class ModelSource(Protocol):
     @property
     def current(self) -> ModelCatalog: ...
 
+    @property
+    def published(self) -> bool:
+        """Is ``current`` what the generator published (not a stand-in until it does)?"""
+        ...
+
 
 @dataclass
 class FixedModels:
     """A catalog that changes only when told (tests, or a gateway without a broker yet)."""
 
     current: ModelCatalog = DEFAULT_CATALOG
+    published: bool = True
 
 
 class BrokerHealth(Protocol):

@@ -149,10 +149,16 @@ class VideoSpec:
 
 def check_spec(
     models: ModelCatalog, model: str | None, seconds: str, size: str, images: int,
-    images_field: str = "reference_images",
+    images_field: str = "reference_images", *, published: bool = True,
 ) -> str:
     """The model to use (the default when none is named); a 422 naming the field and the
-    allowed values when the model would reject the request."""
+    allowed values when the model would reject the request. Until the generator has published
+    the deployment's models (``published``), a model the stand-in catalog does not know is
+    not refused but answered 503: it may well be offered."""
+    if not published and model is not None and models.get(model) is None:
+        raise ApiError(503, "models_not_known_yet",
+                       "this gateway does not know the deployment's models yet; retry shortly",
+                       headers={"Retry-After": "2"})
     chosen = model if model is not None else models.default_model
     if chosen is None:
         raise ApiError(503, "no_models", "no video model is configured in this deployment",
@@ -164,8 +170,11 @@ def check_spec(
     return chosen
 
 
-def spec_from_body(body: CreateVideoBody, models: ModelCatalog) -> VideoSpec:
-    model = check_spec(models, body.model, body.seconds, body.size, len(body.reference_images))
+def spec_from_body(
+    body: CreateVideoBody, models: ModelCatalog, *, published: bool = True
+) -> VideoSpec:
+    model = check_spec(models, body.model, body.seconds, body.size, len(body.reference_images),
+                       published=published)
     return VideoSpec(
         prompt=body.prompt,
         model=model,
@@ -204,10 +213,12 @@ def upload_key_from_ref(ref: str, public_prefix: str) -> str | None:
 
 
 def spec_from_seed(
-    body: SeedCreateVideoBody, public_prefix: str, models: ModelCatalog
+    body: SeedCreateVideoBody, public_prefix: str, models: ModelCatalog, *,
+    published: bool = True,
 ) -> VideoSpec:
     images = sum(1 for ref in (body.image1_url, body.image2_url) if ref and ref.strip())
-    model = check_spec(models, body.model, body.seconds, body.size, images, "image2_url")
+    model = check_spec(models, body.model, body.seconds, body.size, images, "image2_url",
+                       published=published)
     keys: list[str] = []
     locs: list[tuple[str | int, ...]] = []
     for name in ("image1_url", "image2_url"):

@@ -62,9 +62,10 @@ def build_providers(
 ) -> ProviderRegistry:
     """Every provider some route names, each with its own request budget."""
     routes = settings.routes()
-    secret = settings.webhook_secret
-    callbacks = (CallbackTargets(settings.webhook_public_url, secret.get_secret_value())
-                 if settings.webhook_public_url and secret is not None else None)
+    # OpenRouter's callbacks are verified (and their tokens checked) with its secret.
+    secret = settings.webhook_secret_for("openrouter")
+    callbacks = (CallbackTargets(settings.webhook_public_url, secret)
+                 if settings.webhook_public_url and secret else None)
     providers: dict[str, VideoProvider] = {}
     for kind in dict.fromkeys(routes.values()):
         budget = budgets(kind)

@@ -324,7 +324,7 @@ class JobStarter:
             try:
                 job = await provider.create(request, images)
             except ProviderError as error:
-                await self._create_failed(request, claim, revision, attempt, error)
+                await self._create_failed(provider, request, claim, revision, attempt, error)
                 return True
             return await self._record(provider, request, claim, revision, job)
         finally:
@@ -332,6 +332,7 @@ class JobStarter:
 
     async def _create_failed(
         self,
+        provider: VideoProvider,
         request: VideoRequested,
         claim: LedgerEntry,
         revision: int,
@@ -339,7 +340,9 @@ class JobStarter:
         error: ProviderError,
     ) -> None:
         video_id = request.video_id
-        if create_outcome_unknown(error):
+        # Where nobody can look the job up later, a 500 is not a definite "no" either (an
+        # OpenRouter 500 may come after its upstream accepted the job).
+        if create_outcome_unknown(error) or (not provider.lists_jobs and error.status == 500):
             # The job may exist: keep the claim; once stale, recovery looks for the job.
             log.warning("create for %s ended without an answer (%s): recovering later",
                         video_id, error)

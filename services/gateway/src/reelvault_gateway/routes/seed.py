@@ -95,7 +95,8 @@ async def seed_create_video(
     """`image1_url`/`image2_url` are URLs returned by `/api/upload` (or upload keys).
     Answers once the request is durable in the event stream. Takes an `Idempotency-Key`
     like `POST /v1/videos`."""
-    spec = spec_from_seed(body, await _public_prefix(context), context.models.current)
+    spec = spec_from_seed(body, await _public_prefix(context), context.models.current,
+                          published=context.models.published)
     if idempotency is None:
         video = await create_video(context, principal, spec, correlation_id)
     else:

@@ -73,7 +73,7 @@ async def request_video(
     `idempotency_key_reused` when the key was used for a different request. 429
     `quota_exceeded` when the organization's quota is used up; 403 `not_whitelisted` while
     creating is open to selected organizations only; 503 `maintenance` during maintenance."""
-    spec = spec_from_body(body, context.models.current)
+    spec = spec_from_body(body, context.models.current, published=context.models.published)
     if idempotency is None:
         video = await create_video(context, principal, spec, correlation_id)
     else:
