@@ -72,12 +72,15 @@ def add_simulator(plan: SystemPlan, env: Mapping[str, str], data_dir: Path, sim_
     shared["OPENAI_API_KEY"] = sim_key
     # The simulator speaks OpenRouter's and Gemini's protocols too: every model of all
     # three is offered, unless a real account's key is given for one of them.
+    # Simulated jobs take seconds, not minutes: look at them that often.
     if "OPENROUTER_API_KEY" not in env:
         shared["OPENROUTER_BASE_URL"] = f"http://127.0.0.1:{sim_port}/api/v1"
         shared["OPENROUTER_API_KEY"] = sim_key
+        shared["REELVAULT_OPENROUTER_POLL_INTERVAL_S"] = "1"
     if "GEMINI_API_KEY" not in env:
         shared["GEMINI_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
         shared["GEMINI_API_KEY"] = sim_key
+        shared["REELVAULT_GEMINI_POLL_INTERVAL_S"] = "1"
     plan.specs.append(
         ProcessSpec(
             name="provider-sim",

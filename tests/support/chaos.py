@@ -132,6 +132,8 @@ FAST_RECOVERY_ENV: dict[str, str] = {
     "REELVAULT_PROVIDER_TIMEOUT_S": "15",
     # A lost create at a provider without a job list waits this long for its webhook.
     "REELVAULT_ADOPTION_WINDOW_S": "20",
+    "REELVAULT_OPENROUTER_POLL_INTERVAL_S": "0.5",
+    "REELVAULT_GEMINI_POLL_INTERVAL_S": "0.5",
 }
 
 # Requests rotate over one model of each provider protocol the simulator speaks.

@@ -432,7 +432,8 @@ async def test_generator_stopped_mid_create_leaves_one_job(
     await first.stop()
     forwarder.target = None
     assert hold.cancelled == 1
-    assert not watch.of(request.video_id)  # neither Started nor a failure
+    assert not watch.of(request.video_id, VideoGenerationStarted)
+    assert not watch.of(request.video_id, VideoFailed)
     assert len(await protocol_jobs(sim, protocol, request.prompt)) == 1
 
     await make_routed(protocol, webhooks=webhooks)

@@ -3,6 +3,8 @@ consumers and the webhook endpoint together. No logic here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -78,13 +80,15 @@ def build_providers(
                                        timeout_s=settings.provider_timeout_s,
                                        transport=transport, app_title="reelvault"),
                 create_timeout_s=settings.create_timeout_s, budget=budget, callbacks=callbacks,
-                content_ttl_s=settings.openrouter_content_ttl_s)
+                content_ttl_s=settings.openrouter_content_ttl_s,
+                poll_interval_s=settings.openrouter_poll_interval_s)
         else:
             providers[kind] = GeminiVeoProvider(
                 GeminiVeoClient(settings.gemini_base_url, api_key=settings.gemini_api_key,
                                 timeout_s=settings.provider_timeout_s, transport=transport),
                 create_timeout_s=settings.create_timeout_s, budget=budget,
-                content_ttl_s=settings.gemini_content_ttl_s)
+                content_ttl_s=settings.gemini_content_ttl_s,
+                poll_interval_s=settings.gemini_poll_interval_s)
     return ProviderRegistry(providers, routes, settings.chosen_default_model())
 
 
@@ -138,6 +142,7 @@ class GeneratorService:
         self._runner: ConsumerRunner | None = None
         self._metrics: PeriodicCollectors | None = None
         self._webhooks: WebhookServer | None = None
+        self._refresh: asyncio.Task[None] | None = None
         self.ledger: JobLedger | None = None
         self.started = False
 
@@ -230,9 +235,27 @@ class GeneratorService:
         if not self._owns_provider:
             return
         assert self._nc is not None
+        bucket = await open_models_bucket(self._nc, self.topology)
         catalog = await providers.refresh_catalog()
-        await publish_catalog(await open_models_bucket(self._nc, self.topology), catalog)
+        await publish_catalog(bucket, catalog)
         log.info("models offered: %s", ", ".join(spec.id for spec in catalog.specs))
+        self._refresh = asyncio.create_task(self._refresh_models(providers, bucket),
+                                            name="models-refresh")
+
+    async def _refresh_models(self, providers: ProviderRegistry, bucket: KeyValue) -> None:
+        """Providers' capability data (OpenRouter's models and prices) changes: re-read it
+        now and then, and publish only what changed."""
+        while True:
+            await asyncio.sleep(self.settings.models_refresh_s)
+            before = providers.catalog.to_json()
+            try:
+                catalog = await providers.refresh_catalog()
+                if catalog.to_json() != before:
+                    await publish_catalog(bucket, catalog)
+                    log.info("models offered now: %s",
+                             ", ".join(spec.id for spec in catalog.specs))
+            except Exception as exc:  # the next round tries again; the catalog stays
+                log.warning("refreshing the model catalog failed: %r", exc)
 
     def _open_storage(self) -> ObjectStorage:
         """The given storage, or the configured backend (reference images are read there)."""
@@ -322,6 +345,11 @@ class GeneratorService:
         # No new messages: in-flight handlers get shutdown_grace_s to finish, the rest hand
         # their messages back (an interrupted create leaves its claim, which the next owner
         # recovers). Then no new webhooks, then release what they used.
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
         if self._metrics is not None:
             await self._metrics.stop()
             self._metrics = None

@@ -49,8 +49,11 @@ class _Adapter:
 
     def __init__(self, *, name: str, create_timeout_s: float, content_ttl_s: float,
                  budget: RequestBudget | None, callbacks: CallbackTargets | None,
-                 clock: Clock) -> None:
+                 clock: Clock, poll_interval_s: float | None = None) -> None:
         self.name = name
+        # The provider's documented polling cadence, handed to the tracker as its poll-after
+        # (a server's own Retry-After wins).
+        self._poll_interval_s = poll_interval_s
         self._create_timeout_s = create_timeout_s
         self._content_ttl = timedelta(seconds=content_ttl_s)
         self._budget = budget
@@ -136,10 +139,10 @@ class OpenRouterProvider(_Adapter):
     def __init__(self, client: OpenRouterVideosClient, *, name: str = "openrouter",
                  create_timeout_s: float = 60.0, content_ttl_s: float = 3600.0,
                  budget: RequestBudget | None = None, callbacks: CallbackTargets | None = None,
-                 clock: Clock = _utcnow) -> None:
+                 clock: Clock = _utcnow, poll_interval_s: float | None = None) -> None:
         super().__init__(name=name, create_timeout_s=create_timeout_s,
                          content_ttl_s=content_ttl_s, budget=budget, callbacks=callbacks,
-                         clock=clock)
+                         clock=clock, poll_interval_s=poll_interval_s)
         self._client = client
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
@@ -166,7 +169,7 @@ class OpenRouterProvider(_Adapter):
     async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
         await self._spend()
         job, retry_after = await self._client.retrieve(job_id)
-        return openrouter_job(self, job), retry_after
+        return openrouter_job(self, job), retry_after or self._poll_interval_s
 
     async def find_recent(self, request: VideoRequested, since: datetime,
                           until: datetime | None = None) -> list[ProviderJob]:
@@ -213,10 +216,11 @@ class GeminiVeoProvider(_Adapter):
 
     def __init__(self, client: GeminiVeoClient, *, name: str = "gemini",
                  create_timeout_s: float = 60.0, content_ttl_s: float = 47 * 3600.0,
-                 budget: RequestBudget | None = None, clock: Clock = _utcnow) -> None:
+                 budget: RequestBudget | None = None, clock: Clock = _utcnow,
+                 poll_interval_s: float | None = None) -> None:
         super().__init__(name=name, create_timeout_s=create_timeout_s,
                          content_ttl_s=content_ttl_s, budget=budget, callbacks=None,
-                         clock=clock)
+                         clock=clock, poll_interval_s=poll_interval_s)
         self._client = client
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
@@ -241,7 +245,7 @@ class GeminiVeoProvider(_Adapter):
 
     async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
         await self._spend()
-        return gemini_job(self, await self._client.get_operation(job_id)), None
+        return gemini_job(self, await self._client.get_operation(job_id)), self._poll_interval_s
 
     async def find_recent(self, request: VideoRequested, since: datetime,
                           until: datetime | None = None) -> list[ProviderJob]:

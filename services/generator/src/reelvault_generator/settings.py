@@ -143,6 +143,12 @@ class GeneratorSettings(
     # does not document it; Gemini keeps them two days (an hour's margin here).
     openrouter_content_ttl_s: float = Field(default=3600.0, gt=0)
     gemini_content_ttl_s: float = Field(default=47 * 3600.0, gt=0)
+    # Each provider's documented polling cadence (OpenRouter: 10-30 s; Gemini's docs poll every
+    # 10 s); with webhooks the first look waits longer (``webhook_first_poll_delay_s``).
+    openrouter_poll_interval_s: float = Field(default=15.0, gt=0)
+    gemini_poll_interval_s: float = Field(default=10.0, gt=0)
+    # How often the model catalog is refreshed from the providers' capability data.
+    models_refresh_s: float = Field(default=3600.0, gt=0)
     # How long a stale claim at a provider that cannot list jobs waits for such a webhook.
     adoption_window_s: float = Field(default=900.0, gt=0)
 
