@@ -443,8 +443,11 @@ async def test_generator_stopped_mid_create_leaves_one_job(
     seen = await counts(sim, protocol)
     assert (seen["create_calls"], seen["jobs_created"]) == (1, 1)
     if webhooks:
+        # Adopted by the second generator, from the webhook naming the video.
         assert isinstance(outcome, VideoCompleted), outcome
         assert outcome.provider_job_id == job_ref(protocol, job)
+        assert any(str(request.video_id) in where and status == 200
+                   for where, status in forwarder.forwarded)
     else:
         assert isinstance(outcome, VideoFailed), outcome
         assert outcome.code == "create_outcome_unknown"
