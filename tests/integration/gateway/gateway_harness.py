@@ -3,7 +3,9 @@ the lifecycle stream with plain nats-py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel, SecretStr
 from reelvault_common.contracts.events import VideoEvent, parse_event
 from reelvault_common.contracts.tenancy import DEFAULT_ORG
+from reelvault_common.messaging.model_catalog import open_models_bucket, publish_catalog
 from reelvault_common.messaging.topology import Topology
+from reelvault_common.providers.models import DEFAULT_CATALOG, ModelCatalog
 from reelvault_common.storage.filesystem import FilesystemStorage
 from reelvault_gateway.app import create_app
 from reelvault_gateway.settings import GatewaySettings
@@ -71,6 +75,22 @@ class RunningGateway:
         """Another client of the same app (``key``: its API key; None: none)."""
         return httpx.AsyncClient(transport=httpx.ASGITransport(self.app), base_url=BASE_URL,
                                  timeout=30, headers=bearer(key) if key else None)
+
+
+async def publish_models(gateway: RunningGateway, catalog: ModelCatalog = DEFAULT_CATALOG,
+                         timeout_s: float = 10.0) -> None:
+    """Publish the deployment's models as a generator does, and wait until the gateway has
+    them (before, it answers a model outside its stand-in catalog with a 503)."""
+    connection = await nats.connect(gateway.settings.nats_url)
+    try:
+        bucket = await open_models_bucket(connection, Topology.from_settings(gateway.settings))
+        await publish_catalog(bucket, catalog)
+    finally:
+        await connection.close()
+    deadline = time.monotonic() + timeout_s
+    while gateway.app.state.context.models.published is False:
+        assert time.monotonic() < deadline, "the gateway never saw the published models"
+        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from gateway_harness import (
     StreamProbe,
     gateway_settings,
     probe_stream,
+    publish_models,
     run_gateway,
 )
 from reelvault_common.contracts.events import VideoRequested
@@ -172,6 +173,10 @@ async def test_bad_requests_are_4xx_and_publish_nothing(
     client = gateway.client
     key = (await upload(client, image_bytes("PNG"))).json()["key"]
     before = await stream.count()
+    # Before any generator published the models, an unknown model cannot be judged: 503.
+    unknown = await client.post("/v1/videos", json={"prompt": "p", "model": "sora-9"})
+    assert_error(unknown, 503, "models_not_known_yet")
+    await publish_models(gateway)
     cases: list[tuple[str, dict[str, Any], int, str, list[Any]]] = [
         (
             "/v1/videos",

@@ -47,7 +47,9 @@ RoutedFactory = Callable[..., Awaitable[GeneratorService]]
 
 
 def routed_request(protocol: str, prompt: str) -> VideoRequested:
-    return video_request(prompt, model=MODELS[protocol], size="1280x720", seconds="4")
+    request: VideoRequested = video_request(prompt, model=MODELS[protocol], size="1280x720",
+                                            seconds="4")
+    return request
 
 
 def job_ref(protocol: str, job: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from reelvault_generator.consumers import SERVICE
 from reelvault_generator.job_protocols import GeminiVeoProvider, OpenRouterProvider
 from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.ledger_store import JobLedger, open_bucket
-from reelvault_generator.metrics import MeteredVideosClient, start_collectors
+from reelvault_generator.metrics import MeteredVideosClient, observe_budget, start_collectors
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.provider import OpenAIVideosProvider, RequestBudget, VideoProvider
 from reelvault_generator.reference_loader import ReferenceLoader
@@ -214,8 +214,13 @@ class GeneratorService:
                 limit = settings.provider_budget_limit
                 if budget_kv is None or limit is None:
                     return None
+                # With webhooks, polls are a safety net: capped even when no create waits.
+                idle = settings.poll_share if settings.webhooks_enabled else 1.0
                 return KvRequestBudget(budget_kv, provider=provider, limit=limit,
-                                       window_s=settings.provider_budget_window_s)
+                                       window_s=settings.provider_budget_window_s,
+                                       horizon_s=settings.provider_budget_horizon_s,
+                                       poll_share=settings.poll_share, idle_poll_share=idle,
+                                       observer=observe_budget)
 
             self._providers = build_providers(settings, budgets=budget,
                                               transport=self._transport)
@@ -225,9 +230,12 @@ class GeneratorService:
         settings = self.settings
         if settings.provider_budget_limit is None:
             return None
+        # File storage: the budget's state (and waiters' tickets) survive a NATS restart, so
+        # the calls before it still count. The TTL only clears tickets nobody came back for.
         return await open_bucket(js, self.bucket("budget"), config=KeyValueConfig(
-            bucket=self.bucket("budget"), history=1, storage=StorageType.MEMORY,
-            replicas=settings.stream_replicas, ttl=3 * settings.provider_budget_window_s))
+            bucket=self.bucket("budget"), history=1, storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+            ttl=max(24 * 3600.0, 3 * settings.provider_budget_window_s)))
 
     async def _publish_models(self, providers: ProviderRegistry) -> None:
         """What this deployment can generate, for every gateway (only a generator built from

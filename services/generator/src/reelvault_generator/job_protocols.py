@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.providers.errors import ProviderError
@@ -32,6 +33,7 @@ from reelvault_generator.provider import (
     PreparedImages,
     ProviderJob,
     RequestBudget,
+    provider_refused,
 )
 
 Clock = Callable[[], datetime]
@@ -64,9 +66,10 @@ class _Adapter:
     def adopts_by_webhook(self) -> bool:
         return self._callbacks is not None
 
-    async def _spend(self) -> None:
+    async def _spend(self, purpose: Literal["create", "poll"] = "create", *,
+                     ticket: str | None = None, org: str | None = None) -> None:
         if self._budget is not None:
-            await self._budget.acquire()
+            await self._budget.acquire(purpose, ticket=ticket, org=org)
 
     def _timed_out(self, exc: TimeoutError) -> ProviderError:
         error = ProviderError(f"create did not answer within {self._create_timeout_s:.0f}s",
@@ -146,7 +149,7 @@ class OpenRouterProvider(_Adapter):
         self._client = client
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
-        await self._spend()
+        await self._spend("create", ticket=str(request.video_id), org=request.org)
         resolution, aspect_ratio = resolution_of(request.size)
         frames = [FrameImage(data_url(png, "image/png"), kind)  # type: ignore[arg-type]
                   for png, kind in ((images.first_frame, "first_frame"),
@@ -164,11 +167,18 @@ class OpenRouterProvider(_Adapter):
                 job = await self._client.create(body)
         except TimeoutError as exc:
             raise self._timed_out(exc) from exc
+        except ProviderError as error:
+            await provider_refused(self._budget, error)
+            raise
         return openrouter_job(self, job, request)
 
     async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        await self._spend()
-        job, retry_after = await self._client.retrieve(job_id)
+        await self._spend("poll", ticket=job_id)
+        try:
+            job, retry_after = await self._client.retrieve(job_id)
+        except ProviderError as error:
+            await provider_refused(self._budget, error)
+            raise
         return openrouter_job(self, job), retry_after or self._poll_interval_s
 
     async def find_recent(self, request: VideoRequested, since: datetime,
@@ -224,7 +234,7 @@ class GeminiVeoProvider(_Adapter):
         self._client = client
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
-        await self._spend()
+        await self._spend("create", ticket=str(request.video_id), org=request.org)
         resolution, aspect_ratio = resolution_of(request.size)
 
         def png(data: bytes | None) -> VeoImage | None:
@@ -241,11 +251,19 @@ class GeminiVeoProvider(_Adapter):
                 )
         except TimeoutError as exc:
             raise self._timed_out(exc) from exc
+        except ProviderError as error:
+            await provider_refused(self._budget, error)
+            raise
         return gemini_job(self, operation, request)
 
     async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        await self._spend()
-        return gemini_job(self, await self._client.get_operation(job_id)), self._poll_interval_s
+        await self._spend("poll", ticket=job_id)
+        try:
+            operation = await self._client.get_operation(job_id)
+        except ProviderError as error:
+            await provider_refused(self._budget, error)
+            raise
+        return gemini_job(self, operation), self._poll_interval_s
 
     async def find_recent(self, request: VideoRequested, since: datetime,
                           until: datetime | None = None) -> list[ProviderJob]:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import httpx2
 from nats.js import JetStreamContext
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import SecretStr
 from reelvault_common.messaging.topology import Topology
 from reelvault_common.providers.openai_videos import (
@@ -33,6 +33,7 @@ from reelvault_common.runtime.metrics import (
 )
 
 from reelvault_generator import consumers
+from reelvault_generator.budget import BudgetView
 from reelvault_generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,29 @@ PROVIDER_COST = Counter(
 )
 # Every success of the OpenAI Videos API protocol is a 200 (create included).
 SUCCESS = 200
+
+BUDGET_WAITING = Gauge(
+    "reelvault_provider_budget_waiting",
+    "Creates and polls queued for the provider's request budget (as last seen here).",
+    ["provider"],
+)
+BUDGET_WAIT = Gauge(
+    "reelvault_provider_budget_wait_seconds",
+    "Estimated wait of a new request for the provider's budget (its longest queue).",
+    ["provider"],
+)
+BUDGET_RATE = Gauge(
+    "reelvault_provider_budget_rate_ratio",
+    "The budget's rate in force over its configured rate (below 1 after a provider's 429).",
+    ["provider"],
+)
+
+
+def observe_budget(provider: str, view: BudgetView) -> None:
+    """The budget's ``observer``: its state after each decision, as gauges."""
+    BUDGET_WAITING.labels(provider=provider).set(view.waiting)
+    BUDGET_WAIT.labels(provider=provider).set(view.estimated_wait_s)
+    BUDGET_RATE.labels(provider=provider).set(view.rate_factor)
 
 
 def job_cost(model: str, seconds: str, prices: Mapping[str, Decimal]) -> Decimal | None:

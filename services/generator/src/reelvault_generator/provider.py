@@ -112,9 +112,21 @@ class VideoProvider(Protocol):
 
 class RequestBudget(Protocol):
     """Provider requests allowed, shared by every replica; raises ``ProviderError`` with status
-    429 when spent, carrying ``retry_after_s``."""
+    429 when spent, carrying ``retry_after_s`` (the caller's own turn: ``ticket`` names the
+    caller when it comes back, ``org`` the organization whose queue it waits in)."""
 
-    async def acquire(self) -> None: ...
+    async def acquire(self, purpose: Literal["create", "poll"] = "create", *,
+                      ticket: str | None = None, org: str | None = None) -> None: ...
+
+    async def penalize(self, retry_after_s: float | None) -> None:
+        """The provider itself answered 429: slow down."""
+        ...
+
+
+async def provider_refused(budget: RequestBudget | None, error: ProviderError) -> None:
+    """Tell the budget about a provider's own 429 (not the budget's refusal)."""
+    if budget is not None and error.status == 429 and error.type != "rate_budget":
+        await budget.penalize(error.retry_after_s)
 
 
 # --- pure mapping -------------------------------------------------------------------------
@@ -210,12 +222,13 @@ class OpenAIVideosProvider:
         self._page_size = list_page_size
         self._max_pages = max_pages
 
-    async def _spend(self) -> None:
+    async def _spend(self, purpose: Literal["create", "poll"] = "create", *,
+                     ticket: str | None = None, org: str | None = None) -> None:
         if self._budget is not None:
-            await self._budget.acquire()
+            await self._budget.acquire(purpose, ticket=ticket, org=org)
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
-        await self._spend()
+        await self._spend("create", ticket=str(request.video_id), org=request.org)
         reference = images.first_frame
         upload = (
             ReferenceUpload(filename="reference.png", content=reference, content_type="image/png")
@@ -236,11 +249,18 @@ class OpenAIVideosProvider:
             raise ProviderError(
                 f"create did not answer within {self._create_timeout_s:.0f}s", status=None
             ) from exc
+        except ProviderError as error:
+            await provider_refused(self._budget, error)
+            raise
         return job_from_video(video)
 
     async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        await self._spend()
-        video, poll_after = await self._client.retrieve(job_id)
+        await self._spend("poll", ticket=job_id)
+        try:
+            video, poll_after = await self._client.retrieve(job_id)
+        except ProviderError as error:
+            await provider_refused(self._budget, error)
+            raise
         return job_from_video(video), poll_after
 
     async def find_recent(

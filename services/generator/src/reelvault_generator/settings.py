@@ -157,6 +157,11 @@ class GeneratorSettings(
     provider_rpm: int | None = Field(default=None, ge=1)
     # The budget's sliding window (tests shorten it); the allowance scales with it.
     provider_budget_window_s: float = Field(default=60.0, gt=0)
+    # The share of the budget polls may use while creates wait (None: 0.2 with webhooks, the
+    # safety net; 0.5 without, so every job is still looked at often enough).
+    provider_poll_share: float | None = Field(default=None, gt=0, lt=1)
+    # How far ahead a slot is waited for in process (None: one slot); later ones are queued.
+    provider_budget_horizon_s: float | None = Field(default=None, gt=0)
 
     @field_validator("requests", "poll", "cancel", mode="before")
     @classmethod
@@ -222,6 +227,13 @@ class GeneratorSettings(
     @property
     def claim_stale_after_s(self) -> float:
         return self.create_timeout_s + self.claim_margin_s
+
+    @property
+    def poll_share(self) -> float:
+        """The budget's share for polls while creates wait (see ``provider_poll_share``)."""
+        if self.provider_poll_share is not None:
+            return self.provider_poll_share
+        return 0.2 if self.webhooks_enabled else 0.5
 
     @property
     def provider_budget_limit(self) -> int | None:

@@ -17,6 +17,7 @@ from reelvault_common.messaging.outcomes import RetryLater, nak_delay
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.runtime import telemetry
 
+from reelvault_generator.budget import is_budget_refusal
 from reelvault_generator.events import (
     EventSink,
     generation_failed,
@@ -353,6 +354,10 @@ class JobStarter:
             if error.status == 401:
                 log.error("provider rejected our API key (%s); retrying %s later", error, video_id)
                 delay = self._unauthorized_retry_s
+            elif is_budget_refusal(error) and error.retry_after_s is not None:
+                # Our own budget's answer is the request's turn, not a failure: come back
+                # exactly then (backing off would miss it).
+                delay = error.retry_after_s
             else:
                 # The provider's retry-after is a minimum; a request refused again and again
                 # also backs off, so its deliveries (max_deliver) last hours, not minutes.

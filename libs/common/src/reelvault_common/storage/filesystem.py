@@ -4,6 +4,7 @@ for private buckets."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -12,8 +13,10 @@ import json
 import mimetypes
 import os
 import stat
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -38,7 +41,7 @@ from reelvault_common.storage.interface import (
     StreamLengthMismatch,
     check_key,
 )
-from reelvault_common.storage.streams import WRITEBACK_BYTES, HashingWriter, prefetch
+from reelvault_common.storage.streams import WRITEBACK_BYTES
 
 READ_CHUNK = 1024 * 1024
 # Commit locks are striped over this many files (bounded, unlike one per key); keys sharing a
@@ -46,6 +49,9 @@ READ_CHUNK = 1024 * 1024
 LOCK_STRIPES = 64
 # Puts announced at most this size are gathered in memory and written in one thread hop.
 SMALL_OBJECT_BYTES = 1024 * 1024
+# Bytes a put may have handed to its writer thread and not yet written: the source waits
+# beyond this, so memory per put stays bounded however slow the disk is.
+WRITER_QUEUE_BYTES = 4 * 1024 * 1024
 
 
 def sign_path(secret: bytes, bucket: str, key: str, expires_at: int) -> str:
@@ -109,6 +115,131 @@ def _check_length(bucket: str, key: str, received: int, announced: int | None) -
 def _sha256_of(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class _FileWriter:
+    """Hashes and writes one put's chunks in a thread of its own, while the event loop goes on
+    pulling the source.
+
+    Handing a chunk over is an append under a lock (the loop waits only when
+    ``WRITER_QUEUE_BYTES`` are queued), where a worker-thread hop per chunk plus a read-ahead
+    task cost the loop more than the download itself leaves spare: the loop's share of the
+    copy is what limits it on a busy machine (bench/archive.py). Chunks are written as they
+    came (no batching copy); the kernel's writeback is started every ``WRITEBACK_BYTES`` so the
+    one fsync at the end is short."""
+
+    def __init__(self, handle: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = handle
+        self._loop = loop
+        self._digest = hashlib.sha256()
+        self._lock = threading.Condition()
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._closing = False
+        self._discard = False
+        self._error: BaseException | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._written = 0
+        self._written_back = 0
+        self.size = 0
+        self._thread = threading.Thread(target=self._run, name="storage-put", daemon=True)
+        self._thread.start()
+
+    async def write(self, chunk: bytes) -> None:
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)  # a source may reuse its buffer once it yielded it
+        with self._lock:
+            self._raise_error()
+            self._queue.append(chunk)
+            self._queued += len(chunk)
+            self.size += len(chunk)
+            self._lock.notify()
+            if self._queued < WRITER_QUEUE_BYTES:
+                return
+            room = self._room = self._loop.create_future()
+        await room
+        with self._lock:
+            self._raise_error()
+
+    async def finish(self) -> str:
+        """Write what is queued, flush and fsync once (in the writer's thread); the sha256 of
+        every byte written."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        await anyio.to_thread.run_sync(self._thread.join)
+        with self._lock:
+            self._raise_error()
+        return self._digest.hexdigest()
+
+    async def abort(self) -> None:
+        """Drop what is queued and wait for the thread (even when cancelled), so the caller
+        can remove the file."""
+        with self._lock:
+            self._closing = self._discard = True
+            self._queue.clear()
+            self._lock.notify()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._thread.join)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._lock.wait()
+                chunk = self._queue.popleft() if self._queue else None
+            try:
+                if chunk is None:  # closing, all written
+                    if not self._discard:
+                        self._handle.flush()
+                        os.fsync(self._handle.fileno())
+                    return
+                self._write(chunk)
+            except BaseException as exc:  # surfaced to the writer's caller
+                with self._lock:
+                    self._error = exc
+                    self._queue.clear()
+                    self._closing = True
+                self._wake()
+                return
+            with self._lock:
+                self._queued -= len(chunk)
+            self._wake()
+
+    def _write(self, chunk: bytes) -> None:
+        if self._discard:
+            return
+        self._digest.update(chunk)
+        self._handle.write(chunk)
+        self._written += len(chunk)
+        if self._written - self._written_back >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            # DONTNEED starts writeback of the stretch without waiting for it.
+            self._handle.flush()
+            os.posix_fadvise(
+                self._handle.fileno(),
+                self._written_back,
+                self._written - self._written_back,
+                os.POSIX_FADV_DONTNEED,
+            )
+            self._written_back = self._written
+
+    def _wake(self) -> None:
+        """Let a ``write`` waiting for room go on once the queue is short enough (or broken)."""
+        with self._lock:
+            room = self._room
+            if room is None or (self._queued >= WRITER_QUEUE_BYTES and self._error is None):
+                return
+            self._room = None
+        self._loop.call_soon_threadsafe(_set_done, room)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class FilesystemStorage:
@@ -207,21 +338,21 @@ class FilesystemStorage:
             return await self._put_small(bucket, key, chunks, content_type, size, final)
         tmp = self._root / ".tmp" / uuid.uuid4().hex
         handle: IO[bytes] = await anyio.to_thread.run_sync(tmp.open, "wb")
-        # Writeback starts as the file grows, so the one fsync at the end is short.
-        writer = HashingWriter(handle, writeback_bytes=WRITEBACK_BYTES)
+        writer = _FileWriter(handle, asyncio.get_running_loop())
         try:
-            # The source (e.g. a download) keeps streaming while a thread hashes and writes;
-            # one fsync at the end, not per chunk.
+            # The source (e.g. a download) keeps streaming while the writer's thread hashes
+            # and writes; one fsync at the end, not per chunk.
             limit = spec.file_size_limit
-            async for chunk in prefetch(chunks):
+            async for chunk in chunks:
                 if limit is not None and writer.size + len(chunk) > limit:
                     raise PayloadTooLarge(
                         f"object exceeds the {spec.file_size_limit} byte limit of bucket {bucket}"
                     )
                 await writer.write(chunk)
             _check_length(bucket, key, writer.size, size)
-            sha256 = await writer.finish(fsync=True)
+            sha256 = await writer.finish()
         except BaseException:
+            await writer.abort()
             handle.close()
             tmp.unlink(missing_ok=True)
             raise
