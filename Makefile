@@ -74,6 +74,12 @@ bench-archive: install
 bench-pipeline: install
 	$(VENV)/bin/python bench/pipeline.py
 
+# 10,000 requests behind a provider's rate limit (600/min, 15-minute generations): calls per
+# 60 s, deliveries per provider call, CPU and memory per process, a second organization's wait.
+.PHONY: bench-backlog
+bench-backlog: install
+	$(VENV)/bin/python bench/backlog.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy libs/common/src services/*/src src

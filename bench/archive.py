@@ -26,9 +26,16 @@ Targets: archiver/baseline ratio >= 0.8 and peak RSS growth <= 64 MB for both si
 Also printed, as a reference: the same plain copy computing the sha256 of every chunk in its
 one thread (``raw_copy_with_sha256``): what the hash alone costs on this machine.
 
-What was done for throughput (libs/common/.../storage/streams.py, supabase.py, tus.py,
-reelvault_archiver/tuning.py): the download keeps going in a background task while a worker
-thread hashes and writes each chunk in ONE hop (bounded queue of 4 x 1 MiB); the video is hashed
+Both children are warmed before their timed part (one request with a client of their own;
+the archiver also one storage call): the first request of a process imports what the async
+HTTP stack and anyio load lazily, ~70 ms of a 200 MB copy here, a cost of starting a process.
+
+What was done for throughput (libs/common/.../storage/filesystem.py, streams.py, supabase.py,
+tus.py, reelvault_archiver/tuning.py): on the filesystem the event loop only appends each
+chunk to the queue of a writer thread of the put's own (at most 4 MiB queued), which hashes and
+writes it; a worker-thread hop per chunk plus a read-ahead task cost the loop, whose share
+limits the copy on a busy machine, about as much again (Supabase: a read-ahead task and a
+hashing hop per chunk, bounded queue of 8 x 1 MiB); the video is hashed
 once (by the backend; the archiver only counts bytes); no fsync per chunk, one at the end, with
 the kernel's writeback started every 16 MiB so that fsync is short; async HTTP reads of up to
 1 MiB instead of 64 KiB (+25 % on its own). Supabase: when the provider announces the length,

@@ -19,6 +19,7 @@ from reelvault_common.contracts.events import (
     VideoFailed,
     VideoGenerationProgressed,
     VideoGenerationStarted,
+    VideoGenerationWaiting,
     VideoRequested,
     VideoStored,
 )
@@ -63,6 +64,14 @@ class VideoStory:
             provider_job_id=job_id or self.job_id, provider=self.provider, model="sora-2",
             seconds="4", size="720x1280", requested_at=self.start,
             job_created_at=self.at(at), occurred_at=self.at(at),
+        )
+
+    def waiting(self, starts_in: float = 120, at: float = 0.5, *,
+                position: int | None = 7) -> VideoGenerationWaiting:
+        return VideoGenerationWaiting.new(
+            video_id=self.video_id, org=self.org, correlation_id=self.correlation_id,
+            provider=self.provider, estimated_start_at=self.at(at + starts_in),
+            position=position, occurred_at=self.at(at),
         )
 
     def progressed(self, progress: int, at: float = 2) -> VideoGenerationProgressed:

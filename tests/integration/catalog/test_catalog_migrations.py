@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 SEED_COLUMNS = {"id", "prompt", "image1_url", "image2_url", "status", "video_id", "video_url",
                 "openai_url", "created_at", "updated_at"}
-HEAD = "0006_webhooks"
+HEAD = "0007_queue_estimate"
 TENANCY_TABLES = {"organizations", "api_keys", "org_quotas", "usage_reservations",
                   "quota_notices"}
 PIPELINE_COLUMNS = {

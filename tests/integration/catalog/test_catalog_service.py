@@ -290,6 +290,22 @@ async def test_stats_count_by_status_and_sum_stored_bytes(client: CatalogClient)
     assert reply.stats.stored_bytes == 1234
 
 
+async def test_a_waiting_video_shows_its_estimate_and_counts_as_waiting(
+    client: CatalogClient,
+) -> None:
+    a, b, c = (VideoStory() for _ in range(3))
+    await client.publish(a.requested(), b.requested(), c.requested())
+    waiting = a.waiting(starts_in=240, position=12)
+    await client.publish(waiting, b.waiting(), c.waiting(), c.started())
+    await client.drained()
+    reply = await client.call(client.topology.rpc_stats, b"")
+    assert reply.stats is not None
+    assert reply.stats.waiting_by_provider == {"openai": 2}
+    video = await client.video(a.video_id)
+    assert (video.status, video.estimated_start_at, video.queue_position, video.provider) == (
+        "queued", waiting.estimated_start_at, 12, "openai")
+
+
 async def test_ping_answers_ok(client: CatalogClient) -> None:
     reply = await client.call(client.topology.rpc_ping, b"")
     assert reply.ok

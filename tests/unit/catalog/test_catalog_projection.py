@@ -163,6 +163,46 @@ def test_started_does_not_overwrite_a_known_job() -> None:
     assert isinstance(step(state, story.started(job_id="another_job")), Unchanged)
 
 
+# --- video.generation.waiting ----------------------------------------------------------------
+def test_waiting_records_where_a_queued_video_stands() -> None:
+    story = VideoStory()
+    event = story.waiting(starts_in=300, position=41)
+    outcome = step(queued(story), event)
+    assert isinstance(outcome, Update)
+    assert outcome.changes == {"provider": "openai", "estimated_start_at": event.estimated_start_at,
+                               "queue_position": 41, "updated_at": NOW}
+
+
+def test_a_moved_estimate_replaces_the_last_and_a_repeat_changes_nothing() -> None:
+    story = VideoStory()
+    state = written(queued(story), step(queued(story), story.waiting(starts_in=120)))
+    later = story.waiting(starts_in=600, position=3)
+    moved = written(state, step(state, later))
+    assert moved is not None
+    assert (moved.estimated_start_at, moved.queue_position) == (later.estimated_start_at, 3)
+    assert isinstance(step(moved, later), Unchanged)
+
+
+def test_started_clears_the_estimate_and_a_late_estimate_never_comes_back() -> None:
+    story = VideoStory()
+    state = written(queued(story), step(queued(story), story.waiting()))
+    started = written(state, step(state, story.started()))
+    assert started is not None
+    assert (started.status, started.estimated_start_at, started.queue_position) == (
+        "processing", None, None)
+    assert isinstance(step(started, story.waiting(starts_in=900)), Unchanged)
+
+
+def test_waiting_in_any_order_ends_processing_without_an_estimate() -> None:
+    story = VideoStory()
+    for events in itertools.permutations(
+            [story.requested(), story.waiting(), story.started(), story.waiting(starts_in=700)]):
+        state, seen = replay(events)
+        assert_never_backwards(seen)
+        assert (state.status, state.estimated_start_at, state.queue_position) == (
+            "processing", None, None)
+
+
 # --- video.generation.progress ---------------------------------------------------------------
 
 def test_progress_only_grows() -> None:

@@ -40,4 +40,4 @@ def test_names_derive_from_the_namespace() -> None:
     assert topology.subject("video.stored", "acme") == "my-ns.events.acme.video.stored"
     assert topology.durable("archiver", "completed") == "my-ns-archiver-completed"
     assert topology.kv_bucket("generator", "jobs") == "my_ns_generator_jobs"
-    assert len(topology.stream_subjects) == len(set(topology.stream_subjects)) == 12
+    assert len(topology.stream_subjects) == len(set(topology.stream_subjects)) == 13

@@ -36,7 +36,8 @@ QUOTA: dict[str, Any] = {
 def one_of_each(org: str) -> list[Any]:
     story = VideoStory(video_id=VIDEO, org=org)
     return [
-        story.requested(), story.started(), story.progressed(50), story.completed(),
+        story.requested(), story.waiting(), story.started(), story.progressed(50),
+        story.completed(),
         story.archive_requested(), story.stored(), story.cancel_requested(), story.deleted(),
         story.failed(),
     ]

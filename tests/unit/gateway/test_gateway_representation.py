@@ -16,7 +16,7 @@ PUBLIC_FIELDS = {
     "image1_url", "image2_url", "reference_image_keys", "provider", "provider_job_id",
     "video_url", "openai_url", "thumbnail_url", "bytes", "sha256", "error_code",
     "error_message", "error_stage", "expires_at", "stored_at", "created_at", "updated_at",
-    "cost_usd", "estimated_cost_usd",
+    "cost_usd", "estimated_cost_usd", "estimated_start_at", "queue_position",
 }
 INTERNAL_FIELDS = {"video_bucket", "video_key", "thumbnail_bucket", "thumbnail_key"}
 

@@ -17,6 +17,7 @@ from generator_fakes import (
 )
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
+from reelvault_generator.budget import exhausted
 from reelvault_generator.ledger import ClaimTiming, new_claim
 from reelvault_generator.provider import PreparedImages
 from reelvault_generator.reference_loader import ReferenceProblem
@@ -164,6 +165,36 @@ async def test_definite_refusal_for_now_releases_the_claim(
     await gen.handle(req, attempt=2)  # the retry creates at once: no stale claim to wait out
     assert len(provider.creates) == 2
     assert ledger.entries[req.video_id][0].state == "created"
+
+
+async def test_a_create_held_back_by_the_budget_announces_its_estimated_start(
+    clock: Clock,
+) -> None:
+    ledger, sink = MemoryLedger(), Sink()
+    req = request()
+    provider = FakeProvider(create_results=[
+        exhausted(300.0, 10, 60.0, position=41),
+        exhausted(290.0, 10, 60.0, position=40),  # 10 s later, the same estimate
+        exhausted(500.0, 10, 60.0, position=40),  # the rate was lowered: it moved
+        job()])
+    gen = starter(ledger, provider, sink, clock)
+    with pytest.raises(RetryLater) as retry:
+        await gen.handle(req, attempt=1)
+    assert retry.value.delay == 300.0
+    clock.advance(10)
+    with pytest.raises(RetryLater):
+        await gen.handle(req, attempt=2)
+    with pytest.raises(RetryLater):
+        await gen.handle(req, attempt=3)
+    await gen.handle(req, attempt=4)
+
+    assert sink.types() == ["video.generation.waiting", "video.generation.waiting",
+                            "video.generation.started"]
+    first, moved = sink.events[:2]
+    assert (first.estimated_start_at, first.position, first.provider, first.org) == (
+        T0 + timedelta(seconds=300), 41, "openai", "acme")
+    assert (moved.estimated_start_at, moved.position) == (T0 + timedelta(seconds=510), 40)
+    assert first.event_id != moved.event_id
 
 
 async def test_bad_key_releases_and_waits_long(clock: Clock) -> None:

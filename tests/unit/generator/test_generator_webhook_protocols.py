@@ -68,7 +68,8 @@ def test_openrouter_a_signed_terminal_delivery() -> None:
     body = or_body("completed", unsigned_urls=["https://x/content"], usage={"cost": 1.2})
     delivery = openrouter().read(or_headers(body, idempotency_key=f"{JOB_ID}-completed"), {},
                                  body, now=NOW)
-    assert delivery == ProviderDelivery(f"{JOB_ID}-completed", JOB_ID, True, None)
+    assert delivery == ProviderDelivery(f"{JOB_ID}-completed", JOB_ID, True, None,
+                                        "video.generation.completed")
 
 
 @pytest.mark.parametrize(("status", "terminal"), [("completed", True), ("failed", True),
@@ -155,7 +156,7 @@ def test_gemini_a_generated_video_names_its_operation() -> None:
     reader = GeminiWebhooks(STANDARD_SECRET, tolerance_s=300)
     delivery = reader.read(standard_headers(STANDARD_SECRET, body), {}, body, now=NOW)
     # Metadata is not trusted to name a video: only the operation counts.
-    assert delivery == ProviderDelivery("msg_1", OPERATION, True, None)
+    assert delivery == ProviderDelivery("msg_1", OPERATION, True, None, "video.generated")
 
 
 def test_gemini_another_event_type_is_not_terminal() -> None:
@@ -213,7 +214,7 @@ def test_openai_events(event_type: str, terminal: bool) -> None:
     delivery = reader.read(standard_headers(STANDARD_SECRET, body, webhook_id="wh_1"),
                            {"video": str(uuid.uuid4()), "token": "x"}, body, now=NOW)
     # The query never names a video here: OpenAI's protocol lists its jobs instead.
-    assert delivery == ProviderDelivery("wh_1", "video_1", terminal, None)
+    assert delivery == ProviderDelivery("wh_1", "video_1", terminal, None, event_type)
 
 
 def test_openai_a_plain_secret_is_its_utf8_bytes_and_bad_deliveries_are_refused() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from reelvault_common.storage import BucketSpec, ObjectNotFound, PayloadTooLarge
-from reelvault_common.storage import filesystem
+from reelvault_common.storage import BucketSpec, ObjectNotFound, PayloadTooLarge, filesystem
 from reelvault_common.storage.filesystem import FilesystemStorage
 
 VIDEOS = BucketSpec("videos", False, 64 * 1024 * 1024, ("video/*",))
@@ -36,7 +36,7 @@ async def test_chunks_of_any_size_and_buffer_type_are_stored_and_hashed_in_order
 
     async def chunks() -> AsyncIterator[bytes]:
         reused = bytearray()
-        for start, end in zip(cuts, cuts[1:], strict=False):
+        for start, end in itertools.pairwise(cuts):
             # A source that refills one buffer: what was handed over must not change.
             reused[:] = data[start:end]
             yield reused  # type: ignore[misc]

@@ -49,6 +49,7 @@ def projection_policy(topology: Topology, settings: ConsumerSettings) -> Consume
 _EVENT_STAGES: dict[str, FailureStage] = {
     "video.requested": "request",
     "video.generation.started": "generation",
+    "video.generation.waiting": "generation",
     "video.generation.progress": "generation",
 }
 

@@ -221,6 +221,10 @@ class VideoRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(_tz())
     # What the provider reported charging (None: it does not say).
     cost_usd: Mapped[Decimal | None] = mapped_column(_usd())
+    # A create the provider's request budget holds back: when it should start, and the
+    # creates of its organization ahead of it (cleared once the job exists).
+    estimated_start_at: Mapped[datetime | None] = mapped_column(_tz())
+    queue_position: Mapped[int | None] = mapped_column(Integer)
 
     # --- permanent storage ----------------------------------------------------------------
     video_bucket: Mapped[str | None] = mapped_column(Text)

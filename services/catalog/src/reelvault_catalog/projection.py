@@ -10,6 +10,8 @@ WHICH events arrived, not on their order or on how often:
 - ``completed`` means the file is in permanent storage: ``video.completed`` (the provider
   finished) keeps the row ``processing`` and only records the provider's URL and expiry.
 - progress only grows, and never changes on a terminal row.
+- a queued video's estimated start (``video.generation.waiting``) is written only while it is
+  queued, and cleared by ``generation.started``.
 - facts about the provider's job (provider, job id) fill gaps whatever the status, so a late
   ``generation.started`` still completes the record without moving the status.
 - an event for a row that does not exist yet waits (``Wait``): its ``video.requested`` is on
@@ -39,6 +41,7 @@ from reelvault_common.contracts.events import (
     VideoFailed,
     VideoGenerationProgressed,
     VideoGenerationStarted,
+    VideoGenerationWaiting,
     VideoRequested,
     VideoStored,
 )
@@ -76,6 +79,8 @@ class VideoState:
     error_code: str | None = None
     error_message: str | None = None
     failed_at: datetime | None = None
+    estimated_start_at: datetime | None = None
+    queue_position: int | None = None
 
     def with_changes(self, changes: Mapping[str, Any]) -> VideoState:
         """This state after ``changes`` were written (columns the state does not track are
@@ -146,6 +151,8 @@ def project(
 
     if isinstance(event, VideoGenerationStarted):
         wanted = _started(state, event)
+    elif isinstance(event, VideoGenerationWaiting):
+        wanted = _waiting(state, event)
     elif isinstance(event, VideoGenerationProgressed):
         wanted = _progressed(state, event)
     elif isinstance(event, VideoCompleted):
@@ -211,6 +218,20 @@ def _started(state: VideoState, event: VideoGenerationStarted) -> dict[str, Any]
     return {
         **_advance(state, "processing"),
         **_fill(state, provider=event.provider, provider_job_id=event.provider_job_id),
+        # The job exists: the queue's estimate is history.
+        "estimated_start_at": None,
+        "queue_position": None,
+    }
+
+
+def _waiting(state: VideoState, event: VideoGenerationWaiting) -> dict[str, Any]:
+    # Only a queued video waits: a late estimate must not come back once the job started.
+    if state.status != "queued":
+        return {}
+    return {
+        **_fill(state, provider=event.provider),
+        "estimated_start_at": event.estimated_start_at,
+        "queue_position": event.position,
     }
 
 

@@ -112,6 +112,8 @@ def to_record(row: VideoRow) -> VideoRecord:
         error_message=row.error_message,
         expires_at=row.expires_at,
         cost_usd=row.cost_usd,
+        estimated_start_at=row.estimated_start_at,
+        queue_position=row.queue_position,
         stored_at=row.stored_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -297,8 +299,13 @@ class CatalogRepository:
         query = select(
             VideoRow.status, func.count(), func.coalesce(func.sum(VideoRow.bytes), 0)
         ).group_by(VideoRow.status)
+        # The provider is known from the first video.generation.waiting on.
+        waiting = select(VideoRow.provider, func.count()).where(
+            VideoRow.status == "queued", VideoRow.estimated_start_at.is_not(None)
+        ).group_by(VideoRow.provider)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
+            waiting_rows = (await session.execute(waiting)).all()
         by_status: dict[str, int] = dict.fromkeys(VIDEO_STATUSES, 0)
         stored_bytes = 0
         for status, count, total_bytes in rows:
@@ -306,7 +313,8 @@ class CatalogRepository:
             if status == "completed":
                 stored_bytes += int(total_bytes or 0)
         return CatalogStats(
-            by_status=by_status, total=sum(by_status.values()), stored_bytes=stored_bytes
+            by_status=by_status, total=sum(by_status.values()), stored_bytes=stored_bytes,
+            waiting_by_provider={str(provider): int(count) for provider, count in waiting_rows},
         )
 
     async def ping(self) -> bool:

@@ -36,6 +36,12 @@ class Video(VideoRecord):
     estimated_cost_usd: Decimal | None = Field(
         default=None, description="The model's list price times the seconds, at this size "
         "(see `GET /v1/models`); null for a model without a known price.")
+    estimated_start_at: datetime | None = Field(
+        default=None, description="A queued video that waits for the provider's request budget: "
+        "when its job should start (an estimate); null otherwise.")
+    queue_position: int | None = Field(
+        default=None, description="Its organization's videos ahead of it in that wait, when "
+        "known; null otherwise.")
     video_bucket: str | None = Field(default=None, exclude=True)
     video_key: str | None = Field(default=None, exclude=True)
     thumbnail_bucket: str | None = Field(default=None, exclude=True)

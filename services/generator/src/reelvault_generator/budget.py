@@ -56,14 +56,22 @@ POLL_LANE = "poll"
 LANE_IDLE_S = 120.0
 
 
-def exhausted(wait_s: float, limit: int, window_s: float) -> ProviderError:
-    """The budget's refusal: shaped like a provider's 429, so every caller knows to wait."""
-    return ProviderError(
+class BudgetRefusal(ProviderError):
+    """The budget's refusal: shaped like a provider's 429, so every caller knows to wait;
+    ``position``: the waiters of the caller's lane ahead of it, when it was queued."""
+
+    def __init__(self, message: str, *, retry_after_s: float, position: int | None) -> None:
+        super().__init__(message, status=429, type="rate_budget", code=BUDGET_CODE,
+                         retry_after_s=retry_after_s)
+        self.position = position
+
+
+def exhausted(wait_s: float, limit: int, window_s: float,
+              position: int | None = None) -> BudgetRefusal:
+    return BudgetRefusal(
         f"provider budget of {limit} requests per {window_s:g}s: next slot in {wait_s:.2f}s",
-        status=429,
-        type="rate_budget",
-        code=BUDGET_CODE,
         retry_after_s=wait_s,
+        position=position,
     )
 
 
@@ -317,9 +325,11 @@ class KvRequestBudget:
                     await self._forget(ticket_key)
                 await self._sleep(max(0.0, outcome.at - now))
                 return
+            position = None
             if outcome.queued and ticket_key is not None:
                 await self._kv.put(ticket_key, f"{outcome.at:.3f}".encode())
-            raise exhausted(max(outcome.at - now, 0.001), self.limit, self.window_s)
+                position = max(0, state.lanes[lane].waiting - 1)
+            raise exhausted(max(outcome.at - now, 0.001), self.limit, self.window_s, position)
         raise exhausted(self.policy.base_interval_s, self.limit, self.window_s)
 
     async def _forget(self, key: str) -> None:

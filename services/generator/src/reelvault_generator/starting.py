@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from reelvault_common.contracts.events import VideoRequested
+from reelvault_common.contracts.events import VideoGenerationWaiting, VideoRequested
 from reelvault_common.messaging.outcomes import RetryLater, nak_delay
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_common.runtime import telemetry
 
-from reelvault_generator.budget import is_budget_refusal
+from reelvault_generator.budget import BudgetRefusal, is_budget_refusal
 from reelvault_generator.events import (
     EventSink,
     generation_failed,
@@ -54,6 +54,11 @@ Clock = Callable[[], datetime]
 # Failure codes of the starter's own decisions.
 MODEL_UNAVAILABLE = "model_unavailable"
 CREATE_OUTCOME_UNKNOWN = "create_outcome_unknown"
+# A waiting video's estimated start is announced again only when it moves by more than this.
+WAIT_ESTIMATE_STEP = timedelta(minutes=1)
+# Estimates remembered per process (a video started by another replica is never forgotten
+# here otherwise): the oldest go first; forgetting one only costs one more event.
+MAX_ANNOUNCED_WAITS = 50_000
 
 
 def _utcnow() -> datetime:
@@ -121,6 +126,8 @@ class JobStarter:
         self._clock = clock
         self._on_recorded = on_recorded
         self._creating = 0
+        # The estimated start last announced per waiting video (``video.generation.waiting``).
+        self._announced_waits: dict[uuid.UUID, datetime] = {}
 
     @property
     def creating(self) -> bool:
@@ -358,6 +365,7 @@ class JobStarter:
                 # Our own budget's answer is the request's turn, not a failure: come back
                 # exactly then (backing off would miss it).
                 delay = error.retry_after_s
+                await self._announce_wait(provider, request, error)
             else:
                 # The provider's retry-after is a minimum; a request refused again and again
                 # also backs off, so its deliveries (max_deliver) last hours, not minutes.
@@ -377,11 +385,38 @@ class JobStarter:
         log.info("provider refused %s: %s", video_id, error)
         await self._publish_failure(request, failed)
 
+    async def _announce_wait(
+        self, provider: VideoProvider, request: VideoRequested, error: ProviderError
+    ) -> None:
+        """``video.generation.waiting`` when a create is first held back by the budget, and
+        again when its estimated start moves by more than ``WAIT_ESTIMATE_STEP``."""
+        video_id = request.video_id
+        # To the second: a repeat of the same estimate is the same event (same id).
+        estimate = (self._clock() + timedelta(seconds=error.retry_after_s or 0.0)).replace(
+            microsecond=0)
+        last = self._announced_waits.get(video_id)
+        if last is not None and abs(estimate - last) <= WAIT_ESTIMATE_STEP:
+            return
+        event = VideoGenerationWaiting.new(
+            video_id=video_id, org=request.org, correlation_id=request.correlation_id,
+            provider=provider.name, estimated_start_at=estimate,
+            position=error.position if isinstance(error, BudgetRefusal) else None)
+        try:
+            await self._events.publish(event)
+        except Exception as exc:  # only a hint for clients: the wait itself goes on
+            log.warning("could not announce the wait of %s: %r", video_id, exc)
+            return
+        self._announced_waits.pop(video_id, None)
+        self._announced_waits[video_id] = estimate
+        while len(self._announced_waits) > MAX_ANNOUNCED_WAITS:
+            del self._announced_waits[next(iter(self._announced_waits))]
+
     async def _record(
         self, provider: VideoProvider, request: VideoRequested, claim: LedgerEntry,
         revision: int, job: ProviderJob,
     ) -> bool:
         video_id = request.video_id
+        self._announced_waits.pop(video_id, None)
         now = self._clock()
         if not await self._ledger.bind_job(provider.name, job.id, video_id,
                                            binding=_binding(request, now)):

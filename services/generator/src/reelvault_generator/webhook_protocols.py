@@ -45,6 +45,8 @@ class ProviderDelivery:
     job_id: str
     terminal: bool
     video_id: uuid.UUID | None = None
+    # The provider's own name of the event (logs and traces).
+    event_type: str = ""
 
 
 class WebhookProtocol(Protocol):
@@ -70,7 +72,8 @@ class OpenAIWebhooks:
         except WebhookSignatureError as error:
             raise _rejected(error) from None
         event = parse_event(webhook_id, body)
-        return ProviderDelivery(webhook_id, event.job_id, event.type in OPENAI_VIDEO_EVENTS)
+        return ProviderDelivery(webhook_id, event.job_id, event.type in OPENAI_VIDEO_EVENTS,
+                                event_type=event.type)
 
 
 class OpenRouterWebhooks:
@@ -94,7 +97,8 @@ class OpenRouterWebhooks:
         delivery_id = headers.get("x-openrouter-idempotency-key") or f"{job_id}-{event.type}"
         video = (self._callbacks.verified(query.get("video"), query.get("token"))
                  if self._callbacks is not None else None)
-        return ProviderDelivery(delivery_id, job_id, event.is_terminal, video)
+        return ProviderDelivery(delivery_id, job_id, event.is_terminal, video,
+                                event_type=event.type)
 
 
 class GeminiWebhooks:
@@ -126,4 +130,5 @@ class GeminiWebhooks:
         operation = event.operation_name
         if operation is None:
             raise WebhookRejected(400, "the delivery names no operation")
-        return ProviderDelivery(webhook_id, operation, event.type == "video.generated")
+        return ProviderDelivery(webhook_id, operation, event.type == "video.generated",
+                                event_type=event.type)

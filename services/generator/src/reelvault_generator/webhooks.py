@@ -217,7 +217,7 @@ class WebhookReceiver:
     async def _process(self, event: ProviderDelivery) -> str:
         if not event.terminal:
             return "ignored"
-        job_id, event_type = event.job_id, "terminal"
+        job_id, event_type = event.job_id, event.event_type
         followed = await self._followed(job_id)
         if followed is None and event.video_id is not None and self._adopt is not None:
             followed = await self._adopt(event.video_id, self._provider.name, job_id)

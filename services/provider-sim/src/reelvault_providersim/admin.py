@@ -78,6 +78,17 @@ def _add_job_routes(r: APIRouter, sim: Simulator) -> None:
             }
         )
 
+    @r.get("/calls")
+    async def calls(request: Request) -> Response:
+        """The latest /v1 calls one by one (``?since=`` epoch seconds): ``[time, route,
+        status]``, status the fault's HTTP status (429: rate limited) or 0 when served."""
+        raw = request.query_params.get("since", "0")
+        try:
+            since = float(raw)
+        except ValueError:
+            raise invalid_value("since", raw, ("epoch seconds",)) from None
+        return JSONResponse({"calls": [list(call) for call in sim.call_log if call[0] > since]})
+
     @r.get("/jobs/{video_id}/sha256")
     async def sha256(video_id: str, request: Request) -> Response:
         raw = request.query_params.get("variant", "video")

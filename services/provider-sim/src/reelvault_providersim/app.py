@@ -87,6 +87,7 @@ def _guard(sim: Simulator, route: Route) -> Callable[[Request], Awaitable[None]]
         check_api_key(request, sim.settings.api_key.get_secret_value())
         sim.calls[route] = sim.calls.get(route, 0) + 1
         error = sim.faults.on_request(route)
+        sim.call_log.append((sim.clock(), route, error.status if error is not None else 0))
         if error is not None:
             raise error
         delay = sim.faults.response_delay(route)

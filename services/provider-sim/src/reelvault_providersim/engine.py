@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from reelvault_providersim.jobs import Clock, Job, JobStore, Protocol
 from reelvault_providersim.settings import SimSettings
 from reelvault_providersim.spec import SIZES_BY_MODEL, frame_size
 from reelvault_providersim.webhooks import WebhookDispatcher
+
+# Calls kept in ``call_log``: ten minutes at 1,000 requests per minute.
+CALL_LOG_SIZE = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,9 @@ class Simulator:
         self.calls: dict[str, int] = {}
         # The same for the other protocols' routes, per protocol.
         self.protocol_calls: dict[Protocol, dict[str, int]] = {}
+        # The same /v1 calls one by one (time, route, HTTP status of a fault or 0), newest
+        # last, bounded: a benchmark counts the calls of any 60 s window from it.
+        self.call_log: deque[tuple[float, str, int]] = deque(maxlen=CALL_LOG_SIZE)
         # Called once when a job of that protocol reaches its terminal state (its webhooks);
         # OpenAI jobs without a listener send the Standard Webhooks events below.
         self.terminal_listeners: dict[Protocol, Callable[[Job], None]] = {}

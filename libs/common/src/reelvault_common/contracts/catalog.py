@@ -58,6 +58,10 @@ class VideoRecord(_Message):
     updated_at: datetime
     # What the provider reported charging, when it says.
     cost_usd: Decimal | None = None
+    # A queued video the provider's request budget holds back: when it should start, and the
+    # creates of its organization ahead of it.
+    estimated_start_at: datetime | None = None
+    queue_position: int | None = None
 
 
 class GetVideo(_Message):
@@ -106,6 +110,8 @@ class CatalogStats(_Message):
     by_status: dict[str, int]
     total: int
     stored_bytes: int
+    # Queued videos whose create a provider's request budget holds back, per provider.
+    waiting_by_provider: dict[str, int] = Field(default_factory=dict)
 
 
 # --- organizations and keys ------------------------------------------------------------------

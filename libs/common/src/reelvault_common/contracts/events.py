@@ -117,6 +117,18 @@ class VideoGenerationStarted(_Event):
     job_created_at: AwareDatetime
 
 
+class VideoGenerationWaiting(_Event):
+    """The provider's request budget refused the create for now: when it should start."""
+
+    type: Literal["video.generation.waiting"] = "video.generation.waiting"
+    _identity_kind: ClassVar[str] = "generation.waiting"
+    _identity_fields: ClassVar[tuple[str, ...] | None] = ("estimated_start_at",)
+    provider: str
+    estimated_start_at: AwareDatetime
+    # Creates ahead of this one in its organization's queue at that provider, if known.
+    position: int | None = Field(default=None, ge=0)
+
+
 class VideoGenerationProgressed(_Event):
     type: Literal["video.generation.progress"] = "video.generation.progress"
     _identity_kind: ClassVar[str] = "generation.progress"
@@ -246,6 +258,7 @@ DEAD_LETTERED = "dead_lettered"
 VideoEvent = Annotated[
     VideoRequested
     | VideoGenerationStarted
+    | VideoGenerationWaiting
     | VideoGenerationProgressed
     | VideoCompleted
     | VideoArchiveRequested
@@ -259,6 +272,7 @@ VideoEvent = Annotated[
 EVENT_TYPES: tuple[type[_Event], ...] = (
     VideoRequested,
     VideoGenerationStarted,
+    VideoGenerationWaiting,
     VideoGenerationProgressed,
     VideoCompleted,
     VideoArchiveRequested,

@@ -50,6 +50,9 @@ ORG_PARAMETER = "org"
 _DESCRIPTIONS = {
     "video.requested": "The gateway accepted a request; it is durable in JetStream.",
     "video.generation.started": "The generator created the (one) provider job for the video.",
+    "video.generation.waiting": "The provider's request budget holds the create back: its "
+    "estimated start (and place in its organization's queue); sent again only when the "
+    "estimate moves by more than a minute.",
     "video.generation.progress": "The provider reported more progress (only increases).",
     "video.completed": "The provider finished; its copy is downloadable until expires_at.",
     "video.archive.requested": "Someone asked to (re-)copy a finished video into storage.",
