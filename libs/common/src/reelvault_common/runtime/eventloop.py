@@ -33,6 +33,10 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     ``SystemExit`` included, so exit codes are unchanged. Logs the loop in use once."""
 
     async def announced() -> T:
+        # The loop takes SIGTERM/SIGINT over from the early exit handler before main runs.
+        from reelvault_common.runtime.lifecycle import listen_for_stop_signals
+
+        listen_for_stop_signals()
         # Queued now, run at main's first await: by then main has configured logging (its
         # first lines, in every service), so the line reaches the service's log.
         asyncio.get_running_loop().call_soon(_announce)

@@ -17,8 +17,19 @@ log = logging.getLogger(__name__)
 _listening: asyncio.Task[signal.Signals] | None = None
 
 
-async def _first_stop_signal() -> signal.Signals:
+# The first SIGTERM/SIGINT of the running loop, once handlers are installed (see
+# ``listen_for_stop_signals``).
+_received: asyncio.Future[signal.Signals] | None = None
+
+
+def listen_for_stop_signals() -> asyncio.Future[signal.Signals]:
+    """Install the loop's SIGTERM/SIGINT handlers now, synchronously (``eventloop.run`` does it
+    before the service's main runs, so no signal falls between the early exit handler and the
+    service's own listening); the future the first signal resolves. Idempotent per loop."""
+    global _received
     loop = asyncio.get_running_loop()
+    if _received is not None and _received.get_loop() is loop and not _received.done():
+        return _received
     received: asyncio.Future[signal.Signals] = loop.create_future()
 
     def _on_signal(sig: signal.Signals) -> None:
@@ -27,9 +38,20 @@ async def _first_stop_signal() -> signal.Signals:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig)
+    _received = received
+    return received
+
+
+async def _first_stop_signal() -> signal.Signals:
+    global _received
+    loop = asyncio.get_running_loop()
+    received = listen_for_stop_signals()
     try:
         return await received
     finally:
+        # Handled, or no longer listened for (start-up gave up): a further signal gets the
+        # default action again (a forced stop).
+        _received = None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
