@@ -14,7 +14,12 @@ import pytest
 from pydantic import SecretStr
 from reelvault_archiver.copier import ContentSource
 from reelvault_archiver.jobs import ArchiveJob
-from reelvault_archiver.sources import ContentSources, GeminiContent, OpenRouterContent
+from reelvault_archiver.sources import (
+    ContentSources,
+    VideoOnlyContent,
+    gemini_content,
+    openrouter_content,
+)
 from reelvault_common.contracts.events import VideoCompleted
 from reelvault_common.providers.errors import ProviderError
 from reelvault_common.providers.gemini_veo import GeminiVeoClient
@@ -131,8 +136,8 @@ def sources(openrouter_api: Api, gemini_api: Api) -> ContentSources:
                                         transport=httpx2.MockTransport(openrouter_api))
     gemini = GeminiVeoClient(GEMINI, api_key=SecretStr("AIza"),
                              transport=httpx2.MockTransport(gemini_api))
-    return ContentSources({"openrouter": OpenRouterContent(openrouter),
-                           "gemini": GeminiContent(gemini)}, [openrouter, gemini])
+    return ContentSources({"openrouter": openrouter_content(openrouter),
+                           "gemini": gemini_content(gemini)}, [openrouter, gemini])
 
 
 async def test_each_provider_is_downloaded_from_its_own_api() -> None:
@@ -207,7 +212,7 @@ async def test_from_settings_configures_every_routed_provider_and_openai(
 ) -> None:
     environment.setenv("GEMINI_API_KEY", "AIza")
     routed = ContentSources.from_settings(ProviderSettings())
-    assert isinstance(routed.of("gemini"), GeminiContent)
+    assert isinstance(routed.of("gemini"), VideoOnlyContent)
     assert isinstance(routed.of("openai"), VideosClient)  # always: videos made before
     with pytest.raises(ProviderError):
         routed.of("openrouter")
@@ -219,7 +224,7 @@ async def test_from_settings_follows_the_configured_routes(
 ) -> None:
     environment.setenv("REELVAULT_MODEL_ROUTES", '{"google/veo-3.1": "openrouter"}')
     routed = ContentSources.from_settings(ProviderSettings())
-    assert isinstance(routed.of("openrouter"), OpenRouterContent)
+    assert isinstance(routed.of("openrouter"), VideoOnlyContent)
     assert isinstance(routed.of("openai"), VideosClient)
     with pytest.raises(ProviderError):
         routed.of("gemini")

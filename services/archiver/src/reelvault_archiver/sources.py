@@ -9,7 +9,7 @@ completed job named (``ArchiveJob.content_id``), also without a thumbnail.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import httpx2
@@ -26,36 +26,37 @@ class Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _no_thumbnail(provider: str) -> ProviderError:
-    return ProviderError(f"{provider} serves no thumbnail", status=404, code="not_found")
+Download = Callable[[str, int], AbstractAsyncContextManager[tuple[httpx2.Headers,
+                                                             AsyncIterator[bytes]]]]
 
 
-class OpenRouterContent:
-    def __init__(self, client: OpenRouterVideosClient) -> None:
-        self._client = client
+class VideoOnlyContent:
+    """A provider that serves the video alone (by job or file id): a thumbnail is a 404, so
+    the copier extracts a frame from the stored video."""
 
-    @asynccontextmanager
-    async def stream_content(
-        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1 << 20
-    ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
-        if variant != "video":
-            raise _no_thumbnail("OpenRouter")
-        async with self._client.stream_content(video_id, chunk_size=chunk_size) as opened:
-            yield opened
-
-
-class GeminiContent:
-    def __init__(self, client: GeminiVeoClient) -> None:
-        self._client = client
+    def __init__(self, provider: str, download: Download) -> None:
+        self._provider = provider
+        self._download = download
 
     @asynccontextmanager
     async def stream_content(
         self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1 << 20
     ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
         if variant != "video":
-            raise _no_thumbnail("Gemini")
-        async with self._client.stream_file(video_id, chunk_size=chunk_size) as opened:
+            raise ProviderError(f"{self._provider} serves no thumbnail", status=404,
+                                code="not_found")
+        async with self._download(video_id, chunk_size) as opened:
             yield opened
+
+
+def openrouter_content(client: OpenRouterVideosClient) -> VideoOnlyContent:
+    return VideoOnlyContent(
+        "OpenRouter", lambda job_id, size: client.stream_content(job_id, chunk_size=size))
+
+
+def gemini_content(client: GeminiVeoClient) -> VideoOnlyContent:
+    return VideoOnlyContent(
+        "Gemini", lambda file_id, size: client.stream_file(file_id, chunk_size=size))
 
 
 class ContentSources:
@@ -81,12 +82,12 @@ class ContentSources:
             openrouter = OpenRouterVideosClient(settings.openrouter_base_url,
                                                 api_key=settings.openrouter_api_key,
                                                 timeout_s=timeout)
-            sources["openrouter"] = OpenRouterContent(openrouter)
+            sources["openrouter"] = openrouter_content(openrouter)
             clients.append(openrouter)
         if "gemini" in kinds:
             gemini = GeminiVeoClient(settings.gemini_base_url, api_key=settings.gemini_api_key,
                                      timeout_s=timeout)
-            sources["gemini"] = GeminiContent(gemini)
+            sources["gemini"] = gemini_content(gemini)
             clients.append(gemini)
         return cls(sources, clients)
 
