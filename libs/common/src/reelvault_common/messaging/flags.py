@@ -5,8 +5,6 @@ each change within milliseconds, and resumes by itself after a reconnect."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from nats.aio.client import Client
@@ -15,6 +13,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from reelvault_common.contracts.flags import FLAG_NAMES, FlagName, Flags, encode_flag
+from reelvault_common.messaging.kv_watch import KvWatch
 from reelvault_common.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -61,42 +60,23 @@ async def set_flag(bucket: KeyValue, name: FlagName, value: bool | list[str]) ->
     await bucket.put(name, encode_flag(value))
 
 
-class FlagWatch:
+class FlagWatch(KvWatch):
     """The current flags, kept up to date in the background."""
 
+    task_name = "flag-watch"
+
     def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+        super().__init__(bucket)
         self.current = Flags()
-        self._task: asyncio.Task[None] | None = None
-        self._loaded = asyncio.Event()
 
-    async def start(self, wait_s: float = 5.0) -> None:
-        """Start watching; returns once the current values are known (or after ``wait_s``)."""
-        watcher = await self._bucket.watchall()
-        self._task = asyncio.create_task(self._follow(watcher), name="flag-watch")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._loaded.wait(), wait_s)
+    async def _watch(self) -> KeyValue.KeyWatcher:
+        return await self._bucket.watchall()
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:  # the initial values are all in
-                    self._loaded.set()
-                    continue
-                if entry.key not in FLAG_NAMES:
-                    continue
-                name: FlagName = entry.key
-                deleted = entry.operation in (KV_DEL, KV_PURGE)
-                self.current = self.current.with_value(name, None if deleted else entry.value)
-                log.info("flag %s is now %s", name, getattr(self.current, name))
-                self._loaded.set()
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def _apply(self, entry: KeyValue.Entry) -> bool:
+        if entry.key not in FLAG_NAMES:
+            return False
+        name: FlagName = entry.key
+        deleted = entry.operation in (KV_DEL, KV_PURGE)
+        self.current = self.current.with_value(name, None if deleted else entry.value)
+        log.info("flag %s is now %s", name, getattr(self.current, name))
+        return True

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, NamedTuple
 
 import httpx2
@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from reelvault_common.http import async_client
 from reelvault_common.providers.errors import ProviderError, retry_after_seconds
+from reelvault_common.providers.streaming import Download, send_streamed, stream_download
 from reelvault_common.providers.webhook_signatures import (
     DEFAULT_TOLERANCE_S,
     StandardWebhookVerifier,
@@ -411,10 +412,7 @@ class GeminiVeoClient:
             request = self._http.build_request("GET", url)
             if request.url.origin != self._origin:
                 del request.headers[KEY_HEADER]
-            try:
-                response = await self._http.send(request, stream=True)
-            except httpx2.TransportError as exc:
-                raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
+            response = await send_streamed(self._http, request)
             location = response.headers.get("location")
             if not response.is_redirect or not location:
                 return response
@@ -423,30 +421,16 @@ class GeminiVeoClient:
         raise ProviderError(f"more than {MAX_REDIRECTS} redirects downloading a file",
                             status=None)
 
-    @asynccontextmanager
-    async def stream_file(
+    def stream_file(
         self, uri_or_file_name: str, *, chunk_size: int = 1024 * 1024
-    ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
+    ) -> AbstractAsyncContextManager[Download]:
         """Open the download of a generated file (a ``video.uri`` or ``files/<id>``); yields its
         headers and a chunk iterator (never buffered). Files are kept 2 days; then 404.
 
         A body cut short raises ``ProviderError`` (transient) instead of ending quietly."""
-        response = await self._open_download(self.download_url(uri_or_file_name))
-        try:
-            if not response.is_success:
-                body = await response.aread()
-                raise error_from_response(response, body)
-
-            async def chunks() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in response.aiter_bytes(chunk_size):
-                        yield chunk
-                except httpx2.HTTPError as exc:  # includes a body shorter than Content-Length
-                    raise ProviderError(f"download broke off: {exc!r}", status=None) from exc
-
-            yield response.headers, chunks()
-        finally:
-            await response.aclose()
+        url = self.download_url(uri_or_file_name)
+        return stream_download(
+            lambda: self._open_download(url), error_from_response, chunk_size=chunk_size)
 
 
 class VeoWebhookData(BaseModel):

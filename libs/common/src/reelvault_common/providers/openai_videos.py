@@ -6,8 +6,7 @@ speaks to any compatible base URL (the local simulator by default).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
 import httpx2
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from reelvault_common.http import async_client
 from reelvault_common.providers.errors import ProviderError, retry_after_seconds
+from reelvault_common.providers.streaming import Download, send_streamed, stream_download
 
 __all__ = ["ProviderError", "VideosClient", "error_from_response", "retry_after_seconds"]
 
@@ -184,32 +184,15 @@ class VideosClient:
     async def delete(self, video_id: str) -> None:
         await self._send("DELETE", f"/videos/{video_id}")
 
-    @asynccontextmanager
-    async def stream_content(
+    def stream_content(
         self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1024 * 1024
-    ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
+    ) -> AbstractAsyncContextManager[Download]:
         """Open the content download; yields its headers and a chunk iterator (never buffered).
 
         A body cut short raises ``ProviderError`` (transient) instead of ending quietly.
         """
         params = {} if variant == "video" else {"variant": variant}
         request = self._http.build_request("GET", f"/videos/{video_id}/content", params=params)
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx2.TransportError as exc:
-            raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
-        try:
-            if response.status_code >= 400:
-                body = await response.aread()
-                raise error_from_response(response, body)
-
-            async def chunks() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in response.aiter_bytes(chunk_size):
-                        yield chunk
-                except httpx2.HTTPError as exc:  # includes a body shorter than Content-Length
-                    raise ProviderError(f"download broke off: {exc!r}", status=None) from exc
-
-            yield response.headers, chunks()
-        finally:
-            await response.aclose()
+        return stream_download(
+            lambda: send_streamed(self._http, request), error_from_response,
+            chunk_size=chunk_size, error_status_from=400)

@@ -13,8 +13,8 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple
 from urllib.parse import quote
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from reelvault_common.http import async_client
 from reelvault_common.providers.errors import ProviderError, retry_after_seconds
+from reelvault_common.providers.streaming import Download, send_streamed, stream_download
 from reelvault_common.providers.webhook_signatures import (
     DEFAULT_TOLERANCE_S,
     WebhookSignatureError,
@@ -348,10 +349,9 @@ class OpenRouterVideosClient:
         response = await self._send(self._http.build_request("GET", "/videos/models"))
         return _ModelList.model_validate_json(response.content).data
 
-    @asynccontextmanager
-    async def stream_content(
+    def stream_content(
         self, job_id: str, index: int = 0, *, chunk_size: int = 1024 * 1024
-    ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
+    ) -> AbstractAsyncContextManager[Download]:
         """Open the download of output ``index``; yields its headers and a chunk iterator
         (never buffered). The route needs the key although its URLs are called "unsigned".
 
@@ -359,25 +359,8 @@ class OpenRouterVideosClient:
         request = self._http.build_request(
             "GET", f"{_job_path(job_id)}/content", params={"index": index},
             headers={"Accept": "video/mp4"})
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx2.TransportError as exc:
-            raise ProviderError(f"{type(exc).__name__}: {exc}", status=None) from exc
-        try:
-            if not response.is_success:
-                body = await response.aread()
-                raise self._error(response, body)
-
-            async def chunks() -> AsyncIterator[bytes]:
-                try:
-                    async for chunk in response.aiter_bytes(chunk_size):
-                        yield chunk
-                except httpx2.HTTPError as exc:  # includes a body shorter than Content-Length
-                    raise ProviderError(f"download broke off: {exc!r}", status=None) from exc
-
-            yield response.headers, chunks()
-        finally:
-            await response.aclose()
+        return stream_download(
+            lambda: send_streamed(self._http, request), self._error, chunk_size=chunk_size)
 
 
 class OpenRouterWebhookData(BaseModel):
