@@ -235,6 +235,8 @@ class PhaseReport:
             f"failures explained by injected faults: {sum(a.explained.values())} "
             f"({format_counter(a.explained)})",
             f"unexplained failures: {len(a.unexplained)}",
+            f"jobs made whose create answer was lost where no list can find them (charged, the "
+            f"video failed create_outcome_unknown): {a.explained['paid_without_video']}",
             f"lost: {len(a.lost)}",
             f"duplicate provider jobs: {a.duplicate_job_count} (per protocol: "
             f"{format_counter(a.duplicates_by_protocol)}; jobs per protocol: "

@@ -29,6 +29,7 @@ EXPLAINED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
 # A create whose answer was lost at a provider that cannot list jobs fails rather than paying
 # twice: explained when no job was made for the prompt (nothing paid, nothing to adopt).
 OUTCOME_UNKNOWN = ("generation", "create_outcome_unknown")
+PAID_WITHOUT_VIDEO = "paid_without_video"
 
 
 def job_key(provider_job_id: str | None) -> str:
@@ -230,7 +231,14 @@ def explain_failure(
     """The injected fault behind a failed row, or None when no fault explains it: the code must
     be one a fault produces AND the video's own provider job must have been planned to end so."""
     if (row.error_stage, row.error_code) == OUTCOME_UNKNOWN:
-        return None if jobs_by_prompt.get(row.prompt) else "create_outcome_unknown"
+        made = [jobs_by_id[job_id] for job_id in jobs_by_prompt.get(row.prompt, [])
+                if job_id in jobs_by_id]
+        if not made:
+            return "create_outcome_unknown"
+        # Gemini's answer to a create was lost (its generator killed mid-create): the job exists
+        # and may be charged, but nothing can find or adopt it. Counted apart ("paid without a
+        # video"); at OpenRouter its webhook must have adopted it.
+        return PAID_WITHOUT_VIDEO if all(job.protocol == "gemini" for job in made) else None
     expected = EXPLAINED_FAILURES.get((row.error_stage or "", row.error_code or ""))
     if expected is None:
         return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import nats
-import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from PIL import Image
@@ -38,6 +36,8 @@ from reelvault_common.runtime.settings import ServiceSettings
 from reelvault_generator.app import GeneratorService
 from reelvault_providersim.app import create_app
 from reelvault_providersim.settings import SimSettings
+
+from tests.support.asgi_server import serve_app
 
 API_KEY = "sk-test-generator-0123456789abcdef"
 
@@ -79,22 +79,8 @@ async def run_sim(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningSim]
         "fps": 1,
     }
     values.update(overrides)
-    app = create_app(SimSettings(**values))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield RunningSim(f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serve_app(create_app(SimSettings(**values))) as root_url:
+        yield RunningSim(root_url)
 
 
 def png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:

@@ -8,17 +8,14 @@ its video and the webhook adopts it; otherwise the video fails ``create_outcome_
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from generator_harness import API_KEY, RunningSim, StreamWatch, run_sim, video_request
 from pydantic import SecretStr
 from reelvault_common.contracts.events import (
@@ -33,6 +30,8 @@ from reelvault_generator.settings import GeneratorSettings
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from tests.support.asgi_server import serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -73,25 +72,6 @@ def is_create(request: httpx2.Request) -> bool:
     path = request.url.path
     return request.method == "POST" and (
         path.endswith("/api/v1/videos") or path.endswith(":predictLongRunning"))
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """An ASGI app on a free loopback port; yields its root URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 class WebhookRelay:
@@ -192,7 +172,7 @@ async def sim(tmp_path: Path) -> AsyncIterator[RunningSim]:
 @pytest.fixture
 async def relay() -> AsyncIterator[tuple[WebhookRelay, str]]:
     forwarder = WebhookRelay()
-    async with serve(forwarder) as url:
+    async with serve_app(forwarder, lifespan="off") as url:
         yield forwarder, url
     await forwarder.aclose()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -12,12 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from providersim_helpers import API_KEY, GENERATION_S
 from pydantic import SecretStr
 from reelvault_providersim.app import create_app
 from reelvault_providersim.engine import Simulator
 from reelvault_providersim.settings import SimSettings
+
+from tests.support.asgi_server import serve_app
 
 
 @dataclass
@@ -34,28 +33,6 @@ class RunningSim:
 
 
 SimFactory = Callable[..., AbstractAsyncContextManager[RunningSim]]
-
-
-@asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port; yields its root URL."""
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and
-    # without it every keep-alive request waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @asynccontextmanager

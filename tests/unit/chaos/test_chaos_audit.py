@@ -118,3 +118,23 @@ def test_a_thumbnail_re_derived_from_the_stored_video_is_counted_not_a_mismatch(
     )
     assert result.passed, result.problems
     assert (result.objects_checked, result.derived_thumbnails) == (2, 1)
+
+
+def test_a_lost_create_answer_is_explained_only_where_nothing_can_find_the_job() -> None:
+    unknown = {"stage": "generation", "code": "create_outcome_unknown"}
+    gemini = SimJob(id="op3", prompt=f"{P}3", status="completed", planned_outcome="completed",
+                    protocol="gemini")
+    openrouter = SimJob(id="or4", prompt=f"{P}4", status="completed",
+                        planned_outcome="completed", protocol="openrouter")
+    result = audit(
+        [sub(1, "v1"), sub(3, "v3"), sub(4, "v4")],
+        [row("v1", 1, "failed", job="", **unknown),  # refused before any job: nothing paid
+         row("v3", 3, "failed", job="", **unknown),  # a Gemini job nobody can find: counted
+         row("v4", 4, "failed", job="", **unknown)],  # OpenRouter's webhook had to adopt it
+        [gemini, openrouter],
+        [],
+        prompt_prefix=P,
+    )
+    assert result.explained == {"create_outcome_unknown": 1, "paid_without_video": 1}
+    assert [line.split(" ")[0] for line in result.unexplained] == ["v4"]
+    assert result.jobs_by_protocol == {"gemini": 1, "openrouter": 1}

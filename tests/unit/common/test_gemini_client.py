@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx2
@@ -24,26 +23,14 @@ from reelvault_common.providers.gemini_veo import (
 from reelvault_common.providers.webhook_signatures import WebhookSignatureError
 from standardwebhooks import Webhook
 
+from tests.support.mock_http import CutShortBody, Handler, Recorder, read_all
+
 BASE = "https://generativelanguage.googleapis.com"
 KEY = "AIza-test-key"
 MODEL = "veo-3.1-fast-generate-preview"
 OPERATION = f"models/{MODEL}/operations/vz341u0pmdlc"
 VIDEO_URI = f"{BASE}/v1beta/files/q8w2e4r6t8y0:download?alt=media"
 DOWNLOAD = f"{BASE}/v1beta/files/q8w2e4r6t8y0:download?alt=media"
-
-Handler = Callable[[httpx2.Request], httpx2.Response]
-
-
-class Recorder:
-    """The transport: answers with ``handler`` and keeps every request it saw."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx2.Request] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        return self.handler(request)
 
 
 def client(handler: Handler, base: str = BASE) -> tuple[GeminiVeoClient, Recorder]:
@@ -334,10 +321,6 @@ def test_a_reference_without_a_file_id_is_refused(ref: str) -> None:
         file_id_of(ref)
 
 
-async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
-    return b"".join([chunk async for chunk in chunks])
-
-
 @pytest.mark.parametrize(
     "ref", ["files/q8w2e4r6t8y0", VIDEO_URI,
             "https://attacker.example/v1beta/files/q8w2e4r6t8y0:download?alt=media"])
@@ -384,19 +367,8 @@ async def test_endless_redirects_give_up() -> None:
     assert len(seen.requests) == 6
 
 
-class Body(httpx2.AsyncByteStream):
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-        raise httpx2.RemoteProtocolError("peer closed connection without sending complete "
-                                         "message body")
-
-
 async def test_a_download_cut_short_is_a_transient_error() -> None:
-    api, _ = client(lambda _: httpx2.Response(200, stream=Body([b"x" * 64, b"y" * 64])))
+    api, _ = client(lambda _: httpx2.Response(200, stream=CutShortBody([b"x" * 64, b"y" * 64])))
     received: list[bytes] = []
 
     async def download() -> None:

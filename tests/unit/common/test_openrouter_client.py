@@ -5,7 +5,6 @@ its retry hints, polling URLs, models, the streamed download, and the webhook si
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 
 import httpx2
@@ -24,25 +23,13 @@ from reelvault_common.providers.openrouter_videos import (
 )
 from reelvault_common.providers.webhook_signatures import WebhookSignatureError
 
+from tests.support.mock_http import CutShortBody, Handler, Recorder, read_all
+
 BASE = "https://openrouter.ai/api/v1"
 KEY = "sk-or-v1-test"
 JOB_ID = "Nxff2D1Z6w4Zk9iNuZam"
 POLLING_URL = f"{BASE}/videos/{JOB_ID}"
 NOW = 1_777_032_000.0
-
-Handler = Callable[[httpx2.Request], httpx2.Response]
-
-
-class Recorder:
-    """The transport: answers with ``handler`` and keeps every request it saw."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx2.Request] = []
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        return self.handler(request)
 
 
 def client(handler: Handler, *, app_url: str | None = None, app_title: str | None = None
@@ -341,25 +328,6 @@ async def test_models_list_decodes_the_documented_entry() -> None:
     assert wan.price("generate") == Decimal("0.3")
 
 
-class Body(httpx2.AsyncByteStream):
-    """A response body sent in pieces that may break off before the end."""
-
-    def __init__(self, pieces: list[bytes], *, break_off: bool) -> None:
-        self.pieces = pieces
-        self.break_off = break_off
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-        if self.break_off:
-            raise httpx2.RemoteProtocolError("peer closed connection without sending complete "
-                                             "message body")
-
-
-async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
-    return b"".join([chunk async for chunk in chunks])
-
-
 async def test_download_sends_the_key_and_index_and_streams_the_bytes() -> None:
     video = bytes(range(256)) * 64
     api, seen = client(lambda _: httpx2.Response(
@@ -393,7 +361,7 @@ async def test_download_follows_redirects_without_taking_the_key_elsewhere() -> 
 
 async def test_a_download_cut_short_is_a_transient_error() -> None:
     api, _ = client(lambda _: httpx2.Response(
-        200, stream=Body([b"a" * 100, b"b" * 100], break_off=True)))
+        200, stream=CutShortBody([b"a" * 100, b"b" * 100])))
     received: list[bytes] = []
 
     async def download() -> None:
