@@ -13,11 +13,13 @@ from pydantic import BaseModel
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.providers.models import ModelSpec
 from reelvault_common.providers.openai_videos import ProviderError
-from reelvault_generator.ledger import JobBinding, LedgerEntry
+from reelvault_generator.budget import exhausted
+from reelvault_generator.ledger import ClaimTiming, JobBinding, LedgerEntry
 from reelvault_generator.provider import PreparedImages, ProviderJob
 from reelvault_generator.reference_loader import ReferenceProblem
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+TIMING = ClaimTiming(create_timeout_s=60, claim_margin_s=30, recovery_margin_s=120)
 
 
 class Clock:
@@ -106,6 +108,9 @@ class FakeProvider:
     listed: list[ProviderJob] = field(default_factory=list)
     creates: list[tuple[str, bytes | None]] = field(default_factory=list)
     retrieves: int = 0
+    reserved: list[tuple[str, float]] = field(default_factory=list)
+    # The budget's wait for a reserved look (its slot, from now).
+    reserved_wait_s: float = 0.001
     list_calls: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
@@ -116,7 +121,12 @@ class FakeProvider:
         self.listed.append(result)
         return result
 
-    async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
+    async def retrieve(self, job_id: str, *, not_before: float | None = None
+                       ) -> tuple[ProviderJob, float | None]:
+        if not_before is not None:
+            # A look that may not go yet: its budget slot is reserved, the wait refused.
+            self.reserved.append((job_id, not_before))
+            raise exhausted(self.reserved_wait_s, 60, 60.0, position=0)
         self.retrieves += 1
         result = self.retrieve_results.pop(0)
         if isinstance(result, ProviderError):

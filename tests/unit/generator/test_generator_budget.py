@@ -197,3 +197,27 @@ def test_budget_refusal_looks_like_a_providers_429() -> None:
     assert error.status == 429 and error.transient
     assert error.retry_after_s == 2.5
     assert is_budget_refusal(error)
+
+
+def test_a_look_not_before_a_time_reserves_its_slot_in_one_decision() -> None:
+    # An idle lane: the slot is the "not before" itself; coming back then, it is admitted.
+    state = BudgetState()
+    outcome = decide(state, POLICY, 100.0, POLL_LANE, returning=False, not_before=130.0)
+    assert outcome == Queue(130.0, queued=True)
+    assert decide(state, POLICY, 130.0, POLL_LANE, returning=True) == Admit(130.0)
+    # Within the horizon: admitted now, for the slot at the "not before".
+    soon = decide(BudgetState(), POLICY, 100.0, POLL_LANE, returning=False, not_before=100.5)
+    assert soon == Admit(100.5)
+
+
+def test_a_not_before_inside_a_long_queue_keeps_its_place_at_the_end() -> None:
+    policy = BudgetPolicy(limit=60, window_s=60.0, poll_share=0.2)
+    state, now = BudgetState(), 0.0
+    decide(state, policy, now, "org:a", returning=False)  # creates wait: polls get 20 %
+    decide(state, policy, now, "org:a", returning=False)
+    for _ in range(50):  # 50 looks queued, ~5 s apart: about 250 s of queue
+        decide(state, policy, now, POLL_LANE, returning=False)
+    end = state.lanes[POLL_LANE].end
+    outcome = decide(state, policy, now, POLL_LANE, returning=False, not_before=now + 30.0)
+    assert isinstance(outcome, Queue) and outcome.queued
+    assert end < outcome.at <= end + 5.1  # one place after the last, not a second wait

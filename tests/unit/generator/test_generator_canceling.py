@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from generator_fakes import T0, Clock, FakeProvider, FakeReferences, MemoryLedger, Sink, job
+from generator_fakes import T0, TIMING, Clock, FakeProvider, FakeReferences, MemoryLedger, Sink, job
 from generator_fakes import request as video_request
 from reelvault_common.contracts.events import (
     CANCELED,
@@ -20,14 +20,12 @@ from reelvault_common.contracts.events import (
 )
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_generator.canceling import CANCELED_MESSAGE, JobCanceler
-from reelvault_generator.ledger import ClaimTiming, JobBinding, new_claim
+from reelvault_generator.ledger import JobBinding, new_claim
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.starting import JobStarter
 from reelvault_generator.tracking import FollowedJob, JobTracker
 from reelvault_generator.webhooks import WebhookReceiver
 from test_generator_webhook_receiver import NOW, SECRET, MemorySeen, delivery
-
-TIMING = ClaimTiming(create_timeout_s=60, claim_margin_s=30, recovery_margin_s=120)
 
 
 def cancel_of(req: VideoRequested) -> VideoCancelRequested:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from generator_fakes import (
     T0,
+    TIMING,
     Clock,
     FakeProvider,
     FakeReferences,
@@ -18,12 +19,10 @@ from generator_fakes import (
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.openai_videos import ProviderError
 from reelvault_generator.budget import exhausted
-from reelvault_generator.ledger import ClaimTiming, new_claim
+from reelvault_generator.ledger import new_claim
 from reelvault_generator.provider import PreparedImages
 from reelvault_generator.reference_loader import ReferenceProblem
 from reelvault_generator.starting import JobStarter
-
-TIMING = ClaimTiming(create_timeout_s=60, claim_margin_s=30, recovery_margin_s=120)
 
 
 def starter(ledger: MemoryLedger, provider: FakeProvider, sink: Sink, clock: Clock,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from generator_fakes import (
     T0,
+    TIMING,
     Clock,
     FakeProvider,
     FakeReferences,
@@ -24,13 +25,12 @@ from generator_fakes import (
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.errors import ProviderError
-from reelvault_generator.ledger import ClaimTiming, new_claim
+from reelvault_generator.ledger import new_claim
 from reelvault_generator.provider import PreparedImages, ProviderJob
 from reelvault_generator.registry import ProviderRegistry
 from reelvault_generator.starting import CREATE_OUTCOME_UNKNOWN, MODEL_UNAVAILABLE, JobStarter
 from reelvault_generator.tracking import FollowedJob
 
-TIMING = ClaimTiming(create_timeout_s=60, claim_margin_s=30, recovery_margin_s=120)
 WINDOW_S = 600.0
 LOST = ProviderError("ReadTimeout: the answer never came", status=None)
 

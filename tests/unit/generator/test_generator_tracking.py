@@ -174,6 +174,18 @@ async def test_with_webhooks_the_first_look_waits_without_asking_the_provider() 
     assert sink.events == []
 
 
+async def test_with_webhooks_the_first_delivery_reserves_the_looks_budget_slot() -> None:
+    # The poll queue is long: the budget's slot for the look is 95 s away. One delivery
+    # reserves it (no provider call) and the message comes back at that slot, not at 30 s.
+    clock, sink = Clock(T0 + timedelta(seconds=2)), Sink()
+    provider = FakeProvider(reserved_wait_s=95.0)
+    with pytest.raises(RetryLater) as retry:
+        await hooked_tracker(provider, sink, clock).poll(started(), 1)
+    assert retry.value.delay == pytest.approx(95.0)
+    assert provider.reserved == [("video_1", (T0 + timedelta(seconds=30)).timestamp())]
+    assert provider.retrieves == 0
+
+
 async def test_with_webhooks_the_delayed_look_polls_as_usual() -> None:
     # No webhook came: the redelivery (attempt 2) looks, and the job ends by polling.
     clock, sink = Clock(T0 + timedelta(seconds=1)), Sink()

@@ -14,13 +14,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from generator_fakes import T0, Clock, FakeProvider, FakeReferences, MemoryLedger, Sink, job
+from generator_fakes import T0, TIMING, Clock, FakeProvider, FakeReferences, MemoryLedger, Sink, job
 from generator_fakes import request as video_request
 from reelvault_common.contracts.events import VideoRequested
 from reelvault_common.messaging.outcomes import RetryLater
 from reelvault_common.providers.errors import ProviderError
 from reelvault_generator.callbacks import CallbackTargets
-from reelvault_generator.ledger import ClaimTiming
 from reelvault_generator.polling import PollSchedule
 from reelvault_generator.starting import JobStarter
 from reelvault_generator.tracking import JobTracker
@@ -31,7 +30,6 @@ from test_generator_webhook_receiver import MemorySeen
 SECRET = "openrouter-workspace-secret"
 PUBLIC = "https://hooks.example.com"
 NOW = T0.timestamp()
-TIMING = ClaimTiming(create_timeout_s=60, claim_margin_s=30, recovery_margin_s=120)
 TARGETS = CallbackTargets(PUBLIC, SECRET)
 CONTENT = "https://openrouter.ai/api/v1/videos/or-job-1/content?index=0"
 

@@ -176,18 +176,22 @@ def lane_share(state: BudgetState, policy: BudgetPolicy, lane: str, now: float) 
 
 
 def decide(state: BudgetState, policy: BudgetPolicy, now: float, lane: str, *,
-           returning: bool, ticketed: bool = True) -> Admit | Queue:
+           returning: bool, ticketed: bool = True,
+           not_before: float | None = None) -> Admit | Queue:
     """Admit a call (and take its slot) or queue it. Mutates ``state``.
 
     ``returning``: the caller comes back from this lane's queue (or has no ticket, and simply
-    competes for the next slot); a new arrival of a lane that has a queue joins its end."""
+    competes for the next slot); a new arrival of a lane that has a queue joins its end.
+    ``not_before``: the call must not go before then (a first look that waits for a
+    webhook): it reserves its position in the same decision instead of coming back once to
+    wait and once more to queue."""
     for name in [n for n, other in state.lanes.items()
                  if max(other.next, other.end) < now - LANE_IDLE_S]:
         del state.lanes[name]
     interval = policy.interval_s(state.factor_now(now, policy))
     own = state.lanes.setdefault(lane, Lane())
     spacing = interval / lane_share(state, policy, lane, now)
-    start = max(state.tat, now, state.pause_until, own.next)
+    start = max(state.tat, now, state.pause_until, own.next, not_before or 0.0)
     empty = own.end <= now
     # An organization with nothing queued may take the slot right after the horizon.
     reach = policy.horizon(interval) + (interval if empty else 0.0)
@@ -306,9 +310,11 @@ class KvRequestBudget:
         return entry.value is not None and entry.value != b""
 
     async def acquire(self, purpose: Purpose = "create", *, ticket: str | None = None,
-                      org: str | None = None) -> None:
+                      org: str | None = None, not_before: float | None = None) -> None:
         """Returns at the caller's slot, or raises the budget's 429 with the wait until the
-        caller's own position (a ticket: the same caller comes back with it)."""
+        caller's own position (a ticket: the same caller comes back with it). A slot no
+        earlier than ``not_before`` (epoch seconds) that is beyond the horizon is reserved
+        and refused the same way."""
         lane = POLL_LANE if purpose == "poll" else f"org:{org or ''}"
         ticket_key = self._ticket_key(ticket) if ticket is not None else None
         returning = ticket_key is None or await self._has_ticket(ticket_key)
@@ -316,7 +322,7 @@ class KvRequestBudget:
             state, revision = await self._read()
             now = self._clock()
             outcome = decide(state, self.policy, now, lane, returning=returning,
-                             ticketed=ticket_key is not None)
+                             ticketed=ticket_key is not None, not_before=not_before)
             if not await self._write(state, revision):
                 continue
             self._observe(state, now)

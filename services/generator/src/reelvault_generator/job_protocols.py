@@ -34,6 +34,7 @@ from reelvault_generator.provider import (
     ProviderJob,
     RequestBudget,
     provider_refused,
+    spend,
 )
 
 Clock = Callable[[], datetime]
@@ -67,9 +68,9 @@ class _Adapter:
         return self._callbacks is not None
 
     async def _spend(self, purpose: Literal["create", "poll"] = "create", *,
-                     ticket: str | None = None, org: str | None = None) -> None:
-        if self._budget is not None:
-            await self._budget.acquire(purpose, ticket=ticket, org=org)
+                     ticket: str | None = None, org: str | None = None,
+                     not_before: float | None = None) -> None:
+        await spend(self._budget, purpose, ticket=ticket, org=org, not_before=not_before)
 
     def _timed_out(self, exc: TimeoutError) -> ProviderError:
         error = ProviderError(f"create did not answer within {self._create_timeout_s:.0f}s",
@@ -172,8 +173,9 @@ class OpenRouterProvider(_Adapter):
             raise
         return openrouter_job(self, job, request)
 
-    async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        await self._spend("poll", ticket=job_id)
+    async def retrieve(self, job_id: str, *, not_before: float | None = None
+                       ) -> tuple[ProviderJob, float | None]:
+        await self._spend("poll", ticket=job_id, not_before=not_before)
         try:
             job, retry_after = await self._client.retrieve(job_id)
         except ProviderError as error:
@@ -256,8 +258,9 @@ class GeminiVeoProvider(_Adapter):
             raise
         return gemini_job(self, operation, request)
 
-    async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        await self._spend("poll", ticket=job_id)
+    async def retrieve(self, job_id: str, *, not_before: float | None = None
+                       ) -> tuple[ProviderJob, float | None]:
+        await self._spend("poll", ticket=job_id, not_before=not_before)
         try:
             operation = await self._client.get_operation(job_id)
         except ProviderError as error:

@@ -7,6 +7,7 @@ failures, ``transient`` for what is worth retrying, ``retry_after_s`` when the s
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +27,8 @@ JobPhase = Literal["running", "completed", "failed"]
 
 # Provider statuses that end a job without a video (OpenAI's own tools treat all as terminal).
 FAILED_STATUSES = frozenset({"failed", "expired", "canceled", "cancelled"})
+# A look held back by ``not_before`` where no budget is configured.
+NOT_YET_CODE = "not_before"
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,11 @@ class VideoProvider(Protocol):
         """Start one paid generation (exactly one request: never retried inside)."""
         ...
 
-    async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        """The job now, and the provider's suggested wait before the next poll (seconds)."""
+    async def retrieve(self, job_id: str, *, not_before: float | None = None
+                       ) -> tuple[ProviderJob, float | None]:
+        """The job now, and the provider's suggested wait before the next poll (seconds).
+        ``not_before`` (epoch seconds): never ask before then; a look that cannot go yet
+        takes its budget slot now and raises the budget's 429 with the wait until it."""
         ...
 
     async def find_recent(
@@ -116,7 +122,8 @@ class RequestBudget(Protocol):
     caller when it comes back, ``org`` the organization whose queue it waits in)."""
 
     async def acquire(self, purpose: Literal["create", "poll"] = "create", *,
-                      ticket: str | None = None, org: str | None = None) -> None: ...
+                      ticket: str | None = None, org: str | None = None,
+                      not_before: float | None = None) -> None: ...
 
     async def penalize(self, retry_after_s: float | None) -> None:
         """The provider itself answered 429: slow down."""
@@ -127,6 +134,19 @@ async def provider_refused(budget: RequestBudget | None, error: ProviderError) -
     """Tell the budget about a provider's own 429 (not the budget's refusal)."""
     if budget is not None and error.status == 429 and error.type != "rate_budget":
         await budget.penalize(error.retry_after_s)
+
+
+async def spend(budget: RequestBudget | None, purpose: Literal["create", "poll"] = "create", *,
+                ticket: str | None = None, org: str | None = None,
+                not_before: float | None = None) -> None:
+    """Take a slot of ``budget`` (see ``RequestBudget``); without one, only ``not_before``
+    holds a call back, with the same refusal a budget gives."""
+    if budget is not None:
+        await budget.acquire(purpose, ticket=ticket, org=org, not_before=not_before)
+        return
+    if not_before is not None and (wait := not_before - time.time()) > 0:
+        raise ProviderError(f"not before {wait:.2f}s", status=429, type="rate_budget",
+                            code=NOT_YET_CODE, retry_after_s=wait)
 
 
 # --- pure mapping -------------------------------------------------------------------------
@@ -223,9 +243,9 @@ class OpenAIVideosProvider:
         self._max_pages = max_pages
 
     async def _spend(self, purpose: Literal["create", "poll"] = "create", *,
-                     ticket: str | None = None, org: str | None = None) -> None:
-        if self._budget is not None:
-            await self._budget.acquire(purpose, ticket=ticket, org=org)
+                     ticket: str | None = None, org: str | None = None,
+                     not_before: float | None = None) -> None:
+        await spend(self._budget, purpose, ticket=ticket, org=org, not_before=not_before)
 
     async def create(self, request: VideoRequested, images: PreparedImages) -> ProviderJob:
         await self._spend("create", ticket=str(request.video_id), org=request.org)
@@ -254,8 +274,9 @@ class OpenAIVideosProvider:
             raise
         return job_from_video(video)
 
-    async def retrieve(self, job_id: str) -> tuple[ProviderJob, float | None]:
-        await self._spend("poll", ticket=job_id)
+    async def retrieve(self, job_id: str, *, not_before: float | None = None
+                       ) -> tuple[ProviderJob, float | None]:
+        await self._spend("poll", ticket=job_id, not_before=not_before)
         try:
             video, poll_after = await self._client.retrieve(job_id)
         except ProviderError as error:

@@ -6,6 +6,8 @@ JetStream with that delay, so no process holds state between looks and a restart
 With provider webhooks the first look waits (``first_look_after_s`` from the job's creation):
 the webhook normally ends the job long before, and the look then finds it finished here (no
 provider call) or, on another replica, finds it completed; a lost webhook costs that delay.
+The first delivery already reserves that look's budget slot (``not_before``), so the message
+comes back once, at its slot.
 """
 
 from __future__ import annotations
@@ -208,16 +210,23 @@ class JobTracker:
         if await self.stop_if_canceled(started):
             return
         provider = self._provider_of(started)
+        not_before: float | None = None
+        wait = 0.0
         if attempt == 1 and self._first_look_after_s > 0:
             # Webhooks are on: the first look is the safety net, not the news.
             first_look = started.job_created_at + timedelta(seconds=self._first_look_after_s)
             wait = (first_look - self._clock()).total_seconds()
             if wait > MIN_POLL_DELAY_S:
                 left = seconds_left(started.job_created_at, self._deadline_s, self._clock())
-                raise RetryLater(bounded_by_deadline(wait, left),
-                                 f"job {job_id}: waiting for the provider's webhook")
+                if wait >= left:
+                    raise RetryLater(bounded_by_deadline(wait, left),
+                                     f"job {job_id}: waiting for the provider's webhook")
+                # The look's budget slot is reserved now, no earlier than the first look:
+                # this message comes back once, at that slot, instead of once to wait and
+                # once more to queue.
+                not_before = first_look.timestamp()
         try:
-            job, poll_after = await provider.retrieve(job_id)
+            job, poll_after = await provider.retrieve(job_id, not_before=not_before)
         except ProviderError as error:
             if error.status == 404:
                 await self._fail(started, JOB_NOT_FOUND,
@@ -232,6 +241,8 @@ class JobTracker:
             delay = error.retry_after_s or nak_delay(
                 attempt, base=self._retry_base_s, cap=self._retry_max_s
             )
+            if not_before is not None and error.status == 429:
+                delay = max(delay, wait)  # never before the first look
             raise RetryLater(
                 bounded_by_deadline(delay, left), f"retrieve {job_id}: {error}"
             ) from None
