@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +20,11 @@ from jsonschema import Draft202012Validator
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from reelvault_common.contracts.events import OrgQuotaExceeded, OrgQuotaWarning
+from reelvault_common.contracts.events import (
+    OrgQuotaExceeded,
+    OrgQuotaWarning,
+    OrgWebhookEndpointDisabled,
+)
 from reelvault_common.messaging.asyncapi import render
 from reelvault_common.messaging.deadletter import (
     DeadLetter,
@@ -140,10 +146,16 @@ async def test_outside_consumer_needs_only_the_asyncapi_document(
         quota = {"org": "acme", "quota": "videos_per_month", "period": "2026-01",
                  "used": Decimal("8"), "limit": Decimal("10"), "resets_at": None}
         events = [
-            done.requested(), done.requested(), done.started(), done.progressed(40),
-            done.progressed(80), done.completed(), done.stored(), done.archive_requested(),
-            failed.requested(), failed.failed(stage="request", code="moderation_blocked"),
+            done.requested(), done.requested(), done.waiting(), done.started(),
+            done.progressed(40), done.progressed(80), done.completed(), done.stored(),
+            done.archive_requested(), done.deleted(),
+            failed.requested(), failed.cancel_requested(),
+            failed.failed(stage="request", code="moderation_blocked"),
             OrgQuotaWarning.crossed(**quota), OrgQuotaExceeded.crossed(**quota),
+            OrgWebhookEndpointDisabled.of(
+                org="acme", endpoint_id=uuid.UUID(int=7), reason="failing",
+                consecutive_failures=8, failing_since=datetime(2026, 1, 1, tzinfo=UTC),
+                disabled_at=datetime(2026, 1, 2, tzinfo=UTC)),
         ]
         publisher = EventPublisher(publisher_nc, topology)
         for event in events:
