@@ -40,7 +40,8 @@ class ProviderRegistry:
         # None: one provider makes every model (tests, a single compatible gateway).
         self._routes = None if routes is None else dict(routes)
         self._default_model = default_model
-        self.catalog = self._static_catalog()
+        # Built-in capabilities until the providers' own data is read (``refresh_catalog``).
+        self.catalog = self._catalog_from({})
 
     @classmethod
     def single(cls, provider: VideoProvider) -> ProviderRegistry:
@@ -66,9 +67,6 @@ class ProviderRegistry:
 
     def spec(self, model: str) -> ModelSpec | None:
         return self.catalog.get(model)
-
-    def _static_catalog(self) -> ModelCatalog:
-        return self._catalog_from({})
 
     def _catalog_from(self, published: Mapping[str, ModelSpec]) -> ModelCatalog:
         if self._routes is None:
