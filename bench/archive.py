@@ -16,8 +16,10 @@ test server runs as another loopback subprocess. For each backend (filesystem, s
   once everything is imported and connected).
 
 MB/s are decimal (10^6 bytes per second) of the video's size. Each transfer runs ``--reps``
-times (fresh keys each time), baseline and archiver alternating, and the medians count (the
-stage timings are those of the median archiver run); every run's time is printed too. Every
+times (fresh keys each time), baseline, hashing copy and archiver in an order that rotates from
+one rep to the next, each starting from the same state (the objects and files of the one before
+removed, the page cache synced), and the medians count (the stage timings are those of the
+median archiver run); every run's time is printed too. Every
 temporary file lives under one temp directory that is removed at the end, and every subprocess
 is stopped.
 
@@ -295,7 +297,6 @@ def baseline_copy(params: dict[str, Any]) -> dict[str, Any]:
     the hash alone on this machine."""
     url = f"{params['base_url']}/videos/{params['job_id']}/content"
     headers = {"Authorization": f"Bearer {params['api_key']}"}
-    chunk = int(params["chunk_bytes"])
     required = bool(params.get("with_sha256"))
     digest = hashlib.sha256()
     received = 0
@@ -316,7 +317,7 @@ def baseline_copy(params: dict[str, Any]) -> dict[str, Any]:
 
             def pieces() -> Iterator[bytes]:
                 nonlocal received
-                for piece in response.iter_bytes(chunk):
+                for piece in response.iter_bytes():  # as read: no re-slicing copy
                     received += len(piece)
                     if required:
                         digest.update(piece)
@@ -355,13 +356,14 @@ async def archiver_copy(params: dict[str, Any]) -> dict[str, Any]:
     from reelvault_archiver.copier import Stored, VideoCopier
     from reelvault_archiver.jobs import ArchiveJob
     from reelvault_archiver.settings import ArchiverSettings
-    from reelvault_archiver.tuning import tune_http_reads
+    from reelvault_archiver.tuning import tune_http_reads, tune_malloc
     from reelvault_common.providers.openai_videos import VideosClient
     from reelvault_common.storage.factory import open_storage
     from reelvault_common.storage.layout import Buckets
 
     settings = ArchiverSettings()  # from the environment, as ``python -m reelvault_archiver``
     tune_http_reads(settings.download_chunk_bytes)  # as ArchiverService.start
+    tune_malloc()
     from reelvault_common.storage.claims import ClaimedStorage, KeyClaims, MemoryClaimStore
 
     # As the archiver: every put holds its key's claim (here in memory, not NATS KV: one
@@ -373,8 +375,7 @@ async def archiver_copy(params: dict[str, Any]) -> dict[str, Any]:
         settings.openai_base_url, settings.openai_api_key, timeout_s=settings.provider_timeout_s
     )
     copier = VideoCopier(
-        storage, videos, buckets, policy=retry_policy(settings),
-        chunk_bytes=settings.download_chunk_bytes,
+        storage, videos, buckets, policy=retry_policy(settings)
     )
     job = ArchiveJob(
         video_id=uuid.UUID(params["video_id"]),
@@ -450,7 +451,14 @@ def instrument(storage: Any, copier: Any) -> dict[str, float]:
 
 def child_main(mode: str, raw: str) -> None:
     params = json.loads(raw)
-    result = baseline_copy(params) if mode == "baseline" else asyncio.run(archiver_copy(params))
+    if mode == "baseline":
+        result = baseline_copy(params)
+    else:
+        # On the event loop the archiver runs on (uvloop), as ``python -m reelvault_archiver``.
+        from reelvault_common.runtime.eventloop import loop_factory
+
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(archiver_copy(params))
     print(json.dumps(result), flush=True)
 
 
@@ -512,53 +520,58 @@ def measure(
     pressures: list[float | None] = []
     baseline_cpu: list[dict[str, float]] = []
     archiver_cpu: list[dict[str, float]] = []
-    for rep in range(reps):
+    def transfer(mode: str, rep: int) -> None:
         clear_dir(spool)
         base_params = {
             "backend": backend,
             "base_url": source.base_url,
             "job_id": source.job_id,
             "api_key": API_KEY,
-            "chunk_bytes": 1024 * 1024,
             "target": str(work / "baseline" / f"{rep}.mp4"),
             "storage_url": storage_url,
             "service_key": service_key,
             "key": f"baseline/{uuid.uuid4()}.mp4",
         }
-        base = run_child("baseline", base_params, {"TMPDIR": str(spool)})
-        if base["bytes"] != source.size:
-            raise RuntimeError(f"baseline copied {base['bytes']} of {source.size} bytes")
-        baseline_s.append(float(base["seconds"]))
-        pressures.append(base["cpu_pressure_before"])
-        baseline_cpu.append({"self": float(base["cpu_s"]), **base["peer_cpu_s"]})
+        if mode == "archiver":
+            result = run_child(
+                "archiver",
+                {"job_id": source.job_id, "expires_at": source.expires_at,
+                 "video_id": str(uuid.uuid4())},
+                archiver_env,
+            )
+            if result["bytes"] != source.size or result["sha256"] != source.sha256:
+                raise RuntimeError(
+                    f"archiver stored other bytes than the simulator served: {result}"
+                )
+            archiver_s.append(float(result["seconds"]))
+            pressures.append(result["cpu_pressure_before"])
+            archiver_cpu.append({"self": float(result["cpu_s"]), **result["peer_cpu_s"]})
+            stages.append(dict(result["stages"]))
+            if result["rss_growth_mb"] is not None:
+                growth.append(float(result["rss_growth_mb"]))
+        else:
+            params = {**base_params, "with_sha256": mode == "raw_copy_with_sha256"}
+            result = run_child("baseline", params, {"TMPDIR": str(spool)})
+            if result["bytes"] != source.size:
+                raise RuntimeError(f"{mode} copied {result['bytes']} of {source.size} bytes")
+            if mode == "baseline":
+                baseline_s.append(float(result["seconds"]))
+                pressures.append(result["cpu_pressure_before"])
+                baseline_cpu.append({"self": float(result["cpu_s"]), **result["peer_cpu_s"]})
+            else:
+                required_s.append(float(result["seconds"]))
+        # Every transfer starts from the same state: nothing left of the one before (a storage
+        # server slows down as a run's objects pile up, the disk as its writes do).
         shutil.rmtree(work / "baseline", ignore_errors=True)
-        required = run_child(
-            "baseline",
-            {**base_params, "with_sha256": True, "key": f"baseline/{uuid.uuid4()}.mp4"},
-            {"TMPDIR": str(spool)},
-        )
-        if required["bytes"] != source.size:
-            raise RuntimeError(f"reference copied {required['bytes']} of {source.size} bytes")
-        required_s.append(float(required["seconds"]))
-        shutil.rmtree(work / "baseline", ignore_errors=True)
-        result = run_child(
-            "archiver",
-            {"job_id": source.job_id, "expires_at": source.expires_at,
-             "video_id": str(uuid.uuid4())},
-            archiver_env,
-        )
-        if result["bytes"] != source.size or result["sha256"] != source.sha256:
-            raise RuntimeError(f"archiver stored other bytes than the simulator served: {result}")
-        archiver_s.append(float(result["seconds"]))
-        pressures.append(result["cpu_pressure_before"])
-        archiver_cpu.append({"self": float(result["cpu_s"]), **result["peer_cpu_s"]})
-        stages.append(dict(result["stages"]))
-        if result["rss_growth_mb"] is not None:
-            growth.append(float(result["rss_growth_mb"]))
-        # Free the disk: nothing of this rep is needed by the next one.
         shutil.rmtree(fs_root, ignore_errors=True)
         if backend == "supabase":
             delete_all_objects(storage_url, service_key)
+
+    modes = ["baseline", "raw_copy_with_sha256", "archiver"]
+    for rep in range(reps):
+        # The order rotates, so no kind of transfer always comes first or last.
+        for mode in modes[rep % 3 :] + modes[: rep % 3]:
+            transfer(mode, rep)
     # Medians: on a shared machine single runs swing by 2x either way; a best-of would
     # reward one lucky run on either side.
     middle = sorted(range(reps), key=lambda i: archiver_s[i])[(reps - 1) // 2]
@@ -629,13 +642,6 @@ def report(figures: list[Figures]) -> bool:
         print(f"{name} cpu_s_of_median_runs {cpu}")
         for stage, seconds in sorted(f.stages.items()):
             print(f"{name} archiver_stage_{stage}_s {seconds:.2f}")
-        if "video_copy_into_place" in f.stages:
-            copy = f.stages["video_copy_into_place"]
-            stream = f.stages["video_put"] - copy
-            print(f"{name} archiver_stage_video_download_and_tus_upload_s {stream:.2f}")
-            print(f"{name} ratio_bound_streamed_upload {f.baseline_s / stream:.2f} "
-                  f"(download and TUS upload overlap in {stream:.2f}s; the baseline's one "
-                  f"streamed POST took {f.baseline_s:.2f}s)")
         ok = ok and ratio_ok and rss_ok
     return ok
 
@@ -662,6 +668,10 @@ def main() -> int:
         "--reps", type=int, default=5, help="runs per transfer; the medians count (odd is best)"
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="parent of the temp dir")
+    parser.add_argument(
+        "--storage-server-pid", type=int, default=None,
+        help="PID of the external storage server (same machine), to count its CPU too",
+    )
     parser.add_argument(
         "--quiet-budget-s", type=float, default=90.0,
         help="at most this long in total waiting for other CPU load to calm down",
@@ -695,6 +705,8 @@ def main() -> int:
             # A real storage server (its objects are removed between sizes, as here).
             storage_url, service_key = external.url, external.service_key
             print(f"storage_server {storage_url} (external)", flush=True)
+            if args.storage_server_pid:
+                PEERS["storage_server"] = args.storage_server_pid
         with (
             contextlib.nullcontext() if external is not None else subprocess_running(
                 [PYTHON, "-m", "tests.support.supabase_storage", "--root", str(work / "supabase"),

@@ -229,6 +229,7 @@ class Faults:
     delay_s: float = 0.0
     delay_count: int = 0
     delay_path: str | None = None
+    delay_skip: int = 0  # let this many matching requests through undelayed first
     patch_cuts: list[PatchCut] = field(default_factory=list)
     response_cuts: list[tuple[str, int]] = field(default_factory=list)  # (path regex, bytes)
 
@@ -237,8 +238,11 @@ class Faults:
         self.errors.append(fault)
         return fault
 
-    def delay(self, seconds: float, count: int = 1, path: str | None = None) -> None:
+    def delay(
+        self, seconds: float, count: int = 1, path: str | None = None, skip: int = 0
+    ) -> None:
         self.delay_s, self.delay_count, self.delay_path = seconds, count, path
+        self.delay_skip = skip
 
     def cut_patch(self, after_bytes: int, skip: int = 0) -> None:
         """Drop the connection of a TUS PATCH once ``after_bytes`` of its body arrived."""
@@ -276,7 +280,7 @@ class Faults:
         self.errors.clear()
         self.patch_cuts.clear()
         self.response_cuts.clear()
-        self.delay_s, self.delay_count, self.delay_path = 0.0, 0, None
+        self.delay_s, self.delay_count, self.delay_path, self.delay_skip = 0.0, 0, None, 0
 
 
 @dataclass
@@ -1322,8 +1326,11 @@ class _Front:
         if faults.delay_count > 0 and (
             faults.delay_path is None or re.search(faults.delay_path, path)
         ):
-            faults.delay_count -= 1
-            await asyncio.sleep(faults.delay_s)
+            if faults.delay_skip > 0:
+                faults.delay_skip -= 1
+            else:
+                faults.delay_count -= 1
+                await asyncio.sleep(faults.delay_s)
         fault = faults.take_error(scope["method"], path, "before")
         if fault is not None:
             await self._answer(scope, receive, send, self._fault_response(fault), record)

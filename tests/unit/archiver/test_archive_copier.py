@@ -39,6 +39,9 @@ VIDEO = bytes(range(256)) * 5000  # 1.28 MB
 THUMB = b"RIFF....WEBP" * 100
 
 
+# What the fake source's connection reads at once.
+READ_SIZE = 64 * 1024
+
 class MemoryStorage:
     """Same rules as the interface: streamed puts, bucket rules, no overwrite."""
 
@@ -127,13 +130,14 @@ class FakeSource:
             else ProviderError("no thumbnail", status=404),
         }
         self.queued: dict[str, deque[Serve | ProviderError]] = defaultdict(deque)
-        self.calls: list[tuple[str, str, int]] = []
+        self.calls: list[tuple[str, str, int | None]] = []
 
     @contextlib.asynccontextmanager
     async def stream_content(
-        self, video_id: str, variant: str = "video", *, chunk_size: int = 1024 * 1024
+        self, video_id: str, variant: str = "video", *, chunk_size: int | None = None
     ) -> AsyncIterator[tuple[httpx.Headers, AsyncIterator[bytes]]]:
         self.calls.append((video_id, variant, chunk_size))
+        piece = chunk_size or READ_SIZE  # None: as a connection reads it
         plan = self.queued[variant].popleft() if self.queued[variant] else self.defaults[variant]
         if isinstance(plan, ProviderError):
             raise plan
@@ -142,8 +146,8 @@ class FakeSource:
 
         async def chunks() -> AsyncIterator[bytes]:
             limit = len(plan.data) if plan.cut_after is None else plan.cut_after
-            for start in range(0, limit, chunk_size):
-                yield plan.data[start:min(start + chunk_size, limit)]
+            for start in range(0, limit, piece):
+                yield plan.data[start:min(start + piece, limit)]
             if plan.cut_after is not None:
                 raise ProviderError("download broke off", status=None)
 
@@ -192,7 +196,7 @@ async def storage() -> MemoryStorage:
 
 def copier(storage: MemoryStorage, source: FakeSource, **policy: float) -> VideoCopier:
     return VideoCopier(storage, source, BUCKETS, policy=RetryPolicy(**policy),  # type: ignore[arg-type]
-                       chunk_bytes=64 * 1024, clock=lambda: NOW, rng=random.Random(3))
+                       clock=lambda: NOW, rng=random.Random(3))
 
 
 VIDEO_KEY = video_key("acme", datetime(2026, 4, 30, tzinfo=UTC), make_job().video_id)
@@ -217,9 +221,9 @@ async def test_copies_video_and_thumbnail_to_deterministic_keys(storage: MemoryS
     assert storage.objects[("videos", VIDEO_KEY)][0] == VIDEO
     assert (event.correlation_id, event.org) == ("corr-1", "acme")  # the job's organization
     assert event.provider_job_id == "video_123"
-    # Streamed in the configured chunk size, never as one body.
-    assert {size for _, _, size in source.calls} == {64 * 1024}
-    assert storage.largest_chunk == 64 * 1024
+    # Streamed in the pieces the connection read (no re-slicing), never as one body.
+    assert {size for _, _, size in source.calls} == {None}
+    assert storage.largest_chunk == READ_SIZE
 
 
 async def test_a_second_run_is_a_no_op_with_the_same_event(storage: MemoryStorage) -> None:

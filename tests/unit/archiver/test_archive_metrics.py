@@ -104,7 +104,7 @@ class Source:
 
     @asynccontextmanager
     async def stream_content(
-        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1
+        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int | None = None
     ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
         if self.failure is not None:
             raise self.failure

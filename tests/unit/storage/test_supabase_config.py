@@ -69,7 +69,8 @@ def test_missing_configuration_is_explained(kwargs: dict[str, str], needs: str) 
     assert KEY not in str(caught.value)
 
 
-def test_thresholds_come_from_settings() -> None:
+def test_thresholds_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELVAULT_SUPABASE_STANDARD_UPLOAD_MAX_BYTES", "50000000")
     settings = StorageSettings(
         storage_backend="supabase",
         SUPABASE_STORAGE_URL="http://x/",
@@ -78,6 +79,11 @@ def test_thresholds_come_from_settings() -> None:
     )
     store = SupabaseStorage.from_settings(settings)
     assert store._options.tus_threshold_bytes == 1234
+    assert store._options.standard_upload_max_bytes == 50_000_000
+
+
+def test_streamed_puts_go_as_one_standard_upload_up_to_five_gib_by_default() -> None:
+    assert StorageSettings().supabase_standard_upload_max_bytes == 5 * 1024**3
 
 
 def test_project_storage_url() -> None:

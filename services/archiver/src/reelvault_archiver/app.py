@@ -37,7 +37,7 @@ from reelvault_archiver.scheduling import DeadlineScheduler
 from reelvault_archiver.settings import ArchiverSettings
 from reelvault_archiver.sources import ContentSources
 from reelvault_archiver.thumbnails import ThumbnailSpec
-from reelvault_archiver.tuning import tune_http_reads
+from reelvault_archiver.tuning import tune_http_reads, tune_malloc
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class ArchiverService:
     async def _start(self) -> None:
         settings = self.settings
         tune_http_reads(settings.download_chunk_bytes)
+        tune_malloc()
         # NATS may not be up yet: wait for it (one log line per attempt) until
         # REELVAULT_STARTUP_TIMEOUT_S.
         startup = Startup.from_settings(settings)
@@ -112,7 +113,6 @@ class ArchiverService:
                 sources.wrapped(MeteredContentSource),
                 self.buckets,
                 policy=retry_policy(settings, pacing),
-                chunk_bytes=settings.download_chunk_bytes,
                 thumbnail_attempts=settings.thumbnail_attempts,
                 thumbnails=ThumbnailSpec(max_side=settings.thumbnail_max_side),
             )

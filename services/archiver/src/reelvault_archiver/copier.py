@@ -50,14 +50,12 @@ from reelvault_archiver.verification import StreamTally, VerificationFailed, ver
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_BYTES = 1024 * 1024
-
 
 class ContentSource(Protocol):
     """Where the bytes come from (``VideosClient`` is one)."""
 
     def stream_content(
-        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = ...
+        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int | None = ...
     ) -> AbstractAsyncContextManager[tuple[httpx2.Headers, AsyncIterator[bytes]]]: ...
 
 
@@ -106,7 +104,6 @@ class VideoCopier:
         buckets: Buckets,
         *,
         policy: RetryPolicy | None = None,
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         thumbnail_attempts: int = 3,
@@ -116,7 +113,6 @@ class VideoCopier:
         self._source = source
         self._buckets = buckets
         self._policy = policy or RetryPolicy()
-        self._chunk_bytes = chunk_bytes
         self._clock = clock
         self._rng = rng
         self._thumbnail_attempts = max(1, thumbnail_attempts)
@@ -270,7 +266,9 @@ class VideoCopier:
         bucket = dest.bucket.name
         source = self._source.of(job.provider) if isinstance(self._source, ContentRouter) \
             else self._source
-        stream = source.stream_content(job.content_id, variant, chunk_size=self._chunk_bytes)
+        # The pieces as the connection read them (at most ``download_chunk_bytes``): re-slicing
+        # them into equal chunks would copy every byte.
+        stream = source.stream_content(job.content_id, variant)
         async with stream as (headers, chunks):
             content_type = content_type_for(variant, headers.get("content-type"))
             expected = declared_length(headers)

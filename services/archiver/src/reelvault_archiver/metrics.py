@@ -118,7 +118,7 @@ class MeteredContentSource:
 
     @asynccontextmanager
     async def stream_content(
-        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = MIB
+        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int | None = None
     ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
         async with AsyncExitStack() as stack:
             try:

@@ -55,7 +55,8 @@ class ArchiverSettings(ServiceSettings, StorageSettings, ProviderSettings, Metri
     # An idle archiver waits this long before starting the first copy of a pulled batch, so
     # the whole batch is ordered by deadline.
     schedule_gather_s: float = Field(default=0.02, ge=0, le=1)
-    # Bytes per read from the provider; also the unit handed to storage (memory per copy).
+    # Most bytes per socket read from the provider; the pieces read are handed to storage as
+    # they are (memory per copy: a few of them).
     download_chunk_bytes: int = Field(default=MIB, ge=16 * 1024, le=16 * MIB)
 
     # When to stop retrying a download (always before the source's expires_at; the pacing of

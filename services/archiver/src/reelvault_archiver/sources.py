@@ -26,7 +26,7 @@ class Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
-Download = Callable[[str, int], AbstractAsyncContextManager[tuple[httpx2.Headers,
+Download = Callable[[str, int | None], AbstractAsyncContextManager[tuple[httpx2.Headers,
                                                              AsyncIterator[bytes]]]]
 
 
@@ -40,7 +40,7 @@ class VideoOnlyContent:
 
     @asynccontextmanager
     async def stream_content(
-        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1 << 20
+        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int | None = None
     ) -> AsyncIterator[tuple[httpx2.Headers, AsyncIterator[bytes]]]:
         if variant != "video":
             raise ProviderError(f"{self._provider} serves no thumbnail", status=404,

@@ -422,7 +422,7 @@ class GeminiVeoClient:
                             status=None)
 
     def stream_file(
-        self, uri_or_file_name: str, *, chunk_size: int = 1024 * 1024
+        self, uri_or_file_name: str, *, chunk_size: int | None = None
     ) -> AbstractAsyncContextManager[Download]:
         """Open the download of a generated file (a ``video.uri`` or ``files/<id>``); yields its
         headers and a chunk iterator (never buffered). Files are kept 2 days; then 404.

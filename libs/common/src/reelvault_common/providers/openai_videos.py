@@ -185,9 +185,10 @@ class VideosClient:
         await self._send("DELETE", f"/videos/{video_id}")
 
     def stream_content(
-        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int = 1024 * 1024
+        self, video_id: str, variant: ContentVariant = "video", *, chunk_size: int | None = None
     ) -> AbstractAsyncContextManager[Download]:
-        """Open the content download; yields its headers and a chunk iterator (never buffered).
+        """Open the content download; yields its headers and a chunk iterator (never buffered;
+        ``chunk_size`` as in ``stream_download``).
 
         A body cut short raises ``ProviderError`` (transient) instead of ending quietly.
         """

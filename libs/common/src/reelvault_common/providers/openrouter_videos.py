@@ -350,7 +350,7 @@ class OpenRouterVideosClient:
         return _ModelList.model_validate_json(response.content).data
 
     def stream_content(
-        self, job_id: str, index: int = 0, *, chunk_size: int = 1024 * 1024
+        self, job_id: str, index: int = 0, *, chunk_size: int | None = None
     ) -> AbstractAsyncContextManager[Download]:
         """Open the download of output ``index``; yields its headers and a chunk iterator
         (never buffered). The route needs the key although its URLs are called "unsigned".

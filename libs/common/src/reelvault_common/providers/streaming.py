@@ -32,10 +32,14 @@ async def stream_download(
     open_response: Callable[[], Awaitable[httpx2.Response]],
     error_from_response: Callable[[httpx2.Response, bytes], ProviderError],
     *,
-    chunk_size: int,
+    chunk_size: int | None = None,
     error_status_from: int = 300,
 ) -> AsyncIterator[Download]:
     """Open the response; yield its headers and a chunk iterator; close it on the way out.
+
+    ``chunk_size=None`` passes the body on in the pieces the connection read (each at most its
+    read size), which costs nothing; a size re-slices them into chunks of exactly that many
+    bytes, which copies every byte (measured: half again the CPU of a 200 MB download).
 
     A status of ``error_status_from`` or more raises ``error_from_response`` with the body. A
     client that follows redirects itself passes 400, so what is left of a 3xx goes through."""

@@ -146,8 +146,11 @@ class StorageSettings(BaseSettings):
     supabase_service_role_key: SecretStr | None = Field(
         default=None, validation_alias="SUPABASE_SERVICE_ROLE_KEY"
     )
-    # Supabase backend tuning: objects above this size go through TUS resumable upload.
+    # Supabase backend tuning: objects above this size stream straight to their key (smaller
+    # ones are spooled first, with their sha256 in the object's metadata) ...
     supabase_tus_threshold_bytes: int = Field(default=6 * 1024 * 1024, ge=0)
+    # ... as one standard upload up to this size (Supabase's documented maximum), by TUS above.
+    supabase_standard_upload_max_bytes: int = Field(default=5 * 1024**3, ge=0)
     supabase_timeout_s: float = Field(default=60.0, gt=0)
 
 

@@ -6,7 +6,8 @@ URL) plus plain httpx where storage3 falls short.
   ``Authorization: Bearer <key>`` and ``apikey: <key>`` (``supabase_connection.py``).
 - Buckets are created when missing and never changed (``supabase_buckets.py``).
 - Writes never overwrite (no upsert). A ``put`` whose size is known and above the TUS threshold
-  (default 6 MB) streams by TUS straight to its key (``supabase_streamed_put.py``); any other
+  (default 6 MB) streams straight to its key, as one standard upload (up to 5 GiB) or by TUS
+  (``supabase_streamed_put.py``); any other
   ``put`` spools to a temp file first (``supabase_spooled_put.py``). On 409 Duplicate the
   existing object's sha256 decides: same bytes -> no-op, different -> conflict
   (``supabase_verify.py``). The server upserts at the end of every write without checking
@@ -122,6 +123,7 @@ class SupabaseStorage:
             )
         options = SupabaseStorageOptions(
             tus_threshold_bytes=settings.supabase_tus_threshold_bytes,
+            standard_upload_max_bytes=settings.supabase_standard_upload_max_bytes,
             timeout_s=settings.supabase_timeout_s,
         )
         if settings.supabase_storage_url:
@@ -166,7 +168,9 @@ class SupabaseStorage:
             known.check_upload(content_type, size)
         what = f"put {bucket}/{key}"
         if size is not None and size > self._options.tus_threshold_bytes:
-            return await self._streamed_put.put(bucket, key, chunks, content_type, size, what)
+            return await self._streamed_put.put(
+                bucket, key, chunks, content_type, size, known, what
+            )
         return await self._spooled_put.put(bucket, key, chunks, content_type, known, what)
 
     # --- reads and links ------------------------------------------------------------------

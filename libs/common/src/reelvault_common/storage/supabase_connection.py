@@ -25,11 +25,18 @@ from reelvault_common.storage.tus import SUPABASE_CHUNK_SIZE, TusUploader
 T = TypeVar("T")
 MB = 1024 * 1024
 SHA256_METADATA_KEY = "sha256"
+# A streamed standard upload's own random token in the object's user metadata: after the
+# upload, the stored object must carry it (else another writer's upload replaced ours).
+UPLOAD_METADATA_KEY = "upload"
+# Supabase's documented maximum of one standard upload.
+STANDARD_UPLOAD_MAX_BYTES = 5 * 1024 * MB
 
 
 @dataclass(frozen=True)
 class SupabaseStorageOptions:
-    tus_threshold_bytes: int = 6 * MB  # objects larger than this go through TUS
+    tus_threshold_bytes: int = 6 * MB  # larger objects stream; smaller ones are spooled
+    # Streamed objects up to this size go as one standard upload, larger ones by TUS.
+    standard_upload_max_bytes: int = STANDARD_UPLOAD_MAX_BYTES
     tus_chunk_bytes: int = SUPABASE_CHUNK_SIZE
     timeout_s: float = 60.0
     cache_control_s: int = 3600

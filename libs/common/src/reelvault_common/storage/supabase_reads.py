@@ -30,12 +30,11 @@ def object_info_from_json(bucket: str, key: str, body: dict[str, Any]) -> Object
     ``metadata`` = user metadata); older ones the row (``metadata`` = system metadata with
     ``size``/``mimetype``, ``user_metadata`` beside it)."""
     if "size" in body:
-        size, content_type, user = body.get("size"), body.get("content_type"), body.get("metadata")
+        size, content_type = body.get("size"), body.get("content_type")
     else:
         system = body.get("metadata") or {}
         size, content_type = system.get("size"), system.get("mimetype")
-        user = body.get("user_metadata")
-    sha = (user or {}).get(SHA256_METADATA_KEY) if isinstance(user, dict) else None
+    sha = user_metadata_from_json(body).get(SHA256_METADATA_KEY)
     return ObjectInfo(
         bucket=bucket,
         key=key,
@@ -44,6 +43,12 @@ def object_info_from_json(bucket: str, key: str, body: dict[str, Any]) -> Object
         sha256=str(sha) if sha else None,
         version=str(body["version"]) if body.get("version") else None,
     )
+
+
+def user_metadata_from_json(body: dict[str, Any]) -> dict[str, Any]:
+    """The user metadata of a ``GET /object/info`` answer, in either shape."""
+    user = body.get("metadata") if "size" in body else body.get("user_metadata")
+    return user if isinstance(user, dict) else {}
 
 
 class ResumableDownload:
@@ -107,6 +112,11 @@ class SupabaseReads:
         self._buckets = buckets
 
     async def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        body = await self.info(bucket, key)
+        return None if body is None else object_info_from_json(bucket, key, body)
+
+    async def info(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The server's ``/object/info`` answer as it came (user metadata included)."""
         check_key(key)
         storage = self._connection.storage
         try:
@@ -115,7 +125,7 @@ class SupabaseReads:
             )
         except ObjectNotFound:
             return None
-        return object_info_from_json(bucket, key, body)
+        return dict(body)
 
     async def read(self, bucket: str, key: str) -> AsyncIterator[bytes]:
         check_key(key)

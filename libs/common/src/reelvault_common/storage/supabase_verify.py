@@ -18,7 +18,12 @@ from reelvault_common.storage.interface import (
     PayloadTooLarge,
     TransientStorageError,
 )
-from reelvault_common.storage.supabase_reads import SupabaseReads
+from reelvault_common.storage.supabase_connection import UPLOAD_METADATA_KEY
+from reelvault_common.storage.supabase_reads import (
+    SupabaseReads,
+    object_info_from_json,
+    user_metadata_from_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +66,22 @@ class UploadVerifier:
         content_type: str,
         *,
         version: str | None = None,
+        upload_token: str | None = None,
     ) -> StoredFile:
-        """The stored object after an acknowledged upload, which must hold ``content`` (and be
-        the object ``version`` our upload created, when known: the server upserts at the end of
-        an upload, so a concurrent writer's object may have replaced ours)."""
-        info = await self._reads.stat(bucket, key)
-        if info is None:
+        """The stored object after an acknowledged upload, which must hold ``content`` and be
+        our upload's: the object ``version`` it created, or the ``upload_token`` it carried in
+        its user metadata, when known (the server upserts at the end of an upload, so a
+        concurrent writer's object may have replaced ours)."""
+        body = await self._reads.info(bucket, key)
+        if body is None:
             raise TransientStorageError(f"put {bucket}/{key}: upload acknowledged but not found")
+        info = object_info_from_json(bucket, key, body)
+        stored_token = user_metadata_from_json(body).get(UPLOAD_METADATA_KEY)
+        if upload_token is not None and stored_token != upload_token:
+            raise ObjectConflict(
+                f"{bucket}/{key} holds another writer's upload ({info.size} bytes) after ours "
+                f"({content.size} bytes, sha256 {content.sha256})"
+            )
         if version is not None and info.version is not None and info.version != version:
             raise ObjectConflict(
                 f"{bucket}/{key} holds another writer's upload (version {info.version}, "
