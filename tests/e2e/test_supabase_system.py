@@ -6,7 +6,7 @@ URL of the storage server whose bytes are the provider's playable MP4, find the 
 public thumbnails bucket. Plus what the Supabase backend adds: signed links with a short,
 configured lifetime, the catalog keeping object keys (never signed URLs), bucket rules refusing
 oversize or wrong-type files with clear errors (through the gateway and directly), and videos
-above the TUS threshold going through resumable upload.
+above the streaming threshold uploaded while they download, straight to their key.
 
 Each test runs twice: against the test server, and against a real Supabase Storage server when
 one is at hand (``REELVAULT_TEST_SUPABASE_STORAGE_URL`` and ``REELVAULT_TEST_SUPABASE_SERVICE_KEY``,
@@ -57,7 +57,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "e2e-supabase-jwt-secret-" + uuid.uuid4().hex
 SIGNED_URL_TTL_S = 5
-# Above the 6 MB TUS threshold: the archiver's copy goes through resumable upload.
+# Above the 6 MB threshold: the archiver's copy streams straight to the key (no spool file).
 PADDED_VIDEO_BYTES = 7 * MB
 
 
@@ -170,11 +170,11 @@ def test_v1_flow_stores_into_supabase_with_signed_links(
         served_sha, served_size = served_by_simulator(system, video["provider_job_id"])
         assert served_size >= PADDED_VIDEO_BYTES
         assert (video["sha256"], video["bytes"]) == (served_sha, served_size)
-        # Above the threshold: the archiver streamed it with TUS (resumable) while downloading,
-        # then copied it into place; not one POST.
+        # Above the threshold: the archiver uploaded it while downloading, as one standard
+        # upload straight to its key (no spool file, no TUS, no copy into place).
         archiver_log = (system.data_dir / "logs" / "archiver.log").read_text(errors="replace")
-        assert "TUS put videos/" in archiver_log, archiver_log[-2000:]
         assert "(streamed)" in archiver_log, archiver_log[-2000:]
+        assert "TUS put videos/" not in archiver_log, archiver_log[-2000:]
 
         # GET /v1/videos/{id}/content -> a fresh signed URL of the storage server.
         redirect = client.get(f"/v1/videos/{video_id}/content", follow_redirects=False)
@@ -182,8 +182,10 @@ def test_v1_flow_stores_into_supabase_with_signed_links(
         location = redirect.headers["location"]
         assert location.startswith(f"{storage_server.url}object/sign/videos/"), location
         token = parse_qs(urlsplit(location).query)["token"][0]
-        claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
-        assert claims["exp"] - claims["iat"] == SIGNED_URL_TTL_S  # the configured lifetime
+        # The server's own token (a real server signs it with its own secret; whether it is
+        # valid, the server says below by serving the link): its lifetime is the configured one.
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == SIGNED_URL_TTL_S
         assert storage_server.service_key not in location
         stored = httpx.get(location, timeout=30)
         assert stored.status_code == 200, stored.text
