@@ -32,52 +32,54 @@ Both children are warmed before their timed part (one request with a client of t
 the archiver also one storage call): the first request of a process imports what the async
 HTTP stack and anyio load lazily, ~70 ms of a 200 MB copy here, a cost of starting a process.
 
-What was done for throughput (libs/common/.../storage/filesystem.py, streams.py, supabase.py,
-tus.py, reelvault_archiver/tuning.py): on the filesystem the event loop only appends each
-chunk to the queue of a writer thread of the put's own (at most 4 MiB queued), which hashes and
-writes it; a worker-thread hop per chunk plus a read-ahead task cost the loop, whose share
-limits the copy on a busy machine, about as much again (Supabase: a read-ahead task and a
-hashing hop per chunk, bounded queue of 8 x 1 MiB); the video is hashed
-once (by the backend; the archiver only counts bytes); no fsync per chunk, one at the end, with
-the kernel's writeback started every 16 MiB so that fsync is short; async HTTP reads of up to
-1 MiB instead of 64 KiB (+25 % on its own). Supabase: when the provider announces the length,
-the video is uploaded WHILE it downloads, by TUS straight to its key, hashed on the way, where it
-used to be spooled to disk first and uploaded after (ratio 0.51 / 0.44 then, exactly the
-download-then-upload bound), and later went to a staging key and was copied into place (a real
-byte copy on a Supabase server: ratio 0.41 / 0.34 against a real server).
+What was done for throughput (libs/common/.../storage/filesystem.py, streams.py,
+supabase_streamed_put.py, providers/streaming.py, reelvault_archiver/tuning.py):
+
+- The download's pieces are passed on as the connection read them (at most 1 MiB: async HTTP
+  reads of up to 1 MiB instead of 64 KiB). Re-slicing them into equal 1 MiB chunks copied every
+  byte: a 200 MB download took 0.16-0.35 CPU-s that way and ~0.10 without.
+- The archiver keeps freed heap memory for the next pieces (glibc ``mallopt``): with the
+  defaults the heap's top went back to the kernel and was faulted in afresh, ~50,000 minor page
+  faults per 500 MB copied and a third of the copy's system time.
+- Filesystem: the event loop only appends each piece to the queue of a writer thread of the
+  put's own (at most 4 MiB queued), which hashes and writes it; one fsync at the end, with the
+  kernel's writeback started every 16 MiB so that fsync is short.
+- Supabase: the video is uploaded WHILE it downloads, straight to its key, as ONE standard
+  upload, hashed on the way (a worker-thread hop per MiB). It used to be spooled first (ratio
+  0.51 / 0.44, the download-then-upload bound), then sent to a staging key and copied into place
+  (a real byte copy on a Supabase server: 0.41 / 0.34 against a real server), then by TUS in
+  6 MB PATCHes (0.72 / 0.62 against a real server: the server's CPU per video was more than
+  twice that of one POST, and the copy is CPU-bound).
+- The video is hashed once (by the backend; the archiver only counts bytes).
 
 ``REELVAULT_TEST_SUPABASE_STORAGE_URL`` and ``REELVAULT_TEST_SUPABASE_SERVICE_KEY`` point the
-Supabase runs at a real storage server instead of the test server (its CPU is then not counted).
-The archiver's puts hold their key's claim as in the service (in memory here: one process).
-(Tried and dropped: 4 MiB chunks, slower and 3x the memory; a sync download thread, no
-faster.)
+Supabase runs at a real storage server instead of the test server; ``--storage-server-pid``
+counts its CPU too. The archiver's puts hold their key's claim as in the service (in memory
+here: one process), and it runs on the service's event loop (uvloop). (Tried and dropped: 4 MiB
+chunks, slower and 3x the memory; a sync download thread, no faster.)
 
-What limits it, from a quiet run on the 2-core development machine (cpu pressure <= 13 % before
-each run; medians of 5; single runs swing +-20 % even when quiet and 2x when other work runs,
-so each run and its CPU pressure are printed):
+Figures from quiet runs on the 2-core development machine (CPU pressure <= 15 % before each
+run; medians of 5; single runs still swing +-20 %, so each run and its CPU pressure are
+printed):
 
 | backend | size | archiver vs baseline MB/s | ratio | raw copy + sha256 | peak RSS growth |
 |---|---|---|---|---|---|
-| filesystem | 200 MB | 248 vs 330 | 0.75 | 0.90 | 14 MB |
-| filesystem | 500 MB | 305 vs 355 | 0.86 | 0.90 | 16 MB |
-| Supabase | 200 MB | 227 vs 298 | 0.76 | 1.05 | 33 MB |
-| Supabase | 500 MB | 224 vs 359 | 0.62 | 0.98 | 35 MB |
+| filesystem | 200 MB | 667 vs 714 | 0.94 | 0.72 | 10 MB |
+| filesystem | 500 MB | 581 vs 709 | 0.82 | 0.65 | 12 MB |
+| Supabase test server | 200 MB | 357 vs 400 | 0.90 | 0.97 | 11 MB |
+| Supabase test server | 500 MB | 463 vs 505 | 0.92 | 1.01 | 11 MB |
+| Supabase v1.26.5 (file backend) | 200 MB | 148 vs 168 | 0.88 | 0.97 | 12 MB |
+| Supabase v1.26.5 (file backend) | 500 MB | 152 vs 167 | 0.92 | 0.98 | 11 MB |
 
-- Peak RSS growth: met everywhere (the bounded queues; Supabase holds up to three 6 MB TUS
-  pieces: one in flight, one waiting, one being cut).
-- CPU, on 2 cores shared by the simulator, the storage server and the archiver. Per 500 MB
-  (``cpu_s_of_median_runs``): filesystem archiver 1.87 CPU-s vs the baseline's 0.96 (the sha256,
-  ~0.4 s at the hash's speed here, and asyncio + httpx per read where the baseline is one sync
-  loop); Supabase 3.55 CPU-s for archiver + storage server + simulator vs 2.23 for the baseline,
-  and 2.23 / 3.55 = 0.63 is the measured ratio: the copy is CPU-bound. Of the extra 1.3 CPU-s,
-  0.65 are the archiver's (sha256 and the event loop's per-chunk work) and 0.62 the storage
-  server's TUS handling (84 PATCH requests of 6 MB, each answered before the next; TUS with
-  Supabase's fixed 6 MB pieces is required above the threshold for resumable uploads). The
-  hash alone costs a single-threaded copy 10 % on the filesystem (``raw_copy_with_sha256``)
-  and nothing measurable against the storage server (which is the slower side there).
-- At 200 MB the fixed part of an archive (start-up of the copy, stat, verify, thumbnail, the
-  copy into place) weighs more; the filesystem archiver's 200 MB figure sits at 0.84 of the raw
-  copy that also hashes.
+- Peak RSS growth: the bounded queues (filesystem: 4 MiB to the writer; Supabase: 8 pieces
+  read ahead of the upload).
+- CPU (``cpu_s_of_median_runs``), 2 cores shared by the simulator, the storage server and the
+  archiver. Per 500 MB on the filesystem: archiver 0.87 CPU-s against the baseline's 0.47 (the
+  sha256, ~0.25 s at this machine's 2 GB/s, and the event loop's work per piece); the hash
+  runs in the writer thread beside the download, so a single-threaded copy that hashes is
+  slower than the archiver. Against the real server the server's own CPU dominates (3.7 CPU-s
+  per 500 MB, the same for the archiver's upload and the baseline's): the archiver's 0.6 CPU-s
+  beside it is what separates them.
 """
 
 from __future__ import annotations
