@@ -64,12 +64,12 @@ printed):
 
 | backend | size | archiver vs baseline MB/s | ratio | raw copy + sha256 | peak RSS growth |
 |---|---|---|---|---|---|
-| filesystem | 200 MB | 667 vs 714 | 0.94 | 0.72 | 10 MB |
-| filesystem | 500 MB | 581 vs 709 | 0.82 | 0.65 | 12 MB |
-| Supabase test server | 200 MB | 357 vs 400 | 0.90 | 0.97 | 11 MB |
-| Supabase test server | 500 MB | 463 vs 505 | 0.92 | 1.01 | 11 MB |
-| Supabase v1.26.5 (file backend) | 200 MB | 148 vs 168 | 0.88 | 0.97 | 12 MB |
-| Supabase v1.26.5 (file backend) | 500 MB | 152 vs 167 | 0.92 | 0.98 | 11 MB |
+| filesystem | 200 MB | 640 vs 684 | 0.94 | 0.72 | 10 MB |
+| filesystem | 500 MB | 595 vs 728 | 0.82 | 0.65 | 12 MB |
+| Supabase test server | 200 MB | 356 vs 395 | 0.90 | 0.97 | 11 MB |
+| Supabase test server | 500 MB | 464 vs 506 | 0.92 | 1.01 | 11 MB |
+| Supabase v1.26.5 (file backend) | 200 MB | 146 vs 166 | 0.88 | 0.97 | 12 MB |
+| Supabase v1.26.5 (file backend) | 500 MB | 156 vs 168 | 0.92 | 0.98 | 11 MB |
 
 - Peak RSS growth: the bounded queues (filesystem: 4 MiB to the writer; Supabase: 8 pieces
   read ahead of the upload).
