@@ -52,6 +52,9 @@ SMALL_OBJECT_BYTES = 1024 * 1024
 # Bytes a put may have handed to its writer thread and not yet written: the source waits
 # beyond this, so memory per put stays bounded however slow the disk is.
 WRITER_QUEUE_BYTES = 4 * 1024 * 1024
+# Pieces are handed to the writer thread in batches of at least this many bytes: a download's
+# pieces are often a quarter of it, and every hand-over wakes the thread.
+WRITER_BATCH_BYTES = 1024 * 1024
 
 
 def sign_path(secret: bytes, bucket: str, key: str, expires_at: int) -> str:
@@ -121,11 +124,12 @@ class _FileWriter:
     """Hashes and writes one put's chunks in a thread of its own, while the event loop goes on
     pulling the source.
 
-    Handing a chunk over is an append under a lock (the loop waits only when
-    ``WRITER_QUEUE_BYTES`` are queued), where a worker-thread hop per chunk plus a read-ahead
-    task cost the loop more than the download itself leaves spare: the loop's share of the
-    copy is what limits it on a busy machine (bench/archive.py). Chunks are written as they
-    came (no batching copy); the kernel's writeback is started every ``WRITEBACK_BYTES`` so the
+    Handing chunks over is an append under a lock, a batch of ``WRITER_BATCH_BYTES`` at a time
+    (the loop waits only when ``WRITER_QUEUE_BYTES`` are queued), where a worker-thread hop
+    per chunk plus a read-ahead task cost the loop more than the download itself leaves
+    spare: the loop's share of the copy is what limits it on a busy machine
+    (bench/archive.py). Chunks are written as they came (no joining copy); the kernel's
+    writeback is started every ``WRITEBACK_BYTES`` so the
     one fsync at the end is short."""
 
     def __init__(self, handle: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
@@ -135,6 +139,8 @@ class _FileWriter:
         self._lock = threading.Condition()
         self._queue: deque[bytes] = deque()
         self._queued = 0
+        self._batch: list[bytes] = []  # pieces not handed over yet (the event loop's side)
+        self._batched = 0
         self._closing = False
         self._discard = False
         self._error: BaseException | None = None
@@ -148,11 +154,19 @@ class _FileWriter:
     async def write(self, chunk: bytes) -> None:
         if not isinstance(chunk, bytes):
             chunk = bytes(chunk)  # a source may reuse its buffer once it yielded it
+        self.size += len(chunk)
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        if self._batched >= WRITER_BATCH_BYTES:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        batch, batched = self._batch, self._batched
+        self._batch, self._batched = [], 0
         with self._lock:
             self._raise_error()
-            self._queue.append(chunk)
-            self._queued += len(chunk)
-            self.size += len(chunk)
+            self._queue.extend(batch)
+            self._queued += batched
             self._lock.notify()
             if self._queued < WRITER_QUEUE_BYTES:
                 return
@@ -164,6 +178,8 @@ class _FileWriter:
     async def finish(self) -> str:
         """Write what is queued, flush and fsync once (in the writer's thread); the sha256 of
         every byte written."""
+        if self._batch:
+            await self._hand_over()
         with self._lock:
             self._closing = True
             self._lock.notify()
@@ -175,6 +191,7 @@ class _FileWriter:
     async def abort(self) -> None:
         """Drop what is queued and wait for the thread (even when cancelled), so the caller
         can remove the file."""
+        self._batch.clear()
         with self._lock:
             self._closing = self._discard = True
             self._queue.clear()
