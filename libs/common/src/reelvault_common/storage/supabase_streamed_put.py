@@ -51,8 +51,8 @@ from reelvault_common.storage.tus import upload_version
 
 log = logging.getLogger(__name__)
 
-# Source chunks read ahead of a streamed upload: a little more than one TUS piece, so the
-# download keeps going while a piece is PATCHed (memory: this x the source's chunk size).
+# Source chunks read ahead of a streamed upload, so the download keeps going while the upload
+# waits for the server (memory: this x the source's chunk size, at most 1 MiB in the archiver).
 STREAM_PREFETCH_DEPTH = 8
 
 
