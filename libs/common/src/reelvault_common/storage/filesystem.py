@@ -41,7 +41,7 @@ from reelvault_common.storage.interface import (
     StreamLengthMismatch,
     check_key,
 )
-from reelvault_common.storage.streams import WRITEBACK_BYTES
+from reelvault_common.storage.streams import WRITE_BATCH, WRITEBACK_BYTES
 
 READ_CHUNK = 1024 * 1024
 # Commit locks are striped over this many files (bounded, unlike one per key); keys sharing a
@@ -52,9 +52,6 @@ SMALL_OBJECT_BYTES = 1024 * 1024
 # Bytes a put may have handed to its writer thread and not yet written: the source waits
 # beyond this, so memory per put stays bounded however slow the disk is.
 WRITER_QUEUE_BYTES = 4 * 1024 * 1024
-# Pieces are handed to the writer thread in batches of at least this many bytes: a download's
-# pieces are often a quarter of it, and every hand-over wakes the thread.
-WRITER_BATCH_BYTES = 1024 * 1024
 
 
 def sign_path(secret: bytes, bucket: str, key: str, expires_at: int) -> str:
@@ -124,13 +121,12 @@ class _FileWriter:
     """Hashes and writes one put's chunks in a thread of its own, while the event loop goes on
     pulling the source.
 
-    Handing chunks over is an append under a lock, a batch of ``WRITER_BATCH_BYTES`` at a time
+    Handing chunks over is an append under a lock, a batch of ``WRITE_BATCH`` bytes at a time
     (the loop waits only when ``WRITER_QUEUE_BYTES`` are queued), where a worker-thread hop
     per chunk plus a read-ahead task cost the loop more than the download itself leaves
     spare: the loop's share of the copy is what limits it on a busy machine
     (bench/archive.py). Chunks are written as they came (no joining copy); the kernel's
-    writeback is started every ``WRITEBACK_BYTES`` so the
-    one fsync at the end is short."""
+    writeback is started every ``WRITEBACK_BYTES`` so the one fsync at the end is short."""
 
     def __init__(self, handle: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
         self._handle = handle
@@ -157,7 +153,7 @@ class _FileWriter:
         self.size += len(chunk)
         self._batch.append(chunk)
         self._batched += len(chunk)
-        if self._batched >= WRITER_BATCH_BYTES:
+        if self._batched >= WRITE_BATCH:
             await self._hand_over()
 
     async def _hand_over(self) -> None:

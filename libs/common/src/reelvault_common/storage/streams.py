@@ -23,6 +23,8 @@ from typing import IO
 import anyio.to_thread
 
 DEFAULT_PREFETCH_DEPTH = 4
+# Work handed to another thread (hashing, writing) goes at least this many bytes at a time: a
+# download's pieces are often a quarter of it, and every hand-over is a thread wake-up.
 WRITE_BATCH = 1024 * 1024
 WRITEBACK_BYTES = 16 * 1024 * 1024
 _END = object()
@@ -134,4 +136,4 @@ class HashingWriter:
         return self._digest.hexdigest()
 
 
-__all__ = ["DEFAULT_PREFETCH_DEPTH", "WRITEBACK_BYTES", "HashingWriter", "prefetch"]
+__all__ = ["DEFAULT_PREFETCH_DEPTH", "WRITEBACK_BYTES", "WRITE_BATCH", "HashingWriter", "prefetch"]

@@ -43,7 +43,7 @@ from reelvault_common.storage.interface import (
     StreamLengthMismatch,
     TransientStorageError,
 )
-from reelvault_common.storage.streams import prefetch
+from reelvault_common.storage.streams import WRITE_BATCH, prefetch
 from reelvault_common.storage.supabase_connection import UPLOAD_METADATA_KEY, SupabaseConnection
 from reelvault_common.storage.supabase_errors import ObjectExists
 from reelvault_common.storage.supabase_verify import Content, UploadVerifier, refusals_explained
@@ -56,13 +56,9 @@ log = logging.getLogger(__name__)
 STREAM_PREFETCH_DEPTH = 8
 
 
-# Hash at least this much per worker-thread hop: a download's pieces are often a quarter of it.
-HASH_BATCH_BYTES = 1024 * 1024
-
-
 class ThreadedSha256:
     """sha256 and length of a chunk stream, hashed in a worker thread (hashlib releases the
-    GIL) a batch of at least ``HASH_BATCH_BYTES`` per hop, so the event loop keeps moving bytes
+    GIL) a batch of at least ``WRITE_BATCH`` bytes per hop, so the event loop keeps moving bytes
     meanwhile. With ``expected``, a stream longer or shorter than that is
     ``StreamLengthMismatch`` (raised before a byte too many is passed on, or at its end)."""
 
@@ -81,7 +77,7 @@ class ThreadedSha256:
                 raise self._mismatch("more than ")
             batch.append(chunk)
             batched += len(chunk)
-            if batched >= HASH_BATCH_BYTES:
+            if batched >= WRITE_BATCH:
                 await anyio.to_thread.run_sync(self._update, batch)
                 batch, batched = [], 0
             yield chunk
